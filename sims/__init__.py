@@ -1,0 +1,1 @@
+"""Simulator backends behind one vector-env contract (see `vla_rl.envs`)."""

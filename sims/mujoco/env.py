@@ -1,0 +1,113 @@
+"""Gymnasium env for one MuJoCo arm task, with chunked stepping that renders once per chunk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sims.mujoco.sim import ArmSim
+from sims.mujoco.task import ArmTask, Expert
+from vla_rl.envs import ACTION_DIM, check_actions
+
+CAMERAS = ("agentview", "wrist")
+STATE_DIM = 8
+
+
+class ArmEnv(gym.Env):
+    """One arm + one task.
+
+    Observation: ``{"agentview": uint8 (H, W, 3), "wrist": uint8 (H, W, 3), "state": float32 (8,)}``.
+    Action: float32 (7,) in [-1, 1] (see `vla_rl.envs`). Reward: 1.0 on the step the task succeeds,
+    else 0. ``terminated`` on success, ``truncated`` at ``task.max_steps``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, task: ArmTask, image_size: int = 128, cameras: tuple[str, ...] = CAMERAS,
+                 task_id: str = "", render_mode: str | None = "rgb_array") -> None:
+        unknown = set(cameras) - set(CAMERAS)
+        if unknown:
+            raise ValueError(f"unknown cameras {sorted(unknown)}; valid: {list(CAMERAS)}")
+        self.task = task
+        self.task_id = task_id
+        self.cameras = tuple(cameras)
+        self.image_size = image_size
+        self.render_mode = render_mode
+        self.sim = ArmSim(task.objects_xml(), task.assets_xml(), image_size=image_size)
+        img = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(
+            {**{c: img for c in self.cameras},
+             "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.max_steps = task.max_steps
+        self.instruction = ""
+        self.elapsed = 0
+        self.seed_used: int | None = None
+        self._expert: Expert | None = None
+        self._done = False
+
+    # ---- Gymnasium API ----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.seed_used = seed
+        rng = self.np_random
+        self.sim.reset_arm()
+        self.task.initialize(self.sim, rng)
+        self.sim.forward()
+        self.instruction = self.task.instructions[int(rng.integers(len(self.task.instructions)))]
+        self.elapsed = 0
+        self._done = False
+        self._expert = None
+        return self._obs(), {"instruction": self.instruction, "success": False}
+
+    def step(self, action: np.ndarray):
+        return self.step_chunk(np.asarray(action)[None])
+
+    def step_chunk(self, actions: np.ndarray, render: bool = True):
+        """Run T control steps of ``actions`` (T, 7), stopping early at success or the step limit,
+        and render once at the end. Returns obs, reward, terminated, truncated, info, where
+        ``info["steps"]`` is the number of control steps executed."""
+        actions = check_actions(actions, (len(np.asarray(actions)),))
+        success, steps = False, 0
+        for a in actions:
+            if self._done:
+                break
+            self.sim.apply_action(a)
+            self.elapsed += 1
+            steps += 1
+            success = self.task.is_success(self.sim)
+            if success or self.elapsed >= self.max_steps:
+                self._done = True
+        truncated = self.elapsed >= self.max_steps and not success
+        obs = self._obs() if render else None
+        info = {"success": success, "instruction": self.instruction, "steps": steps}
+        return obs, float(success), success, truncated, info
+
+    def render(self) -> np.ndarray:
+        return self.sim.render(self.cameras[0])
+
+    def close(self) -> None:
+        self.sim.close()
+
+    # ---- extras -----------------------------------------------------------------------------
+    def expert_action(self) -> np.ndarray:
+        """The scripted expert's next action (7,) from privileged state."""
+        if self._expert is None:
+            self._expert = self.task.expert()
+        return self._expert.act(self.sim).astype(np.float32)
+
+    def render_into(self, out: dict[str, np.ndarray]) -> None:
+        """Render every camera into preallocated uint8 (H, W, 3) arrays, keyed by camera."""
+        for c in self.cameras:
+            self.sim.render(c, out=out[c])
+
+    def get_state(self) -> np.ndarray:
+        return self.sim.get_state()
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        obs = {c: self.sim.render(c) for c in self.cameras}
+        obs["state"] = self.sim.proprio()
+        return obs

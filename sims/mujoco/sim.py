@@ -1,0 +1,194 @@
+"""The arm simulation: one MuJoCo model + data, an end-effector delta controller, camera rendering.
+
+`ArmSim` is what tasks and scripted experts see (privileged state); `sims.mujoco.env.ArmEnv` wraps it
+in Gymnasium's API.
+"""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+
+from sims.mujoco.arm import (
+    ARM_JOINTS,
+    FINGER_OPEN,
+    HOME_QPOS,
+    JOINT_LIMITS,
+    build_scene_xml,
+)
+
+CONTROL_HZ = 20
+POS_SCALE = 0.02  # m per control step at |action| = 1 (0.4 m/s)
+ROT_SCALE = 0.1  # rad per control step at |action| = 1
+# Where the tool centre point may be commanded (m, world frame); the table top is z = 0.
+WORKSPACE = np.array([[0.15, 0.85], [-0.45, 0.45], [0.003, 0.55]])
+
+
+def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
+    """Unit quaternion (w, x, y, z) -> axis-angle vector (3,), angle in [0, pi]."""
+    q = q / np.linalg.norm(q)
+    if q[0] < 0:
+        q = -q
+    s = np.linalg.norm(q[1:])
+    if s < 1e-9:
+        return np.zeros(3)
+    return q[1:] / s * 2.0 * np.arctan2(s, q[0])
+
+
+def axis_angle_to_quat(v: np.ndarray) -> np.ndarray:
+    angle = float(np.linalg.norm(v))
+    if angle < 1e-12:
+        return np.array([1.0, 0.0, 0.0, 0.0])
+    axis = v / angle
+    return np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
+
+
+def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """World-frame axis-angle taking rotation matrix ``current`` (3, 3) to ``target`` (3, 3)."""
+    q = np.zeros(4)
+    mujoco.mju_mat2Quat(q, (target @ current.T).ravel())
+    return quat_to_axis_angle(q)
+
+
+class ArmSim:
+    """A MuJoCo arm scene with the task's objects.
+
+    Args:
+        objects_xml / assets_xml: the task's bodies and materials (see `build_scene_xml`).
+        image_size: side of the square camera images.
+        substeps: physics steps per control step (timestep 0.005 s x 10 = 20 Hz).
+    """
+
+    def __init__(self, objects_xml: str = "", assets_xml: str = "", image_size: int = 128,
+                 substeps: int = 10) -> None:
+        self.model = mujoco.MjModel.from_xml_string(
+            build_scene_xml(objects_xml, assets_xml, image_size=image_size)
+        )
+        self.data = mujoco.MjData(self.model)
+        self.substeps = substeps
+        self.image_size = image_size
+        self._arm_qadr = np.array([self.model.joint(n).qposadr[0] for n in ARM_JOINTS])
+        self._arm_dadr = np.array([self.model.joint(n).dofadr[0] for n in ARM_JOINTS])
+        self._finger_qadr = np.array(
+            [self.model.joint(n).qposadr[0] for n in ("finger_joint1", "finger_joint2")]
+        )
+        self._tcp = self.model.site("tcp").id
+        self._jacp = np.zeros((3, self.model.nv))
+        self._jacr = np.zeros((3, self.model.nv))
+        self._renderer: mujoco.Renderer | None = None
+        self.target_rot = np.diag([1.0, -1.0, -1.0])  # gripper pointing down
+
+    # ---- state ------------------------------------------------------------------------------
+    def reset_arm(self, qpos: np.ndarray = HOME_QPOS) -> None:
+        """Put the arm at ``qpos`` (7,), fingers open, at rest; then recompute kinematics."""
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[self._arm_qadr] = qpos
+        self.data.qpos[self._finger_qadr] = FINGER_OPEN
+        self.data.ctrl[:7] = qpos
+        self.data.ctrl[7:9] = FINGER_OPEN
+        mujoco.mj_forward(self.model, self.data)
+        self.target_rot = self.tcp_rotmat().copy()
+
+    def forward(self) -> None:
+        mujoco.mj_forward(self.model, self.data)
+
+    def tcp_pos(self) -> np.ndarray:
+        return self.data.site_xpos[self._tcp].copy()
+
+    def tcp_rotmat(self) -> np.ndarray:
+        return self.data.site_xmat[self._tcp].reshape(3, 3).copy()
+
+    def gripper_qpos(self) -> np.ndarray:
+        """Finger positions (2,), 0 closed .. 0.04 open each."""
+        return self.data.qpos[self._finger_qadr].copy()
+
+    def arm_qpos(self) -> np.ndarray:
+        return self.data.qpos[self._arm_qadr].copy()
+
+    def body_pos(self, name: str) -> np.ndarray:
+        return self.data.body(name).xpos.copy()
+
+    def body_quat(self, name: str) -> np.ndarray:
+        return self.data.body(name).xquat.copy()
+
+    def site_pos(self, name: str) -> np.ndarray:
+        return self.data.site(name).xpos.copy()
+
+    def joint_qpos(self, name: str) -> float:
+        return float(self.data.joint(name).qpos[0])
+
+    def set_joint_qpos(self, name: str, value: float) -> None:
+        self.data.joint(name).qpos[0] = value
+
+    def set_free_pose(self, joint: str, pos: np.ndarray, quat: np.ndarray | None = None) -> None:
+        """Place a free-jointed body: position (3,), quaternion (w, x, y, z); zero velocity."""
+        j = self.model.joint(joint)
+        adr, dadr = j.qposadr[0], j.dofadr[0]
+        self.data.qpos[adr : adr + 3] = pos
+        self.data.qpos[adr + 3 : adr + 7] = quat if quat is not None else (1.0, 0.0, 0.0, 0.0)
+        self.data.qvel[dadr : dadr + 6] = 0.0
+
+    def proprio(self) -> np.ndarray:
+        """float32 (8,): TCP position (3), TCP orientation as axis-angle (3), finger positions (2)."""
+        q = np.zeros(4)
+        mujoco.mju_mat2Quat(q, self.data.site_xmat[self._tcp])
+        return np.concatenate([self.tcp_pos(), quat_to_axis_angle(q), self.gripper_qpos()]).astype(np.float32)
+
+    def get_state(self) -> np.ndarray:
+        """The full physics state (time, qpos, qvel, act, ...) as float64, for replay checks."""
+        spec = mujoco.mjtState.mjSTATE_INTEGRATION
+        out = np.empty(mujoco.mj_stateSize(self.model, spec))
+        mujoco.mj_getState(self.model, self.data, out, spec)
+        return out
+
+    def set_state(self, state: np.ndarray) -> None:
+        mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
+        mujoco.mj_forward(self.model, self.data)
+
+    # ---- control ----------------------------------------------------------------------------
+    def apply_action(self, action: np.ndarray) -> None:
+        """One 20 Hz control step. ``action`` float (7,) in [-1, 1]: dpos (3), drot (3), gripper (1).
+
+        Differential IK (damped least squares, with a null-space pull to the home posture) turns the
+        end-effector target into joint position targets for the servos.
+        """
+        m, d = self.model, self.data
+        pos = self.tcp_pos()
+        rot = self.tcp_rotmat()
+        target_pos = np.clip(pos + POS_SCALE * action[:3], WORKSPACE[:, 0], WORKSPACE[:, 1])
+        drot = ROT_SCALE * action[3:6]
+        if np.any(drot):
+            dq = axis_angle_to_quat(drot)
+            dmat = np.zeros(9)
+            mujoco.mju_quat2Mat(dmat, dq)
+            self.target_rot = dmat.reshape(3, 3) @ self.target_rot
+        # Re-anchor the orientation target near the current one so it cannot wind up.
+        err_rot = rotation_error(self.target_rot, rot)
+        n = np.linalg.norm(err_rot)
+        if n > 0.3:
+            err_rot *= 0.3 / n
+        err = np.concatenate([target_pos - pos, err_rot])
+        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
+        jac = np.vstack([self._jacp[:, self._arm_dadr], self._jacr[:, self._arm_dadr]])
+        lam = 1e-3
+        jjt = jac @ jac.T + lam * np.eye(6)
+        pinv = jac.T @ np.linalg.solve(jjt, np.eye(6))
+        q = self.arm_qpos()
+        dq = pinv @ err + (np.eye(7) - pinv @ jac) @ (0.2 * (HOME_QPOS - q))
+        d.ctrl[:7] = np.clip(q + dq, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+        finger = (1.0 - float(action[6])) * 0.5 * FINGER_OPEN
+        d.ctrl[7:9] = finger
+        mujoco.mj_step(m, d, nstep=self.substeps)
+
+    # ---- rendering --------------------------------------------------------------------------
+    def render(self, camera: str, out: np.ndarray | None = None) -> np.ndarray:
+        """uint8 (H, W, 3) image from ``camera``; written into ``out`` when given."""
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
+        self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render(out=out)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

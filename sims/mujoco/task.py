@@ -1,0 +1,65 @@
+"""What a robot task gives the MuJoCo backend: objects, initial states, success, and an expert.
+
+Tasks live in `tasks/robot`; they subclass `ArmTask`. An expert reads privileged state from the
+`ArmSim` and returns one action (7,) per control step.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+from sims.mujoco.sim import POS_SCALE, ROT_SCALE, ArmSim, rotation_error
+
+
+class Expert(abc.ABC):
+    """A scripted policy for one episode (it may keep phase state)."""
+
+    @abc.abstractmethod
+    def act(self, sim: ArmSim) -> np.ndarray:
+        """float32 (7,) action in [-1, 1]."""
+
+
+class ArmTask(abc.ABC):
+    """A robot task on the MuJoCo arm: subclass and register it in `tasks.robot`."""
+
+    #: control steps before the episode is truncated
+    max_steps: int = 100
+    #: instruction templates; one is chosen per episode from the seed
+    instructions: tuple[str, ...] = ()
+
+    def objects_xml(self) -> str:
+        """``<body>`` elements for the worldbody."""
+        return ""
+
+    def assets_xml(self) -> str:
+        return ""
+
+    @abc.abstractmethod
+    def initialize(self, sim: ArmSim, rng: np.random.Generator) -> None:
+        """Randomise the initial state (the arm is already at home); called before ``mj_forward``."""
+
+    @abc.abstractmethod
+    def is_success(self, sim: ArmSim) -> bool:
+        """The success predicate on the current state."""
+
+    @abc.abstractmethod
+    def expert(self) -> Expert:
+        """A fresh scripted expert for one episode."""
+
+
+def move_action(sim: ArmSim, target: np.ndarray, gripper: float, gain: float = 1.0,
+                yaw: float | None = None) -> np.ndarray:
+    """Action (7,) driving the TCP toward ``target`` (3,) with the gripper pointing down.
+
+    ``gripper`` is -1 (open) .. +1 (closed); ``yaw`` (rad, about world z) turns the fingers.
+    """
+    a = np.zeros(7, dtype=np.float32)
+    a[:3] = np.clip(gain * (target - sim.tcp_pos()) / POS_SCALE, -1.0, 1.0)
+    if yaw is not None:  # steer the controller's orientation target, which it tracks
+        c, s = np.cos(yaw), np.sin(yaw)
+        down = np.array([[c, s, 0.0], [s, -c, 0.0], [0.0, 0.0, -1.0]])
+        a[3:6] = np.clip(rotation_error(down, sim.target_rot) / ROT_SCALE, -1.0, 1.0)
+    a[6] = gripper
+    return a

@@ -1,0 +1,1 @@
+"""Task definitions: robot tasks (`tasks.robot`) and text reasoning tasks (`tasks.text`)."""
