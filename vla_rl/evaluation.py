@@ -6,7 +6,6 @@ task's scripted expert (privileged state, inside the env workers); ``random`` sa
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -16,6 +15,7 @@ from pydantic import Field, field_validator
 
 from vla_rl.config import Config
 from vla_rl.envs import EnvConfig, Obs, VectorEnv, check_task_id, make_vector_env, robot_task_ids
+from vla_rl.utils.io import atomic_write_json
 from vla_rl.utils.stats import wilson_interval
 
 
@@ -152,10 +152,7 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
                           f"({summary['wall_s']:.1f} s)")
     rates = [r["success"] for r in results["tasks"].values()]
     results["mean_success"] = float(np.mean(rates))
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".eval.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out / "eval.json")
+    atomic_write_json(out / "eval.json", results)
     return results
 
 

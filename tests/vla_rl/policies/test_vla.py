@@ -1,0 +1,141 @@
+"""The VLA policy: decoding paths, log-prob consistency, checkpoints, presets."""
+
+import numpy as np
+import pytest
+import torch
+
+from vla_rl.policies.tokenizer import action_token_offset, build_tokenizer
+from vla_rl.policies.vla.configuration_vla import LMConfig, VisionConfig, VLAConfig, vla_preset
+from vla_rl.policies.vla.modeling_vla import VLAPolicy
+from vla_rl.policies.vla.processor_vla import NormStats
+
+TEXTS = ["pick up the red cube", "open the drawer", "put the cube in the bin", "stack the cubes"]
+A_STATS = NormStats(-np.ones(7), np.ones(7))
+S_STATS = NormStats(-np.ones(8), np.ones(8))
+
+
+def micro(**kw) -> VLAConfig:
+    return VLAConfig(vision=VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2,
+                                         intermediate_size=64),
+                     lm=LMConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+                     cameras=("agentview", "wrist"), chunk_size=2, **kw)
+
+
+def make(cfg: VLAConfig, seed: int = 0) -> VLAPolicy:
+    torch.manual_seed(seed)
+    tok = build_tokenizer(TEXTS * 5, vocab_size=300)
+    return VLAPolicy(cfg, len(tok), A_STATS, S_STATS, tokenizer=tok).eval()
+
+
+def obs(b: int = 5, size: int = 32, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"agentview": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
+            "wrist": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
+            "state": rng.normal(size=(b, 8)).astype(np.float32)}
+
+
+def test_tokenizer_puts_action_ids_last_and_survives_save(tmp_path):
+    tok = build_tokenizer(TEXTS, vocab_size=300)
+    off = action_token_offset(tok)
+    assert len(tok) == off + 256
+    assert tok.decode(tok("open the drawer")["input_ids"]) == "open the drawer"
+    tok.save_pretrained(tmp_path)
+    from transformers import PreTrainedTokenizerFast
+
+    again = PreTrainedTokenizerFast.from_pretrained(tmp_path)
+    assert action_token_offset(again) == off and again("stack the cubes") == tok("stack the cubes")
+
+
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_sampled_logprobs_equal_rescored_logprobs(decoding):
+    pol = make(micro(decoding=decoding))
+    batch = pol.processor()(obs(), [TEXTS[i % 4] for i in range(5)])
+    for temperature in (1.0, 1.6):
+        out = pol.act(batch, temperature=temperature, generator=torch.Generator().manual_seed(1))
+        k = pol.config.num_action_tokens
+        assert out.tokens.shape == (5, k) and out.tokens.min() >= 0 and out.tokens.max() < 256
+        assert out.actions.shape == (5, 2, 7) and out.actions.dtype == np.float32
+        lp, ent = pol.logprobs(batch, out.tokens, temperature)
+        torch.testing.assert_close(lp, out.logprobs, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ent, out.entropy, atol=1e-5, rtol=0)
+        assert (ent > 0).all() and (ent <= np.log(256) + 1e-4).all()
+
+
+def test_greedy_is_argmax_and_deterministic():
+    pol = make(micro())
+    batch = pol.processor()(obs(), ["open the drawer"] * 5)
+    a, b = pol.act(batch, greedy=True), pol.act(batch, greedy=True)
+    torch.testing.assert_close(a.tokens, b.tokens)
+    logits = pol.action_logits(batch)
+    torch.testing.assert_close(a.tokens, logits.argmax(-1))
+
+
+def test_gradients_reach_every_part():
+    pol = make(micro())
+    batch = pol.processor()(obs(), ["open the drawer"] * 5)
+    out = pol.act(batch)
+    lp, _ = pol.logprobs(batch, out.tokens)
+    lp.mean().backward()
+    for name in ("vision", "projector", "lm", "proprio", "action_slots", "camera_embed"):
+        grads = [p.grad for n, p in pol.named_parameters() if n.startswith(name) and p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name
+
+
+def test_instruction_changes_the_output():
+    pol = make(micro())
+    proc = pol.processor()
+    o = obs()
+    la = pol.action_logits(proc(o, ["open the drawer"] * 5))
+    lb = pol.action_logits(proc(o, ["stack the cubes"] * 5))
+    assert not torch.allclose(la, lb)
+
+
+def test_save_load_gives_identical_logits(tmp_path):
+    pol = make(micro())
+    batch = pol.processor()(obs(), ["put the cube in the bin"] * 5)
+    ref = pol.action_logits(batch)
+    pol.save_pretrained(tmp_path / "ckpt", extra={"step": 3})
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "ckpt").iterdir()}
+    again = VLAPolicy.from_pretrained(tmp_path / "ckpt", expect=micro()).eval()
+    batch2 = again.processor()(obs(), ["put the cube in the bin"] * 5)
+    torch.testing.assert_close(again.action_logits(batch2), ref, rtol=0, atol=0)
+    np.testing.assert_array_equal(again.action_tokenizer.stats.q99, A_STATS.q99)
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    make(micro()).save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(ValueError, match=r"chunk_size: expected 4, checkpoint has 2"):
+        VLAPolicy.from_pretrained(tmp_path / "ckpt", expect=micro().model_copy(update={"chunk_size": 4}))
+    with pytest.raises(FileNotFoundError, match="config.json is missing"):
+        VLAPolicy.from_pretrained(tmp_path)
+
+
+def test_corrupt_weights_are_named(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    make(micro()).save_pretrained(tmp_path / "ckpt")
+    w = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+    w["action_slots"] = torch.zeros(3, 3)
+    save_file(w, str(tmp_path / "ckpt" / "model.safetensors"))
+    with pytest.raises(ValueError, match="action_slots: checkpoint"):
+        VLAPolicy.from_pretrained(tmp_path / "ckpt")
+
+
+def test_processor_resizes_and_refuses_missing_camera():
+    pol = make(micro())
+    proc = pol.processor()
+    b = proc(obs(size=64), ["open the drawer"] * 5)
+    assert b.pixels.shape == (5, 2, 3, 32, 32) and b.pixels.min() >= -1.0 and b.pixels.max() <= 1.0
+    o = obs()
+    del o["wrist"]
+    with pytest.raises(KeyError, match="wrist"):
+        proc(o, ["x"] * 5)
+
+
+def test_openvla_7b_preset_builds_with_real_shapes_without_weights():
+    cfg = vla_preset("openvla-7b")
+    with torch.device("meta"):
+        pol = VLAPolicy(cfg, 32000, A_STATS, S_STATS)
+    n = pol.num_parameters()
+    assert 6.9e9 < n < 7.3e9, n  # Llama-2 7B (6.74B) + SigLIP-so400m (0.43B) + projector
+    assert pol.action_offset == 32000 - 256

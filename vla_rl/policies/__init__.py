@@ -1,0 +1,1 @@
+"""Policies: the OpenVLA-style action-token VLA (`vla`) and, later, text LMs."""

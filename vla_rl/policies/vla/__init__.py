@@ -1,0 +1,1 @@
+"""OpenVLA-style VLA: configuration, modeling and processor files (one folder per policy)."""

@@ -1,0 +1,295 @@
+"""The OpenVLA-style action-token policy.
+
+Sequence fed to the causal LM (one row per observation)::
+
+    [image tokens of each camera] [instruction tokens (padded)] [proprio token] [action part]
+
+Parallel decoding (OpenVLA-OFT): the action part is ``K = chunk_size * action_dim`` learned slot
+embeddings; one forward pass gives the logits of all K tokens (slot k predicts token k). OFT lets the
+slots attend to each other bidirectionally; we keep the LM's causal mask (slot k sees slots < k, which
+are constants, so the K tokens are still independent given the context) and so need no custom mask.
+Autoregressive decoding (OpenVLA): the action part is the action tokens themselves, predicted one by
+one with the KV cache; training scores them in one teacher-forced pass.
+
+Logits are restricted to the ``n_bins`` action ids (the last ids of the vocabulary) before sampling,
+as SimpleVLA-RL does, and divided by the temperature both when sampling and when scoring, so that the
+sampled log-probs equal the re-computed ones (PPO's ratio starts at 1).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vla_rl.policies.vla.configuration_vla import VLAConfig
+from vla_rl.policies.vla.processor_vla import ActionTokenizer, NormStats, VLAProcessor
+from vla_rl.utils.io import atomic_dir
+
+
+@dataclass
+class VLABatch:
+    """Model inputs. pixels float (B, C, 3, S, S) in [-1, 1] for C cameras; input_ids int64 (B, L);
+    attention_mask int64 (B, L); state float (B, state_dim) normalised."""
+
+    pixels: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    state: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> VLABatch:
+        return VLABatch(self.pixels.to(device), self.input_ids.to(device), self.attention_mask.to(device),
+                        None if self.state is None else self.state.to(device))
+
+    def __len__(self) -> int:
+        return self.pixels.shape[0]
+
+    def index(self, idx: torch.Tensor | slice) -> VLABatch:
+        return VLABatch(self.pixels[idx], self.input_ids[idx], self.attention_mask[idx],
+                        None if self.state is None else self.state[idx])
+
+
+@dataclass
+class ActOutput:
+    """tokens int64 (B, K) in [0, n_bins); logprobs, entropy float (B, K); actions float32 (B, T, D)."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+    entropy: torch.Tensor
+    actions: np.ndarray
+
+
+def _vision_model(cfg: VLAConfig) -> nn.Module:
+    v = cfg.vision
+    if v.type == "siglip":
+        from transformers import SiglipVisionConfig, SiglipVisionModel
+
+        return SiglipVisionModel(SiglipVisionConfig(
+            image_size=v.image_size, patch_size=v.patch_size, hidden_size=v.hidden_size,
+            num_hidden_layers=v.num_layers, num_attention_heads=v.num_heads, intermediate_size=v.intermediate_size))
+    from transformers import ViTConfig, ViTModel
+
+    return ViTModel(ViTConfig(
+        image_size=v.image_size, patch_size=v.patch_size, hidden_size=v.hidden_size, num_hidden_layers=v.num_layers,
+        num_attention_heads=v.num_heads, intermediate_size=v.intermediate_size), add_pooling_layer=False)
+
+
+def _lm(cfg: VLAConfig, vocab_size: int) -> nn.Module:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    m = cfg.lm
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=vocab_size, hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
+        num_attention_heads=m.num_heads, num_key_value_heads=m.num_kv_heads or m.num_heads,
+        intermediate_size=m.intermediate_size, max_position_embeddings=m.max_position_embeddings,
+        rms_norm_eps=m.rms_norm_eps, tie_word_embeddings=False))
+
+
+class VLAPolicy(nn.Module):
+    """Vision encoder + projector + causal LM emitting action-token chunks.
+
+    Args:
+        config: the architecture.
+        vocab_size: the LM vocabulary (tokenizer size); action ids are ``[vocab_size - n_bins, vocab_size)``.
+        action_stats: q01/q99 of the raw actions (D,), for the action tokenizer.
+        state_stats: q01/q99 of the proprio state, mapped to [-1, 1].
+    """
+
+    def __init__(self, config: VLAConfig, vocab_size: int, action_stats: NormStats,
+                 state_stats: NormStats | None = None, tokenizer=None) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.vocab_size = config.lm.vocab_size or vocab_size
+        self.action_offset = self.vocab_size - config.n_bins
+        self.action_tokenizer = ActionTokenizer(action_stats, self.action_offset, config.n_bins, config.binary_dims)
+        self.state_stats = state_stats
+        h = config.lm.hidden_size
+        self.vision = _vision_model(config)
+        self.projector = nn.Sequential(nn.Linear(config.vision.hidden_size, h), nn.GELU(), nn.Linear(h, h))
+        self.camera_embed = nn.Parameter(torch.zeros(len(config.cameras), h))
+        self.lm = _lm(config, self.vocab_size)
+        self.proprio = nn.Linear(config.state_dim, h) if config.use_proprio else None
+        self.action_slots = nn.Parameter(torch.randn(config.num_action_tokens, h) * 0.02)
+
+    # ---- sequence assembly ------------------------------------------------------------------
+    def _prefix(self, batch: VLABatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (B, P, h) and mask (B, P) of images + instruction + proprio."""
+        b, c = batch.pixels.shape[:2]
+        feats = self.vision(pixel_values=batch.pixels.flatten(0, 1)).last_hidden_state  # (B*C, patches, hv)
+        img = self.projector(feats).unflatten(0, (b, c)) + self.camera_embed[None, :, None, :]
+        img = img.flatten(1, 2)  # (B, C * patches, h)
+        txt = self.lm.get_input_embeddings()(batch.input_ids)
+        parts, masks = [img, txt], [torch.ones(img.shape[:2], dtype=torch.long, device=img.device),
+                                    batch.attention_mask]
+        if self.proprio is not None:
+            if batch.state is None:
+                raise ValueError("this policy uses proprio (config.use_proprio) but the batch has no state")
+            parts.append(self.proprio(batch.state)[:, None])
+            masks.append(torch.ones(b, 1, dtype=torch.long, device=img.device))
+        return torch.cat(parts, 1), torch.cat(masks, 1)
+
+    def _action_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., h) -> logits over the action ids only (..., n_bins)."""
+        w = self.lm.get_output_embeddings().weight[self.action_offset :]
+        return hidden @ w.T
+
+    def action_logits(self, batch: VLABatch, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, K, n_bins) of the K action tokens. ``tokens`` (B, K) in [0, n_bins) is needed
+        (teacher forcing) for autoregressive decoding and ignored for parallel decoding."""
+        emb, mask = self._prefix(batch)
+        k = self.config.num_action_tokens
+        if self.config.decoding == "parallel":
+            act = self.action_slots[None].expand(len(batch), -1, -1)
+            hidden = self._run_lm(torch.cat([emb, act], 1), mask, k)
+            return self._action_head(hidden)
+        if tokens is None:
+            raise ValueError("autoregressive scoring needs the action tokens (teacher forcing)")
+        act = self.lm.get_input_embeddings()(tokens[:, :-1] + self.action_offset)
+        hidden = self._run_lm(torch.cat([emb, act], 1), mask, k)  # last prefix position predicts token 0
+        return self._action_head(hidden)
+
+    def _run_lm(self, emb: torch.Tensor, prefix_mask: torch.Tensor, last: int) -> torch.Tensor:
+        mask = torch.cat([prefix_mask, prefix_mask.new_ones(emb.shape[0], emb.shape[1] - prefix_mask.shape[1])], 1)
+        out = self.lm.model(inputs_embeds=emb, attention_mask=mask)
+        return out.last_hidden_state[:, -last:]
+
+    # ---- acting and scoring -----------------------------------------------------------------
+    def logprobs(self, batch: VLABatch, tokens: torch.Tensor, temperature: float = 1.0
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs and entropies (B, K) of ``tokens`` (B, K) under the tempered action distribution."""
+        logits = self.action_logits(batch, tokens).float() / temperature
+        logp = F.log_softmax(logits, -1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        return logp.gather(-1, tokens[..., None]).squeeze(-1), entropy
+
+    @torch.no_grad()
+    def act(self, batch: VLABatch, temperature: float = 1.0, greedy: bool = False,
+            generator: torch.Generator | None = None) -> ActOutput:
+        """Decode one action chunk per row: sampled with ``temperature`` or greedy (argmax)."""
+        if self.config.decoding == "parallel":
+            logits = self.action_logits(batch).float()
+            tokens, logp, ent = _sample(logits, temperature, greedy, generator)
+        else:
+            tokens, logp, ent = self._generate_autoregressive(batch, temperature, greedy, generator)
+        ids = (tokens + self.action_offset).cpu().numpy().reshape(len(batch), self.config.chunk_size, -1)
+        return ActOutput(tokens, logp, ent, self.action_tokenizer.decode(ids))
+
+    def _generate_autoregressive(self, batch: VLABatch, temperature: float, greedy: bool,
+                                 generator: torch.Generator | None):
+        from transformers import DynamicCache
+
+        emb, mask = self._prefix(batch)
+        cache = DynamicCache()
+        out = self.lm.model(inputs_embeds=emb, attention_mask=mask, cache=cache, use_cache=True)
+        hidden = out.last_hidden_state[:, -1:]
+        toks, logps, ents = [], [], []
+        for _ in range(self.config.num_action_tokens):
+            t, lp, en = _sample(self._action_head(hidden).float(), temperature, greedy, generator)
+            toks.append(t)
+            logps.append(lp)
+            ents.append(en)
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
+            nxt = self.lm.get_input_embeddings()(t + self.action_offset)
+            out = self.lm.model(inputs_embeds=nxt, attention_mask=mask, cache=cache, use_cache=True)
+            hidden = out.last_hidden_state
+        return torch.cat(toks, 1), torch.cat(logps, 1), torch.cat(ents, 1)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def processor(self) -> VLAProcessor:
+        """The matching observation processor (needs the tokenizer)."""
+        if self.tokenizer is None:
+            raise ValueError("this policy was built without a tokenizer; pass tokenizer= or load a checkpoint")
+        c = self.config
+        return VLAProcessor(self.tokenizer, c.cameras, c.vision.image_size, c.max_instruction_tokens,
+                            self.state_stats if c.use_proprio else None)
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path, extra: dict | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and the tokenizer to ``path``, atomically."""
+        from safetensors.torch import save_file
+
+        meta = {"format": CHECKPOINT_FORMAT, "vla": self.config.model_dump(mode="json"),
+                "vocab_size": self.vocab_size, "action_stats": self.action_tokenizer.stats.to_dict(),
+                "state_stats": self.state_stats.to_dict() if self.state_stats is not None else None,
+                "extra": extra or {}}
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+
+        def write(tmp: Path) -> None:
+            (tmp / "config.json").write_text(json.dumps(meta, indent=2))
+            save_file(state, str(tmp / "model.safetensors"))
+            if self.tokenizer is not None:
+                self.tokenizer.save_pretrained(str(tmp))
+
+        return atomic_dir(path, write)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, expect: VLAConfig | None = None,
+                        map_location: str = "cpu") -> VLAPolicy:
+        """Load a checkpoint folder. ``expect``: refuse a checkpoint whose architecture differs,
+        naming each differing key."""
+        from safetensors.torch import load_file
+        from transformers import PreTrainedTokenizerFast
+
+        path = Path(path)
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise FileNotFoundError(f"{path} is not a VLA checkpoint: {cfg_file.name} is missing")
+        meta = json.loads(cfg_file.read_text())
+        if meta.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{cfg_file}: checkpoint format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
+        config = VLAConfig.model_validate(meta["vla"])
+        if expect is not None:
+            diff = _config_diff(expect.model_dump(mode="json"), config.model_dump(mode="json"))
+            if diff:
+                raise ValueError(f"checkpoint {path} was trained with another config: " + "; ".join(diff))
+        tok = None
+        if (path / "tokenizer.json").is_file():
+            tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+        st = meta.get("state_stats")
+        policy = cls(config, meta["vocab_size"], NormStats.from_dict(meta["action_stats"]),
+                     NormStats.from_dict(st) if st else None, tokenizer=tok)
+        weights = load_file(str(path / "model.safetensors"), device=map_location)
+        own = policy.state_dict()
+        problems = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                    for k, v in weights.items() if k in own and own[k].shape != v.shape]
+        missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+        if problems or missing or unexpected:
+            raise ValueError(f"checkpoint {path} does not match its config: "
+                             + "; ".join(problems + [f"missing {m}" for m in missing[:5]]
+                                         + [f"unexpected {u}" for u in unexpected[:5]]))
+        policy.load_state_dict(weights)
+        return policy
+
+
+CHECKPOINT_FORMAT = "vla-rl/vla-v1"
+
+
+def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _config_diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: expected {va!r}, checkpoint has {vb!r}")
+    return out
+
+
+def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator: torch.Generator | None):
+    """logits (B, K, n) -> tokens (B, K), their log-probs and entropies under logits / temperature."""
+    logp = F.log_softmax(logits / temperature, -1)
+    if greedy:
+        tokens = logp.argmax(-1)
+    else:
+        flat = logp.exp().flatten(0, -2)
+        tokens = torch.multinomial(flat, 1, generator=generator).view(logp.shape[:-1])
+    entropy = -(logp.exp() * logp).sum(-1)
+    return tokens, logp.gather(-1, tokens[..., None]).squeeze(-1), entropy
