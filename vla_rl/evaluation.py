@@ -66,13 +66,33 @@ def _task_list(spec: str) -> list[str]:
     return robot_task_ids() if spec == "all" else [t.strip() for t in spec.split(",") if t.strip()]
 
 
+class VLAChunkPolicy:
+    """A VLA checkpoint acting greedily (evaluation) or with temperature sampling."""
+
+    def __init__(self, policy: Any, greedy: bool = True, temperature: float = 1.0) -> None:
+        self.policy = policy.eval()
+        self.processor = policy.processor()
+        self.greedy = greedy
+        self.temperature = temperature
+
+    def act(self, env: VectorEnv, obs: Obs, instructions: list[str]) -> np.ndarray:
+        out = self.policy.act(self.processor(obs, instructions), temperature=self.temperature, greedy=self.greedy)
+        return out.actions
+
+
 def make_policy(cfg: EvalConfig) -> ChunkPolicy:
+    """``expert``, ``random`` or a checkpoint folder (written by `vla-rl sft` / `vla-rl train`)."""
     if cfg.policy == "expert":
         return ExpertPolicy()
     if cfg.policy == "random":
         return RandomPolicy(cfg.seed)
-    raise ValueError(f"policy {cfg.policy!r}: checkpoint policies arrive with the VLA policy; "
-                     "valid now: expert, random")
+    path = Path(cfg.policy)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"policy {cfg.policy!r} is neither 'expert', 'random' nor a checkpoint folder "
+                         "(a folder holding config.json and model.safetensors)")
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+
+    return VLAChunkPolicy(VLAPolicy.from_pretrained(path))
 
 
 def run_episodes(env: VectorEnv, policy: ChunkPolicy, seeds: list[int],
@@ -132,6 +152,10 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
     from vla_rl.utils.video import write_mp4
 
     policy = make_policy(cfg)
+    if isinstance(policy, VLAChunkPolicy):  # render what the policy reads, at its resolution
+        vcfg = policy.policy.config
+        cfg = cfg.model_copy(update={"env": cfg.env.model_copy(
+            update={"image_size": vcfg.vision.image_size, "cameras": tuple(vcfg.cameras)})})
     out = Path(cfg.out)
     results: dict[str, Any] = {"policy": cfg.policy, "split": cfg.split, "tasks": {}}
     for task in _task_list(cfg.task):

@@ -1,0 +1,1 @@
+"""Trainers: SFT on demonstrations and (one) GRPO trainer for both modalities."""
