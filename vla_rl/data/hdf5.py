@@ -1,0 +1,204 @@
+"""Import robomimic / LIBERO HDF5 demonstrations into our episodes and LeRobot datasets.
+
+Expected layout (robomimic's, which LIBERO follows)::
+
+    data/                      attrs: LIBERO keeps "problem_info" (JSON with "language_instruction")
+    data/demo_0/actions        (T, 7) float
+    data/demo_0/obs/<key>      (T, ...) e.g. agentview_rgb / agentview_image (T, H, W, 3) uint8,
+                               eye_in_hand_rgb / robot0_eye_in_hand_image, ee_pos (T, 3), ee_ori (T, 3),
+                               gripper_states (T, 2), or robomimic's robot0_eef_pos / robot0_eef_quat /
+                               robot0_gripper_qpos
+    data/demo_0/dones          (T,) optional; the last step of a demo counts as success otherwise
+
+State is rebuilt in our layout (8,): end-effector position (3), orientation as axis-angle (3) (a
+``*_quat`` key (x, y, z, w) is converted), finger positions (2), from the first of these key sets found:
+LIBERO ``ee_pos, ee_ori, gripper_states``; robomimic ``robot0_eef_pos, robot0_eef_quat,
+robot0_gripper_qpos``; or pass ``state_keys`` to concatenate others.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_rl.data import DatasetError, Episode
+
+CAMERA_KEYS: dict[str, tuple[str, ...]] = {
+    "agentview": ("agentview_rgb", "agentview_image", "agentview"),
+    "wrist": ("eye_in_hand_rgb", "robot0_eye_in_hand_image", "eye_in_hand_image", "wrist_image", "wrist"),
+}
+STATE_KEY_SETS: tuple[tuple[str, ...], ...] = (
+    ("ee_pos", "ee_ori", "gripper_states"),  # LIBERO
+    ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"),  # robomimic
+)
+
+
+def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
+    """(..., 4) quaternions (x, y, z, w) -> (..., 3) axis-angle (axis * angle, angle in [0, pi])."""
+    q = np.asarray(q, dtype=np.float64)
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    q = np.where(q[..., 3:4] < 0, -q, q)  # same rotation, w >= 0 gives angle <= pi
+    w = np.clip(q[..., 3], -1.0, 1.0)
+    angle = 2.0 * np.arccos(w)
+    s = np.sqrt(np.maximum(1.0 - w * w, 0.0))
+    scale = np.where(s > 1e-8, angle / np.maximum(s, 1e-12), 2.0)  # small angles: axis*angle ~ 2 * xyz
+    return (q[..., :3] * scale[..., None]).astype(np.float32)
+
+
+def _demo_names(data: Any) -> list[str]:
+    names = [k for k in data if re.fullmatch(r"demo_\d+", k)]
+    return sorted(names, key=lambda k: int(k.split("_")[1]))
+
+
+def _attr_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def find_instruction(path: Path, data: Any, demo: Any) -> str | None:
+    """The language instruction of a demo: its own attrs, then LIBERO's ``problem_info``, then ``data``'s
+    attrs, then a LIBERO-style file name (``put_the_bowl_on_the_plate_demo.hdf5``)."""
+    for attrs in (demo.attrs, data.attrs):
+        for key in ("language_instruction", "lang", "instruction"):
+            if key in attrs:
+                return _attr_text(attrs[key])
+    if "problem_info" in data.attrs:
+        try:
+            info = json.loads(_attr_text(data.attrs["problem_info"]))
+        except json.JSONDecodeError:
+            raise DatasetError(path, "data attribute 'problem_info' is not valid JSON") from None
+        if isinstance(info, dict) and info.get("language_instruction"):
+            text = info["language_instruction"]
+            return " ".join(text) if isinstance(text, list) else str(text)
+    stem = path.name.removesuffix(".hdf5")
+    if stem.endswith("_demo"):
+        words = stem.removesuffix("_demo").split("_")
+        while words and (words[0].isupper() or words[0].isdigit()):  # LIBERO-10 prefixes like KITCHEN_SCENE3
+            words = words[1:]
+        return " ".join(words) or None
+    return None
+
+
+def read_hdf5(
+    path: str | Path,
+    *,
+    cameras: Mapping[str, str] | None = None,
+    state_keys: Sequence[str] | None = None,
+    instruction: str | None = None,
+    rotate_images: bool = False,
+    demos: Sequence[str] | None = None,
+) -> Iterator[Episode]:
+    """Yield the demos of a robomimic/LIBERO HDF5 file as `Episode` objects, in demo number order.
+
+    Args:
+        cameras: our camera name -> obs key (default: the first of `CAMERA_KEYS` found for each).
+        state_keys: obs keys concatenated into the state (default: see the module docstring).
+        instruction: overrides the instruction found in the file.
+        rotate_images: rotate frames 180 degrees (LIBERO's renders are stored upside down).
+        demos: demo group names to read (default: all ``demo_<i>``).
+
+    Raises:
+        DatasetError: naming the file and the group/key that is missing or malformed.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(path, "missing")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetError(path, f"not a readable HDF5 file ({e})") from None
+    with f:
+        if "data" not in f:
+            raise DatasetError(path, f"no 'data' group (top level has {sorted(f)})")
+        data = f["data"]
+        names = list(demos) if demos is not None else _demo_names(data)
+        if not names:
+            raise DatasetError(path, "the 'data' group holds no demo_<i> groups")
+        for i, name in enumerate(names):
+            if name not in data:
+                raise DatasetError(path, f"no group data/{name}")
+            yield _read_demo(path, data, name, i, cameras, state_keys, instruction, rotate_images)
+
+
+def _read_demo(path: Path, data: Any, name: str, index: int, cameras: Mapping[str, str] | None,
+               state_keys: Sequence[str] | None, instruction: str | None, rotate: bool) -> Episode:
+    demo = data[name]
+    where = f"data/{name}"
+    if "actions" not in demo:
+        raise DatasetError(path, f"{where} has no 'actions' dataset")
+    if "obs" not in demo:
+        raise DatasetError(path, f"{where} has no 'obs' group")
+    obs = demo["obs"]
+    actions = np.asarray(demo["actions"][()])
+    if actions.ndim != 2 or actions.shape[1] != 7 or not np.issubdtype(actions.dtype, np.floating):
+        raise DatasetError(path, f"{where}/actions is {actions.dtype} {actions.shape}, expected float (T, 7)")
+    length = actions.shape[0]
+    if length == 0:
+        raise DatasetError(path, f"{where}/actions is empty")
+
+    if cameras is None:
+        cams: dict[str, str] = {}
+        for ours, candidates in CAMERA_KEYS.items():
+            found = next((k for k in candidates if k in obs), None)
+            if found is not None:
+                cams[ours] = found
+        if not cams:
+            raise DatasetError(path, f"{where}/obs has no camera images (looked for {CAMERA_KEYS}; has {sorted(obs)})")
+    else:
+        cams = dict(cameras)
+    frames = {}
+    for ours, key in cams.items():
+        if key not in obs:
+            raise DatasetError(path, f"{where}/obs has no {key!r} (has {sorted(obs)})")
+        img = np.asarray(obs[key][()])
+        if img.dtype != np.uint8 or img.ndim != 4 or img.shape[-1] != 3 or img.shape[0] != length:
+            raise DatasetError(path, f"{where}/obs/{key} is {img.dtype} {img.shape}, expected uint8 "
+                                     f"({length}, H, W, 3)")
+        frames[ours] = np.ascontiguousarray(img[:, ::-1, ::-1]) if rotate else img
+
+    if state_keys is None:
+        state_keys = next((s for s in STATE_KEY_SETS if all(k in obs for k in s)), None)
+        if state_keys is None:
+            raise DatasetError(path, f"{where}/obs has none of the state key sets {STATE_KEY_SETS}; has "
+                                     f"{sorted(obs)} (pass state_keys=...)")
+    parts = []
+    for key in state_keys:
+        if key not in obs:
+            raise DatasetError(path, f"{where}/obs has no {key!r} (has {sorted(obs)})")
+        x = np.asarray(obs[key][()], dtype=np.float64)
+        x = x.reshape(length, -1) if x.shape[0] == length else None
+        if x is None:
+            raise DatasetError(path, f"{where}/obs/{key} has {obs[key].shape[0]} rows, actions have {length}")
+        parts.append(quat_to_axis_angle(x) if key.endswith("_quat") and x.shape[1] == 4 else x)
+    state = np.concatenate(parts, axis=1).astype(np.float32)
+
+    text = instruction or find_instruction(path, data, demo)
+    if not text:
+        raise DatasetError(path, f"no language instruction for {where} (no 'language_instruction' attribute, "
+                                 "no LIBERO 'problem_info'); pass instruction=...")
+    if "dones" in demo:
+        step_success = np.asarray(demo["dones"][()]).astype(bool).reshape(-1)
+        if step_success.shape[0] != length:
+            raise DatasetError(path, f"{where}/dones has {step_success.shape[0]} rows, actions have {length}")
+    else:
+        step_success = np.zeros(length, dtype=bool)
+        step_success[-1] = True  # demos are successful by construction
+    return Episode(frames=frames, state=state, action=actions.astype(np.float32), instruction=text,
+                   seed=None, success=bool(step_success.any()), step_success=step_success, index=index,
+                   extra={"source": f"{path.name}:{where}"})
+
+
+def import_hdf5(path: str | Path, out: str | Path, *, overwrite: bool = False, lossless: bool = True,
+                fps: int = 20, **read_kwargs: Any) -> dict[str, Any]:
+    """Convert a robomimic/LIBERO HDF5 file into a LeRobot v3.0 dataset at ``out``; returns the writer's
+    summary. ``read_kwargs`` go to `read_hdf5`."""
+    from vla_rl.data.lerobot import write_lerobot
+
+    return write_lerobot(out, read_hdf5(path, **read_kwargs), overwrite=overwrite, lossless=lossless, fps=fps,
+                         info_extra={"source": str(Path(path).name)})
