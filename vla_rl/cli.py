@@ -58,7 +58,7 @@ def parse_args(schema: type[Config], argv: list[str], prog: str) -> Config:
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    return Console() if sys.stdout.isatty() else Console(width=120)  # logs and CI: no truncated names
 
 
 @command("tasks", "list the registered robot tasks")

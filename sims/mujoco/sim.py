@@ -175,10 +175,14 @@ class ArmSim:
         pinv = jac.T @ np.linalg.solve(jjt, np.eye(6))
         q = self.arm_qpos()
         dq = pinv @ err + (np.eye(7) - pinv @ jac) @ (0.2 * (HOME_QPOS - q))
-        d.ctrl[:7] = np.clip(q + dq, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
-        finger = (1.0 - float(action[6])) * 0.5 * FINGER_OPEN
-        d.ctrl[7:9] = finger
-        mujoco.mj_step(m, d, nstep=self.substeps)
+        target = np.clip(q + dq, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
+        d.ctrl[7:9] = (1.0 - float(action[6])) * 0.5 * FINGER_OPEN
+        # Ramp the joint targets across the substeps instead of jumping: a step change in the servo
+        # targets jerks the hand and makes a held object creep along the finger pads.
+        start = d.ctrl[:7].copy()
+        for k in range(1, self.substeps + 1):
+            d.ctrl[:7] = start + (target - start) * min(1.0, 2.0 * k / self.substeps)
+            mujoco.mj_step(m, d)
 
     # ---- rendering --------------------------------------------------------------------------
     def render(self, camera: str, out: np.ndarray | None = None) -> np.ndarray:

@@ -160,7 +160,11 @@ class VLAProcessor:
         ids, mask = self.tokenize(list(instructions))
         state = None
         if self.state_stats is not None:
-            s = np.asarray(obs["state"], dtype=np.float64)
-            span = np.maximum(self.state_stats.q99 - self.state_stats.q01, 1e-6)
-            state = torch.from_numpy(2.0 * (s - self.state_stats.q01) / span - 1.0).float()
+            state = torch.from_numpy(self.normalize_state(obs["state"]))
         return VLABatch(px, ids, mask, state)
+
+    def normalize_state(self, state: np.ndarray) -> np.ndarray:
+        """float (B, D) -> float32 (B, D): q01 -> -1, q99 -> +1 (not clipped)."""
+        s = np.asarray(state, dtype=np.float64)
+        span = np.maximum(self.state_stats.q99 - self.state_stats.q01, 1e-6)
+        return (2.0 * (s - self.state_stats.q01) / span - 1.0).astype(np.float32)

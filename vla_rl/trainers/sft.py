@@ -1,0 +1,246 @@
+"""Supervised fine-tuning of the VLA on demonstrations: cross-entropy on the action tokens.
+
+`vla-rl sft configs/sft_pick.yaml` loads one or more LeRobot datasets (one per task), builds the
+tokenizer and the action/state statistics from them, trains with AdamW + cosine decay, evaluates the
+greedy policy on validation seeds every ``eval_every`` steps, and keeps atomic checkpoints
+(``<out>/last`` and ``<out>/best``, best by validation success).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from vla_rl.config import Config
+from vla_rl.envs import EnvConfig
+from vla_rl.policies.vla.configuration_vla import VLAConfig, vla_preset
+
+
+class SFTConfig(Config):
+    """`vla-rl sft`: behaviour cloning on action tokens."""
+
+    data: list[str] = Field(..., min_length=1, description="LeRobot dataset folders (one per task)")
+    out: str = Field("runs/sft", description="run folder: checkpoints, metrics.jsonl, tb/")
+    preset: str = Field("tiny", description="VLA preset to start from (tiny, openvla-7b)")
+    policy: dict[str, Any] = Field(default_factory=dict, description="overrides of the preset's VLAConfig")
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    augment_shift: int = Field(4, ge=0, description="random image shift in pixels (DrQ-style)")
+    eval_every: int = Field(500, ge=1)
+    eval_episodes: int = Field(20, ge=0, description="validation episodes per task (0: no eval)")
+    seed: int = 0
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=10))
+
+    def vla_config(self) -> VLAConfig:
+        base = vla_preset(self.preset).model_dump()
+        return VLAConfig.model_validate(_deep_update(base, self.policy))
+
+
+def _deep_update(base: dict, upd: dict) -> dict:
+    out = dict(base)
+    for k, v in upd.items():
+        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def all_instructions() -> list[str]:
+    """Every robot task's instruction templates (the tokenizer's training text)."""
+    from tasks.robot import TASKS
+
+    return [t for name in TASKS.names() for t in TASKS.get(name).instructions]
+
+
+class DemoTensors:
+    """All demo samples held as tensors: images uint8 (N, C, 3, S, S) at the policy's size, state (N, D),
+    action chunks (N, T, 7), masks (N, T) and instruction strings; tasks' env ids alongside."""
+
+    def __init__(self, roots: list[str], cfg: VLAConfig) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        from vla_rl.data.dataset import SFTDataset
+
+        imgs, states, acts, masks, instr, self.tasks = [], [], [], [], [], []
+        for root in roots:
+            ds = SFTDataset(root, chunk_size=cfg.chunk_size, cameras=list(cfg.cameras), cache_episodes=1)
+            task = ds.reader.info.get("vla_rl", {}).get("env_task")
+            if task:
+                self.tasks.append(task)
+            for ep in range(ds.reader.num_episodes):
+                frames = ds.reader.episode(ep).frames
+                x = torch.from_numpy(np.stack([frames[c] for c in cfg.cameras], 1))  # (T, C, H, W, 3)
+                x = x.permute(0, 1, 4, 2, 3).float()
+                t, c = x.shape[:2]
+                if x.shape[-1] != cfg.vision.image_size:
+                    x = F.interpolate(x.flatten(0, 1), size=(cfg.vision.image_size,) * 2, mode="bilinear",
+                                      antialias=True, align_corners=False).unflatten(0, (t, c))
+                imgs.append(x.round().clamp(0, 255).to(torch.uint8))
+                states.append(torch.from_numpy(ds.states[ep]))
+                for step in range(t):
+                    a, m = ds.action_chunk(ep, step)
+                    acts.append(a)
+                    masks.append(m)
+                instr += [ds.instructions[ep]] * t
+        self.images = torch.cat(imgs)
+        self.state = torch.cat(states).float()
+        self.actions = np.stack(acts).astype(np.float32)
+        self.masks = torch.from_numpy(np.stack(masks))
+        self.instructions = instr
+
+    def __len__(self) -> int:
+        return len(self.instructions)
+
+
+def random_shift(x, pad: int, generator):
+    """DrQ-style augmentation: replicate-pad by ``pad`` and crop back at a random offset per image.
+    x: uint8 or float (B, C, 3, S, S)."""
+    import torch
+    import torch.nn.functional as F
+
+    if pad == 0:
+        return x
+    b, c, ch, s, _ = x.shape
+    flat = F.pad(x.flatten(0, 1).float(), (pad, pad, pad, pad), mode="replicate")
+    off = torch.randint(0, 2 * pad + 1, (b * c, 2), generator=generator)
+    rows = (off[:, 0, None] + torch.arange(s))[:, :, None].expand(-1, s, s)
+    cols = (off[:, 1, None] + torch.arange(s))[:, None, :].expand(-1, s, s)
+    idx = torch.arange(b * c)[:, None, None].expand(-1, s, s)
+    out = flat.permute(0, 2, 3, 1)[idx, rows, cols].permute(0, 3, 1, 2)
+    return out.reshape(b, c, ch, s, s)
+
+
+def sft_loss(policy, batch, tokens, mask):
+    """Mean cross-entropy over real action tokens. tokens int64 (B, K) in [0, n_bins); mask bool (B, K).
+    Returns (loss, metrics) with token accuracy."""
+    import torch.nn.functional as F
+
+    logits = policy.action_logits(batch, tokens)  # (B, K, n_bins)
+    ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
+    m = mask.float()
+    loss = (ce * m).sum() / m.sum().clamp(min=1)
+    acc = ((logits.argmax(-1) == tokens).float() * m).sum() / m.sum().clamp(min=1)
+    return loss, {"loss/ce": loss.detach(), "actor/token_acc": acc.detach()}
+
+
+def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
+    """Run SFT; returns a summary (final/best validation success per task, wall time, paths)."""
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vla_rl.policies.tokenizer import build_tokenizer
+    from vla_rl.policies.vla.modeling_vla import VLABatch, VLAPolicy
+    from vla_rl.policies.vla.processor_vla import NormStats
+    from vla_rl.trainers.metrics import MetricsLogger
+    from vla_rl.utils.io import atomic_write_json
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    vcfg = cfg.vla_config()
+    t0 = time.time()
+    demos = DemoTensors(cfg.data, vcfg)
+    tok = build_tokenizer(all_instructions() + demos.instructions, vocab_size=512)
+    a_stats = NormStats.from_actions(demos.actions)
+    s_stats = NormStats.from_actions(demos.state.numpy())
+    policy = VLAPolicy(vcfg, len(tok), a_stats, s_stats, tokenizer=tok)
+    proc = policy.processor()
+    targets = torch.from_numpy(policy.action_tokenizer.encode(demos.actions) - policy.action_offset)
+    targets = targets.flatten(1)  # (N, K)
+    tmask = demos.masks[:, :, None].expand(-1, -1, vcfg.action_dim).flatten(1)
+    s_norm = torch.from_numpy(proc.normalize_state(demos.state.numpy()))
+    ids, amask = proc.tokenize(demos.instructions)
+
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps))
+    out = Path(cfg.out)
+    log = MetricsLogger(out)
+    best, history = -1.0, []
+    msg = (f"SFT: {len(demos)} samples from {len(cfg.data)} dataset(s), tasks {demos.tasks}, "
+           f"{policy.num_parameters() / 1e6:.2f}M params")
+    if console:
+        console.print(msg)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
+                  disable=console is None) as bar:
+        job = bar.add_task("sft", total=cfg.steps, info="")
+        for step in range(1, cfg.steps + 1):
+            policy.train()
+            idx = torch.randint(0, len(demos), (cfg.batch_size,), generator=gen)
+            px = random_shift(demos.images[idx], cfg.augment_shift, gen).div(127.5).sub(1.0)
+            batch = VLABatch(px, ids[idx], amask[idx], s_norm[idx] if vcfg.use_proprio else None)
+            loss, metrics = sft_loss(policy, batch, targets[idx], tmask[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            metrics |= {"actor/grad_norm": gnorm, "actor/lr": sched.get_last_lr()[0]}
+            if step % 10 == 0 or step == cfg.steps:
+                log.log(step, metrics)
+                loss_v, acc_v = float(metrics["loss/ce"]), float(metrics["actor/token_acc"])
+                bar.update(job, info=f"loss {loss_v:.3f} acc {acc_v:.2f}")
+            bar.update(job, completed=step)
+            if cfg.eval_episodes and demos.tasks and (step % cfg.eval_every == 0 or step == cfg.steps):
+                res = evaluate_policy(policy, demos.tasks, "val", cfg.eval_episodes, cfg.env)
+                mean = float(np.mean([r["success"] for r in res.values()]))
+                log.log(step, {f"eval/{t}/success": r["success"] for t, r in res.items()} | {"eval/success": mean})
+                history.append({"step": step, "success": mean, "tasks": {t: r["success"] for t, r in res.items()}})
+                if console:
+                    console.print(f"step {step}: val success {mean:.1%} " +
+                                  " ".join(f"{t.split('/')[-1]}={r['success']:.0%}" for t, r in res.items()))
+                if mean > best:
+                    best = mean
+                    policy.save_pretrained(out / "best", extra={"step": step, "val_success": mean})
+    policy.save_pretrained(out / "last", extra={"step": cfg.steps})
+    if best < 0:  # no evaluation ran: the last checkpoint is the one to use
+        policy.save_pretrained(out / "best", extra={"step": cfg.steps})
+    log.close()
+    summary = {"samples": len(demos), "tasks": demos.tasks, "steps": cfg.steps, "wall_s": time.time() - t0,
+               "best_val_success": best, "history": history, "checkpoint": str(out / "best")}
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg: EnvConfig,
+                    greedy: bool = True, start: int = 0) -> dict[str, dict[str, Any]]:
+    """Success of ``policy`` per task over ``episodes`` seeds of ``split`` (vector envs at the policy's
+    image size and cameras)."""
+    import torch
+
+    from tasks.robot.splits import split_seeds
+    from vla_rl.envs import make_vector_env
+    from vla_rl.evaluation import VLAChunkPolicy, run_episodes, summarize
+
+    vc = policy.config
+    ecfg = env_cfg.model_copy(update={"image_size": vc.vision.image_size, "cameras": tuple(vc.cameras),
+                                      "num_envs": min(env_cfg.num_envs, episodes)})
+    chunk_policy = VLAChunkPolicy(policy, greedy=greedy)
+    out = {}
+    with torch.no_grad():
+        for task in tasks:
+            env = make_vector_env(ecfg, task)
+            try:
+                records, _ = run_episodes(env, chunk_policy, split_seeds(split, episodes, start))
+            finally:
+                env.close()
+            out[task] = summarize(records)
+    policy.train()
+    return out
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
