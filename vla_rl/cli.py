@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
 
 from vla_rl.config import Config, ConfigError, describe, load_config
 
@@ -98,6 +100,95 @@ def _eval(argv: list[str]) -> int:
     table.add_row("mean", f"{res['mean_success']:.1%}", "", "", "", "")
     console.print(table)
     console.print(f"wrote {cfg.out}/eval.json")
+    return 0
+
+
+class CollectConfig(Config):
+    """`vla-rl collect`: record episodes of a task as a LeRobot v3 dataset (or a zarr replay buffer)."""
+
+    task: str = Field("mujoco/PickCube-v1", description="robot task id")
+    episodes: int = Field(50, ge=1)
+    policy: str = Field("expert", description="'expert' or a checkpoint folder")
+    out: str = Field("data/demos", description="dataset folder")
+    format: Literal["lerobot", "zarr"] = "lerobot"
+    split: Literal["train", "val", "test"] = "train"
+    start: int = Field(0, ge=0, description="index of the first seed within the split")
+    image_size: int = Field(128, ge=16, le=1024)
+    only_success: bool | None = Field(None, description="keep successful episodes only (default: expert yes)")
+    overwrite: bool = False
+
+    @field_validator("task")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from vla_rl.envs import check_task_id
+
+        return check_task_id(v)
+
+
+@command("collect", "record episodes (expert or checkpoint) as a LeRobot v3 dataset or zarr buffer")
+def _collect(argv: list[str]) -> int:
+    from vla_rl.data.recorder import collect
+
+    cfg = parse_args(CollectConfig, argv, "collect")
+    policy: Any = cfg.policy
+    if cfg.policy != "expert":
+        policy = _checkpoint_chunk_fn(cfg.policy)
+    s = collect(cfg.task, cfg.episodes, policy, cfg.out, fmt=cfg.format, split=cfg.split, start=cfg.start,
+                image_size=cfg.image_size, only_success=cfg.only_success, overwrite=cfg.overwrite)
+    print(f"{s['task']}: kept {s['kept']}/{s['attempted']} episodes ({s['frames']} frames, "
+          f"success {s['success_rate']:.0%}) -> {s['out']} in {s['elapsed_s']:.1f} s")
+    return 0
+
+
+def _checkpoint_chunk_fn(path: str) -> Callable[[dict, str], Any]:
+    """A VLA checkpoint as ``policy(obs, instruction) -> (T, 7)`` for single-env recording (greedy)."""
+    import numpy as np
+
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+
+    policy = VLAPolicy.from_pretrained(path).eval()
+    proc = policy.processor()
+
+    def act(obs: dict, instruction: str) -> Any:
+        batch = proc({k: np.asarray(v)[None] for k, v in obs.items()}, [instruction])
+        return policy.act(batch, greedy=True).actions[0]
+
+    act.__name__ = f"vla:{path}"
+    return act
+
+
+class ReplayConfig(Config):
+    """`vla-rl replay <dataset>`: re-execute a recorded episode from its seed; print the deviation."""
+
+    dataset: str = Field(..., description="LeRobot dataset folder")
+    episode: int = Field(0, ge=0)
+    video: str | None = Field(None, description="write recorded | replayed side by side to this mp4")
+
+
+@command("replay", "re-execute a recorded episode in the sim and print the largest state deviation")
+def _replay(argv: list[str]) -> int:
+    from vla_rl.data.replay import replay_episode
+
+    if argv and not argv[0].startswith("-") and "=" not in argv[0]:
+        argv = [f"dataset={argv[0]}", *argv[1:]]
+    cfg = parse_args(ReplayConfig, argv, "replay")
+    video = cfg.video if cfg.video not in (None, "true") else f"{cfg.dataset.rstrip('/')}_replay_{cfg.episode}.mp4"
+    r = replay_episode(cfg.dataset, cfg.episode, video=video if cfg.video else None)
+    print(f"{r['task']} episode {r['episode']} (seed {r['seed']}, {r['steps']} steps): max state deviation "
+          f"{r['max_state_deviation']:.3g}, max pixel deviation {r['max_pixel_deviation']}, success recorded "
+          f"{r['recorded_success']} replayed {r['replayed_success']}" + (f"; video: {r['video']}" if "video" in r
+                                                                          else ""))
+    return 0
+
+
+@command("sft", "supervised fine-tuning of the VLA on demonstrations (configs/sft_*.yaml)")
+def _sft(argv: list[str]) -> int:
+    from vla_rl.trainers.sft import SFTConfig, train_sft
+
+    cfg = parse_args(SFTConfig, argv, "sft")
+    s = train_sft(cfg, _console())  # type: ignore[arg-type]
+    print(f"SFT done in {s['wall_s']:.0f} s; best val success {s['best_val_success']:.1%}; "
+          f"checkpoint {s['checkpoint']}")
     return 0
 
 

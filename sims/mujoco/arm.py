@@ -157,7 +157,7 @@ def build_scene_xml(objects_xml: str = "", assets_xml: str = "", image_size: int
     <geom name="floor" type="plane" pos="0 0 -0.75" size="3 3 0.1" material="floor" contype="0" conaffinity="0"/>
     <geom name="table" type="box" pos="0.45 0 -0.025" size="0.55 0.6 0.025" material="table"
           contype="1" conaffinity="1" friction="1 0.005 0.0001"/>
-    <camera name="agentview" pos="1.15 0 0.75" xyaxes="0 1 0 -0.6 0 0.8" fovy="50"/>
+    <camera name="agentview" pos="0.95 0 0.55" xyaxes="0 1 0 -0.707 0 0.707" fovy="55"/>
 {body}
 {objects_xml}
   </worldbody>
