@@ -1,0 +1,243 @@
+"""Policy losses, KL estimators and loss aggregation: pure tensor functions returning (loss, metrics).
+
+Shapes: ``logp``, ``old_logp``, ``mask`` are (B, L) over response tokens (an action chunk or a text
+answer); ``advantages`` is (B,) (one per sample, broadcast over its tokens) or (B, L). Metrics are
+detached 0-d tensors (no ``.item()`` here: the trainer syncs once per step).
+Every loss is checked against a plain-loop reference in ``tests/vla_rl/algos``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from vla_rl.registry import Registry
+
+POLICY_LOSSES: Registry = Registry("policy loss")
+KL_ESTIMATORS: Registry = Registry("KL estimator")
+AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
+
+Metrics = dict[str, torch.Tensor]
+
+
+# ---- aggregation ----------------------------------------------------------------------------------
+def agg_loss(loss_mat: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean",
+             max_len: int | None = None) -> torch.Tensor:
+    """Reduce a per-token loss (B, L) over the valid tokens ``mask`` (B, L) to a scalar.
+
+    * ``token-mean``: every valid token weighs the same (DAPO's token-level loss).
+    * ``seq-mean-token-sum``: sum over each sequence's tokens, mean over sequences.
+    * ``seq-mean-token-mean``: mean within each sequence, then over sequences (the original GRPO).
+    * ``seq-mean-token-sum-norm``: total sum / (B * max_len), a constant normaliser (Dr.GRPO);
+      ``max_len`` defaults to L.
+    """
+    m = mask.to(loss_mat.dtype)
+    if mode == "token-mean":
+        return (loss_mat * m).sum() / m.sum().clamp(min=1.0)
+    if mode == "seq-mean-token-sum":
+        return (loss_mat * m).sum(-1).mean()
+    if mode == "seq-mean-token-mean":
+        return ((loss_mat * m).sum(-1) / m.sum(-1).clamp(min=1.0)).mean()
+    if mode == "seq-mean-token-sum-norm":
+        return (loss_mat * m).sum() / (loss_mat.shape[0] * (max_len or loss_mat.shape[-1]))
+    raise ValueError(f"unknown loss aggregation {mode!r}; valid: {', '.join(AGG_MODES)}")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp(min=1.0)
+
+
+def _broadcast(adv: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return adv[:, None].expand_as(like) if adv.dim() == 1 else adv
+
+
+# ---- KL ---------------------------------------------------------------------------------------------
+@KL_ESTIMATORS.register("k1")
+def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k1 = log p - log p_ref (unbiased, high variance; Schulman, "Approximating KL divergence")."""
+    return logp - ref_logp
+
+
+@KL_ESTIMATORS.register("k2")
+def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k2 = (log p - log p_ref)^2 / 2 (biased, low variance)."""
+    return 0.5 * (logp - ref_logp) ** 2
+
+
+@KL_ESTIMATORS.register("k3")
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor, clamp: float = 10.0) -> torch.Tensor:
+    """k3 = exp(ref - logp) - (ref - logp) - 1 (unbiased, low variance, >= 0), clamped to [-clamp, clamp]
+    as veRL's ``low_var_kl`` does against fp blow-ups."""
+    d = (ref_logp - logp).clamp(-20.0, 20.0)
+    return (torch.exp(d) - d - 1.0).clamp(-clamp, clamp)
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") -> torch.Tensor:
+    """Per-token KL estimate (B, L) of the current policy from the reference one."""
+    return KL_ESTIMATORS.get(kind)(logp, ref_logp)
+
+
+# ---- PPO clip (+ clip-higher, dual clip) -------------------------------------------------------
+def _clipped_pg(ratio: torch.Tensor, adv: torch.Tensor, eps_low: float, eps_high: float,
+                dual_clip_c: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token PPO objective (as a loss), whether each token was clipped, and dual-clip hits."""
+    l1 = -adv * ratio
+    l2 = -adv * ratio.clamp(1.0 - eps_low, 1.0 + eps_high)
+    loss = torch.maximum(l1, l2)
+    clipped = l2 > l1
+    dual = torch.zeros_like(clipped)
+    if dual_clip_c is not None:
+        # Dual clip (Ye et al. 2020): for A < 0 bound the loss by -c * A so a huge ratio cannot dominate.
+        l3 = -adv * dual_clip_c
+        dual = (adv < 0) & (loss > l3)
+        loss = torch.where(adv < 0, torch.minimum(loss, l3), loss)
+    return loss, clipped, dual
+
+
+def _ratio_metrics(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor, clipped: torch.Tensor,
+                   dual: torch.Tensor) -> Metrics:
+    return {"actor/clip_frac": masked_mean(clipped.float(), mask).detach(),
+            "actor/dual_clip_frac": masked_mean(dual.float(), mask).detach(),
+            "actor/ppo_kl": masked_mean(old_logp - logp, mask).detach()}
+
+
+@POLICY_LOSSES.register("ppo_clip")
+def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+                  eps_low: float = 0.2, eps_high: float = 0.28, dual_clip_c: float | None = 3.0,
+                  agg_mode: str = "token-mean", max_len: int | None = None,
+                  **_: object) -> tuple[torch.Tensor, Metrics]:
+    """PPO's clipped surrogate with asymmetric bounds ``[1 - eps_low, 1 + eps_high]`` (DAPO clip-higher:
+    0.2 / 0.28 lets low-probability tokens grow, against entropy collapse) and dual clip ``c`` for A < 0.
+    ``eps_high = eps_low`` and ``dual_clip_c=None`` give vanilla PPO/GRPO."""
+    adv = _broadcast(advantages, logp)
+    ratio = torch.exp((logp - old_logp).clamp(-20.0, 20.0))
+    loss_mat, clipped, dual = _clipped_pg(ratio, adv, eps_low, eps_high, dual_clip_c)
+    return agg_loss(loss_mat, mask, agg_mode, max_len), _ratio_metrics(logp, old_logp, mask, clipped, dual)
+
+
+def token_covariance(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token centred product (logp - mean logp) * (A - mean A) over the valid tokens of the batch
+    (Cui et al. 2025, "The Entropy Mechanism of RL for Reasoning LMs", eq. for Cov(log pi, A)).
+    Invalid tokens get -inf. (B, L) -> (B, L)."""
+    adv = _broadcast(advantages, logp)
+    lp = logp.detach()
+    cov = (lp - masked_mean(lp, mask)) * (adv - masked_mean(adv, mask))
+    return torch.where(mask.bool(), cov, torch.full_like(cov, -torch.inf))
+
+
+@POLICY_LOSSES.register("clip_cov")
+def clip_cov_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+                  clip_cov_ratio: float = 2e-4, clip_cov_lb: float = 1.0, clip_cov_ub: float = 5.0,
+                  eps_low: float = 0.2, eps_high: float = 0.28, dual_clip_c: float | None = None,
+                  agg_mode: str = "token-mean", max_len: int | None = None,
+                  generator: torch.Generator | None = None, **_: object) -> tuple[torch.Tensor, Metrics]:
+    """Clip-Cov: among tokens whose covariance lies in ``[lb, ub]``, pick ``max(1, ratio * n_valid)`` at
+    random and drop them from the gradient; the rest get the clipped PPO objective. The paper pairs it
+    with wide ratio bounds; we keep ``eps_low/eps_high`` configurable (their reference code also keeps
+    the standard clip), and pick at random from the candidates with ``generator`` for reproducibility."""
+    adv = _broadcast(advantages, logp)
+    ratio = torch.exp((logp - old_logp).clamp(-20.0, 20.0))
+    loss_mat, clipped, dual = _clipped_pg(ratio, adv, eps_low, eps_high, dual_clip_c)
+    cov = token_covariance(logp, adv, mask)
+    n_valid = int(mask.sum())
+    k = max(int(clip_cov_ratio * n_valid), 1)
+    cand = torch.nonzero(((cov >= clip_cov_lb) & (cov <= clip_cov_ub)).flatten()).squeeze(-1)
+    keep = torch.ones_like(loss_mat).flatten()
+    if cand.numel():
+        pick = cand[torch.randperm(cand.numel(), generator=generator)[: min(k, cand.numel())]]
+        keep[pick] = 0.0
+    keep = keep.view_as(loss_mat)
+    metrics = _ratio_metrics(logp, old_logp, mask, clipped, dual)
+    metrics["actor/cov_clipped_frac"] = masked_mean(1.0 - keep, mask).detach()
+    return agg_loss(loss_mat * keep, mask, agg_mode, max_len), metrics
+
+
+@POLICY_LOSSES.register("kl_cov")
+def kl_cov_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+                kl_cov_ratio: float = 2e-3, kl_cov_coef: float = 1.0, agg_mode: str = "token-mean",
+                max_len: int | None = None, **_: object) -> tuple[torch.Tensor, Metrics]:
+    """KL-Cov: unclipped policy gradient ``-A * ratio`` plus ``coef * |logp - logp_old|`` on the top
+    ``max(1, ratio * n_valid)`` tokens by covariance (the tokens driving entropy down)."""
+    adv = _broadcast(advantages, logp)
+    ratio = torch.exp((logp - old_logp).clamp(-20.0, 20.0))
+    loss_mat = -adv * ratio
+    cov = token_covariance(logp, adv, mask).flatten()
+    k = min(max(int(kl_cov_ratio * int(mask.sum())), 1), int(mask.sum()))
+    sel = torch.zeros_like(cov, dtype=torch.bool)
+    if k > 0:
+        sel[torch.topk(cov, k).indices] = True
+    sel = sel.view_as(loss_mat)
+    loss_mat = loss_mat + kl_cov_coef * sel * (logp - old_logp).abs()
+    metrics = {"actor/ppo_kl": masked_mean(old_logp - logp, mask).detach(),
+               "actor/cov_penalised_frac": masked_mean(sel.float(), mask).detach()}
+    return agg_loss(loss_mat, mask, agg_mode, max_len), metrics
+
+
+def _clamp_keep_grad(x: torch.Tensor, min_val: float) -> torch.Tensor:
+    """Forward value clamped at ``min_val``, gradient of the identity (straight-through)."""
+    return x + (x.clamp(min=min_val) - x).detach()
+
+
+@POLICY_LOSSES.register("nft")
+def nft_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+             correct: torch.Tensor, group_accuracy: torch.Tensor, neg_weight: float = 1.0,
+             prompt_weighting: str = "none", min_positive: float = 0.1, min_negative: float = 0.1,
+             agg_mode: str = "seq-mean-token-sum-norm", max_len: int | None = None,
+             **_: object) -> tuple[torch.Tensor, Metrics]:
+    """NFT (Chen et al. 2025, "Bridging Supervised Learning and RL in Math Reasoning").
+
+    Correct samples maximise ``log R`` with ``R = pi / pi_old``; wrong ones maximise the log-likelihood
+    of the implicit negative policy, ``log((1 - r_q R) / (1 - r_q))``, where ``r_q`` is the prompt's
+    (group's) accuracy, clipped to [0.02, 0.98] as the reference code does. Both logs see their argument
+    clamped from below (``min_positive`` / ``min_negative``, our defaults: the reference code takes
+    them from its config) with the gradient passed straight through. ``prompt_weighting``: ``none``,
+    ``neg_rate`` (x (1 - r_q)) or ``sqrt`` (x sqrt((1 - r_q) / r_q)). ``advantages`` is unused: NFT
+    needs ``correct`` bool (B,) and ``group_accuracy`` float (B,) instead. The reference aggregates as a
+    token sum over a constant length, our default ``seq-mean-token-sum-norm``.
+    """
+    r = group_accuracy.float().clamp(0.02, 0.98)[:, None]
+    ratio = torch.exp((logp - old_logp).clamp(max=10.0))
+    pos = -torch.log(_clamp_keep_grad(ratio, min_positive))
+    neg = -torch.log(_clamp_keep_grad((1.0 - r * ratio) / (1.0 - r), min_negative))
+    c = correct.float()[:, None]
+    loss_mat = c * pos + (1.0 - c) * neg_weight * neg
+    if prompt_weighting == "neg_rate":
+        loss_mat = loss_mat * (1.0 - r)
+    elif prompt_weighting == "sqrt":
+        loss_mat = loss_mat * torch.sqrt((1.0 - r) / r)
+    elif prompt_weighting != "none":
+        raise ValueError(f"unknown NFT prompt_weighting {prompt_weighting!r}; valid: none, neg_rate, sqrt")
+    metrics = {"actor/ppo_kl": masked_mean(old_logp - logp, mask).detach(),
+               "actor/nft_neg_proxy_clamped": masked_mean(
+                   ((1.0 - r * ratio) / (1.0 - r) < min_negative).float() * (1.0 - c), mask).detach()}
+    return agg_loss(loss_mat, mask, agg_mode, max_len), metrics
+
+
+@POLICY_LOSSES.register("luffy")
+def luffy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+               off_policy: torch.Tensor, gamma: float = 0.1, eps_low: float = 0.2, eps_high: float = 0.28,
+               dual_clip_c: float | None = None, agg_mode: str = "token-mean", max_len: int | None = None,
+               **_: object) -> tuple[torch.Tensor, Metrics]:
+    """LUFFY (Yan et al. 2025, "Learning to Reason under Off-Policy Guidance"): on-policy samples get the
+    clipped PPO objective; off-policy samples (``off_policy`` bool (B,), e.g. reference solutions or
+    demonstrations, whose behaviour log-probs are unknown) get the policy-shaping objective
+    ``-A * f(pi)``, ``f(x) = x / (x + gamma)`` of the token probability, with no clipping, which
+    boosts the gradient of low-probability tokens."""
+    adv = _broadcast(advantages, logp)
+    on_loss, clipped, dual = _clipped_pg(torch.exp((logp - old_logp).clamp(-20.0, 20.0)), adv, eps_low, eps_high,
+                                         dual_clip_c)
+    prob = torch.exp(logp)
+    off_loss = -adv * prob / (prob + gamma)
+    off = off_policy.bool()[:, None].expand_as(logp)
+    loss_mat = torch.where(off, off_loss, on_loss)
+    on_mask = mask.bool() & ~off
+    metrics = _ratio_metrics(logp, old_logp, on_mask, clipped, dual)
+    metrics["actor/off_policy_frac"] = masked_mean(off.float(), mask).detach()
+    return agg_loss(loss_mat, mask, agg_mode, max_len), metrics
+
+
+def get_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, Metrics]]:
+    """The registered policy loss ``name``; a miss lists every registered one."""
+    return POLICY_LOSSES.get(name)
