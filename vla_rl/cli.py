@@ -197,10 +197,9 @@ def _bench(argv: list[str]) -> int:
     if not argv or argv[0] not in ("env",):
         print("usage: vla-rl bench env [key=value ...]   (writes bench/results/env.json)")
         return 2
-    from bench.env_bench import BenchEnvConfig, run_env_bench
+    from bench.env_bench import main as bench_env
 
-    cfg = parse_args(BenchEnvConfig, argv[1:], "bench env")
-    run_env_bench(**cfg.model_dump())
+    bench_env(argv[1:])
     return 0
 
 

@@ -1,0 +1,542 @@
+"""`SubprocVectorEnv`: N MuJoCo arm envs in worker processes, images in shared memory.
+
+Implements the `vla_rl.envs.VectorEnv` contract. Layout:
+
+* ``num_workers`` processes (``spawn`` or ``forkserver``; never ``fork``, so no MuJoCo/EGL state is
+  inherited), worker ``w`` holding the contiguous env slice ``[lo_w, hi_w)``; the envs are built inside
+  the worker with `tasks.robot.make`.
+* Shared memory: one ``uint8 (N, H, W, 3)`` block per camera and one ``float32 (N, D)`` state block.
+  Workers render straight into their rows (`ArmEnv.render_into`); the parent copies the rows out.
+* A `multiprocessing.Pipe` per worker carries commands and the small per-env results
+  (reward, terminated, truncated, success, steps, instruction).
+
+Fault tolerance: the parent waits for every worker with a deadline (``step_timeout_s``). A worker that
+dies or misses the deadline is killed and restarted (fresh process, fresh envs, same shared memory);
+every env it held reports ``info["lost"] = True`` and ``truncated = True`` for that call, and keeps
+doing so (without stepping) until the next `reset`. Workers exit by themselves when the parent dies
+(pipe EOF, parent-pid polling); `close` (also run on garbage collection and at interpreter exit)
+stops them and unlinks the shared memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+import weakref
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any
+
+import numpy as np
+
+from vla_rl.envs import Obs, StepResult, check_actions
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 1.0  # how often an idle worker checks that its parent is still alive
+
+
+# ---- worker side -----------------------------------------------------------------------------
+
+
+def _parent_alive(parent_pid: int, start_ppid: int) -> bool:
+    if os.getppid() != start_ppid:  # re-parented: our direct parent (the env or the forkserver) died
+        return False
+    try:
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _worker_main(conn: Connection, parent_pid: int, task_id: str, env_kwargs: dict[str, Any], lo: int, hi: int,
+                 render_threads: int | None) -> None:
+    """Worker process: build envs ``[lo, hi)``, then serve commands until ``close`` or parent death."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
+    if render_threads is not None:  # llvmpipe reads this when the first GL context is made
+        os.environ["LP_NUM_THREADS"] = str(render_threads)
+    start_ppid = os.getppid()
+    envs: list[Any] = []
+    try:
+        import tasks.robot
+
+        envs = [tasks.robot.make(task_id, **env_kwargs) for _ in range(lo, hi)]
+        e = envs[0]
+        conn.send((0, "ok", {"cameras": tuple(e.cameras), "image_size": int(e.image_size),
+                          "state_dim": int(e.observation_space["state"].shape[0]),
+                          "observation_space": e.observation_space, "action_space": e.action_space,
+                          "max_steps": int(e.max_steps)}))
+        images: dict[str, np.ndarray] = {}
+        state: np.ndarray | None = None
+        shms: list[SharedMemory] = []
+        while True:
+            while not conn.poll(_POLL_S):
+                if not _parent_alive(parent_pid, start_ppid):
+                    return
+            seq, cmd, payload = conn.recv()
+            if cmd == "close":
+                return
+            try:
+                if cmd == "attach":
+                    # The parent owns (and unlinks) the blocks. Attaching registers the name with the
+                    # resource tracker the parent shares with us; that set-add is a no-op.
+                    n, size, d = payload["num_envs"], payload["image_size"], payload["state_dim"]
+                    for cam, name in payload["images"].items():
+                        shms.append(SharedMemory(name=name))
+                        images[cam] = np.ndarray((n, size, size, 3), np.uint8, buffer=shms[-1].buf)[lo:hi]
+                    shms.append(SharedMemory(name=payload["state"]))
+                    state = np.ndarray((n, d), np.float32, buffer=shms[-1].buf)[lo:hi]
+                    reply: Any = None
+                elif cmd == "reset":
+                    reply = []
+                    for i, (env, seed) in enumerate(zip(envs, payload, strict=True)):
+                        obs, info = env.reset(seed=seed)
+                        for cam in images:
+                            images[cam][i] = obs[cam]
+                        state[i] = obs["state"]
+                        reply.append(info["instruction"])
+                elif cmd == "step":
+                    reply = _worker_step(envs, images, state, *payload)
+                elif cmd == "call":
+                    name, args, kwargs, local = payload
+                    reply = []
+                    for i in local:
+                        attr = getattr(envs[i], name)
+                        reply.append(attr(*args, **kwargs) if callable(attr) else attr)
+                else:
+                    raise ValueError(f"unknown command {cmd!r}")
+                conn.send((seq, "ok", reply))
+            except Exception as exc:  # report, stay alive: the parent raises it
+                conn.send((seq, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):  # the parent went away
+        return
+    except Exception as exc:  # env construction failed: tell the parent why, then exit
+        with contextlib.suppress(OSError):
+            conn.send((0, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+    finally:
+        for env in envs:
+            with contextlib.suppress(Exception):
+                env.close()  # free GL contexts now, not in interpreter teardown
+        conn.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # skip teardown: shared-memory views and EGL finalisers need no cleanup here
+
+
+def _worker_step(envs: list[Any], images: dict[str, np.ndarray], state: np.ndarray, actions: np.ndarray,
+                 active: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Step the active local envs through ``actions (n, T, 7)``; render those that moved, once."""
+    n = len(envs)
+    reward = np.zeros(n, np.float32)
+    terminated = np.zeros(n, bool)
+    truncated = np.zeros(n, bool)
+    success = np.zeros(n, bool)
+    steps = np.zeros(n, np.int64)
+    view = {cam: None for cam in images}
+    for i in np.flatnonzero(active):
+        env = envs[i]
+        _, r, term, trunc, info = env.step_chunk(actions[i], render=False)
+        reward[i], terminated[i], truncated[i] = r, term, trunc
+        success[i], steps[i] = info["success"], info["steps"]
+        if steps[i]:
+            for cam in images:
+                view[cam] = images[cam][i]
+            env.render_into(view)
+            state[i] = env.sim.proprio()
+    return reward, terminated, truncated, success, steps
+
+
+# ---- parent side -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    proc: Any  # multiprocessing.Process (context-specific class)
+    conn: Connection
+    lo: int
+    hi: int
+    seq: int = 0  # sequence number of the reply awaited (0: the start-up report)
+
+
+@dataclass
+class _Resources:
+    """Everything `close` must release; held apart from the env so a finalizer can reach it."""
+
+    workers: list[_Worker | None] = field(default_factory=list)
+    shms: list[SharedMemory] = field(default_factory=list)
+    views: list[np.ndarray] = field(default_factory=list)
+
+
+def _shutdown(res: _Resources) -> None:
+    """Stop every worker (politely, then SIGKILL) and unlink the shared memory. Idempotent."""
+    workers = [w for w in res.workers if w is not None]
+    for w in workers:
+        with contextlib.suppress(OSError):
+            w.conn.send((-1, "close", None))
+    deadline = time.monotonic() + 3.0
+    for w in workers:
+        w.proc.join(max(0.0, deadline - time.monotonic()))
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(5.0)
+        w.conn.close()
+    res.workers.clear()
+    res.views.clear()  # release the exported buffers before closing the mappings
+    for shm in res.shms:
+        with contextlib.suppress(BufferError):  # a view still referenced elsewhere: unmapped at exit
+            shm.close()
+        with contextlib.suppress(FileNotFoundError):
+            shm.unlink()
+    res.shms.clear()
+
+
+class SubprocVectorEnv:
+    """``num_envs`` envs of ``task_id`` in ``num_workers`` processes (see the module docstring).
+
+    Args:
+        task_id: a `tasks.robot` id, e.g. ``"mujoco/Reach-v1"``.
+        num_envs: N.
+        num_workers: processes; default ``min(num_envs, os.cpu_count())``. Each holds a contiguous slice.
+        env_kwargs: passed to `tasks.robot.make` (``image_size``, ``cameras``).
+        step_timeout_s: deadline for one worker to answer a reset/step/call.
+        start_method: ``"spawn"`` or ``"forkserver"``.
+        render_threads: ``LP_NUM_THREADS`` set in each worker (Mesa llvmpipe's CPU render threads; no effect
+            on a GPU). Default: the parent's ``LP_NUM_THREADS`` if set, else ``max(1, cpu_count // num_workers)``
+            so the workers do not oversubscribe the cores (`bench.env_bench` measures the alternatives).
+        start_timeout_s: deadline for a (re)started worker to build its envs.
+
+    Attributes:
+        num_envs, num_workers, camera_names, image_size, state_dim, max_steps, single_observation_space,
+        single_action_space, worker_pids.
+        restarts: how many workers were restarted after a crash or a timeout.
+    """
+
+    def __init__(self, task_id: str, num_envs: int, num_workers: int | None = None,
+                 env_kwargs: dict[str, Any] | None = None, step_timeout_s: float = 30.0,
+                 start_method: str = "spawn", render_threads: int | None = None,
+                 start_timeout_s: float = 120.0) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if start_method not in ("spawn", "forkserver"):
+            raise ValueError(f"start_method must be 'spawn' or 'forkserver' (fork is unsafe with EGL), "
+                             f"got {start_method!r}")
+        cpus = os.cpu_count() or 1
+        num_workers = min(num_envs, cpus) if num_workers is None else num_workers
+        if not 1 <= num_workers <= num_envs:
+            raise ValueError(f"num_workers must be in [1, num_envs={num_envs}], got {num_workers}")
+        self.task_id = task_id
+        self.num_envs = num_envs
+        self.num_workers = num_workers
+        self.env_kwargs = dict(env_kwargs or {})
+        self.step_timeout_s = float(step_timeout_s)
+        self.start_timeout_s = float(start_timeout_s)
+        if render_threads is None and "LP_NUM_THREADS" not in os.environ:
+            render_threads = max(1, cpus // num_workers)
+        self.render_threads = render_threads
+        self.restarts = 0
+        self._seq = 0
+        self._ctx = mp.get_context(start_method)
+        bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
+        self._slices = [(int(bounds[w]), int(bounds[w + 1])) for w in range(num_workers)]
+        self._res = _Resources(workers=[None] * num_workers)
+        self._finalizer = weakref.finalize(self, _shutdown, self._res)
+        self._lost = np.zeros(num_envs, bool)
+        self._needs_reset = np.ones(num_envs, bool)
+        self._instructions = [""] * num_envs
+        self._images: dict[str, np.ndarray] = {}
+        self._state = np.empty((num_envs, 0), np.float32)
+        self._shm_names: dict[str, Any] = {}
+        try:
+            spec = self._start(list(range(num_workers)))
+            self._create_shm(spec)
+            self._attach(list(range(num_workers)))
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- public API ------------------------------------------------------------------------
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process id of each worker, in slice order."""
+        return [w.proc.pid for w in self._res.workers]
+
+    def worker_of(self, env_index: int) -> int:
+        """The worker holding env ``env_index``."""
+        for w, (lo, hi) in enumerate(self._slices):
+            if lo <= env_index < hi:
+                return w
+        raise IndexError(f"env index {env_index} out of range [0, {self.num_envs})")
+
+    def reset(self, seed: int | list[int] | None = None) -> tuple[Obs, dict[str, Any]]:
+        """Reset every env. ``seed``: int ``s`` gives env ``i`` seed ``s + i``; a list gives one per env.
+
+        Returns ``(obs, info)``; obs images ``uint8 (N, H, W, 3)`` per camera, ``state float32 (N, D)``;
+        info ``instruction`` (list[str]), ``success``/``lost`` ``bool (N,)``, ``steps`` ``int64 (N,)`` (0).
+        A worker that fails during reset is restarted and the reset retried once on it.
+        """
+        seeds = self._seeds(seed)
+        todo = list(range(self.num_workers))
+        lost = np.zeros(self.num_envs, bool)
+        for attempt in range(2):
+            replies = self._roundtrip({w: ("reset", seeds[slice(*self._slices[w])]) for w in todo})
+            failed = [w for w in todo if w not in replies]
+            for w, instr in replies.items():
+                lo, hi = self._slices[w]
+                self._instructions[lo:hi] = instr
+            if not failed:
+                break
+            todo = failed
+            if attempt == 1:
+                for w in failed:
+                    lost[slice(*self._slices[w])] = True
+        self._lost[:] = lost
+        self._needs_reset[:] = lost
+        info = {"instruction": list(self._instructions), "success": np.zeros(self.num_envs, bool),
+                "lost": lost.copy(), "steps": np.zeros(self.num_envs, np.int64)}
+        return self._copy_obs(), info
+
+    def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
+        """One control step per active env; ``actions float32 (N, 7)``; renders every stepped env.
+
+        Returns ``(obs, reward float32 (N,), terminated bool (N,), truncated bool (N,), info)``.
+        """
+        a = check_actions(actions, (self.num_envs,))
+        return self._step(a[:, None, :], active)
+
+    def step_chunk(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
+        """``T`` control steps per active env (``actions float32 (N, T, 7)``), rendering once at the end.
+
+        An env stops early at success or its step limit; ``info["steps"]`` counts the steps executed.
+        """
+        a = np.asarray(actions)
+        if a.ndim != 3:
+            raise ValueError(f"actions have shape {a.shape}, expected (N={self.num_envs}, T, 7)")
+        return self._step(check_actions(a, (self.num_envs, a.shape[1])), active)
+
+    def call(self, name: str, *args: Any, indices: list[int] | None = None, **kwargs: Any) -> list[Any]:
+        """``getattr(env, name)(*args, **kwargs)`` (or the attribute itself) on each env in ``indices``
+        (default all), in order. Envs whose worker failed during the call give ``None`` (and become lost).
+        """
+        idx = list(range(self.num_envs)) if indices is None else [int(i) for i in indices]
+        for i in idx:
+            if not 0 <= i < self.num_envs:
+                raise IndexError(f"env index {i} out of range [0, {self.num_envs})")
+        by_worker: dict[int, list[int]] = {}
+        for i in idx:
+            by_worker.setdefault(self.worker_of(i), []).append(i)
+        msgs = {w: ("call", (name, args, kwargs, [i - self._slices[w][0] for i in envs]))
+                for w, envs in by_worker.items()}
+        replies = self._roundtrip(msgs)
+        out: dict[int, Any] = {}
+        for w, envs in by_worker.items():
+            vals = replies.get(w, [None] * len(envs))
+            out.update(zip(envs, vals, strict=True))
+        return [out[i] for i in idx]
+
+    def close(self) -> None:
+        """Stop every worker and unlink the shared memory (safe to call twice)."""
+        self._images = {}
+        self._state = np.empty((self.num_envs, 0), np.float32)
+        self._finalizer()
+
+    def __enter__(self) -> SubprocVectorEnv:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- internals -------------------------------------------------------------------------
+    def _seeds(self, seed: int | list[int] | None) -> list[int | None]:
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, int | np.integer):
+            return [int(seed) + i for i in range(self.num_envs)]
+        seeds = [int(s) for s in seed]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+        return seeds
+
+    def _step(self, actions: np.ndarray, active: np.ndarray | None) -> StepResult:
+        """``actions float32 (N, T, 7)``, already validated."""
+        n = self.num_envs
+        if active is None:
+            act = np.ones(n, bool)
+        else:
+            act = np.asarray(active, bool)
+            if act.shape != (n,):
+                raise ValueError(f"active has shape {act.shape}, expected ({n},)")
+        if (act & self._needs_reset & ~self._lost).any():
+            raise RuntimeError("call reset() before stepping")
+        run = act & ~self._lost
+        msgs = {}
+        for w, (lo, hi) in enumerate(self._slices):
+            if run[lo:hi].any():
+                msgs[w] = ("step", (actions[lo:hi], run[lo:hi]))
+        replies = self._roundtrip(msgs)
+        reward = np.zeros(n, np.float32)
+        terminated = np.zeros(n, bool)
+        truncated = np.zeros(n, bool)
+        success = np.zeros(n, bool)
+        steps = np.zeros(n, np.int64)
+        for w, (r, te, tr, su, st) in replies.items():
+            lo, hi = self._slices[w]
+            reward[lo:hi], terminated[lo:hi], truncated[lo:hi], success[lo:hi], steps[lo:hi] = r, te, tr, su, st
+        lost = self._lost.copy()
+        truncated |= lost
+        info = {"instruction": list(self._instructions), "success": success, "lost": lost, "steps": steps}
+        return self._copy_obs(), reward, terminated, truncated, info
+
+    def _copy_obs(self) -> Obs:
+        obs = {cam: img.copy() for cam, img in self._images.items()}
+        obs["state"] = self._state.copy()
+        return obs
+
+    def _roundtrip(self, msgs: dict[int, tuple[str, Any]]) -> dict[int, Any]:
+        """Send ``msgs`` (worker -> command), gather replies under the deadline. Workers that die or
+        time out are restarted and their envs marked lost; they are absent from the returned dict.
+        A command that raised inside a worker is re-raised here (after every reply is in)."""
+        if not self._finalizer.alive:
+            raise RuntimeError("SubprocVectorEnv is closed")
+        sent = []
+        failed: dict[int, str] = {}
+        for w, (cmd, payload) in msgs.items():
+            try:
+                self._send(w, cmd, payload)
+                sent.append(w)
+            except OSError as exc:
+                failed[w] = f"unreachable ({exc})"
+        replies, more = self._gather(sent, self.step_timeout_s)
+        failed.update(more)
+        if failed:
+            self._restart(failed)
+        errors = {w: r[1] for w, r in replies.items() if r[0] == "error"}
+        if errors:
+            w, tb = next(iter(errors.items()))
+            raise RuntimeError(f"{msgs[w][0]!r} failed in worker {w} (envs {self._slices[w]}):\n{tb}")
+        return {w: r[1] for w, r in replies.items()}
+
+    def _gather(self, workers: list[int], timeout_s: float) -> tuple[dict[int, tuple[str, Any]], dict[int, str]]:
+        """Wait for one reply from each of ``workers``; returns (replies, failures with a reason)."""
+        deadline = time.monotonic() + timeout_s
+        pending = {w: self._res.workers[w] for w in workers}
+        replies: dict[int, tuple[str, Any]] = {}
+        failed: dict[int, str] = {}
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            owner: dict[Any, int] = {}
+            for w, wk in pending.items():
+                owner[wk.conn] = w
+                owner[wk.proc.sentinel] = w
+            for obj in mp_wait(list(owner), timeout=remaining):
+                w = owner[obj]
+                wk = pending.get(w)
+                if wk is None:
+                    continue
+                try:
+                    if wk.conn.poll():
+                        seq, *reply = wk.conn.recv()
+                        if seq == wk.seq:
+                            replies[w] = tuple(reply)
+                            del pending[w]
+                        continue  # else: a stale reply to an interrupted command; keep waiting
+                except (EOFError, OSError):
+                    pass
+                if not wk.proc.is_alive() or obj is wk.conn:  # exited, or pipe closed/broken
+                    wk.proc.join(0.1)
+                    failed[w] = f"died (exit code {wk.proc.exitcode})"
+                    del pending[w]
+        for w in pending:
+            failed[w] = f"did not answer within {timeout_s:.1f} s"
+        return replies, failed
+
+    def _send(self, w: int, cmd: str, payload: Any) -> None:
+        """Send one command; the worker's reply must carry the same sequence number."""
+        self._seq += 1
+        wk = self._res.workers[w]
+        wk.seq = self._seq
+        wk.conn.send((self._seq, cmd, payload))
+
+    def _spawn(self, w: int) -> None:
+        lo, hi = self._slices[w]
+        parent_conn, child_conn = self._ctx.Pipe()
+        proc = self._ctx.Process(
+            target=_worker_main, name=f"SubprocVectorEnv-{w}", daemon=True,
+            args=(child_conn, os.getpid(), self.task_id, self.env_kwargs, lo, hi, self.render_threads),
+        )
+        proc.start()
+        child_conn.close()  # so the parent sees EOF when the worker dies
+        self._res.workers[w] = _Worker(proc, parent_conn, lo, hi)
+
+    def _start(self, ws: list[int]) -> dict[str, Any]:
+        """Start workers ``ws`` and wait until their envs are built; returns the env spec."""
+        for w in ws:
+            self._spawn(w)
+        replies, failed = self._gather(ws, self.start_timeout_s)
+        errors = [f"worker {w}: {r[1]}" for w, r in replies.items() if r[0] == "error"]
+        errors += [f"worker {w} {why}" for w, why in failed.items()]
+        if errors:
+            raise RuntimeError(f"could not start env workers for {self.task_id!r}:\n" + "\n".join(errors))
+        specs = [replies[w][1] for w in ws]
+        return specs[0]
+
+    def _create_shm(self, spec: dict[str, Any]) -> None:
+        self.camera_names: tuple[str, ...] = spec["cameras"]
+        self.image_size: int = spec["image_size"]
+        self.state_dim: int = spec["state_dim"]
+        self.max_steps: int = spec["max_steps"]
+        self.single_observation_space = spec["observation_space"]
+        self.single_action_space = spec["action_space"]
+        n, s = self.num_envs, self.image_size
+        names: dict[str, str] = {}
+        for cam in self.camera_names:
+            shm = SharedMemory(create=True, size=n * s * s * 3)
+            self._res.shms.append(shm)
+            self._images[cam] = np.ndarray((n, s, s, 3), np.uint8, buffer=shm.buf)
+            self._images[cam].fill(0)
+            names[cam] = shm.name
+        shm = SharedMemory(create=True, size=max(1, n * self.state_dim * 4))
+        self._res.shms.append(shm)
+        self._state = np.ndarray((n, self.state_dim), np.float32, buffer=shm.buf)
+        self._state.fill(0)
+        self._res.views.extend([*self._images.values(), self._state])
+        self._shm_names = {"images": names, "state": shm.name, "num_envs": n, "image_size": s,
+                           "state_dim": self.state_dim}
+
+    def _attach(self, ws: list[int]) -> None:
+        for w in ws:
+            self._send(w, "attach", self._shm_names)
+        replies, failed = self._gather(ws, self.start_timeout_s)
+        errors = [f"worker {w}: {r[1]}" for w, r in replies.items() if r[0] == "error"]
+        errors += [f"worker {w} {why}" for w, why in failed.items()]
+        if errors:
+            raise RuntimeError("env workers could not attach shared memory:\n" + "\n".join(errors))
+
+    def _restart(self, failed: dict[int, str]) -> None:
+        """Kill and restart the ``failed`` workers (worker -> reason); mark their envs lost."""
+        for w, why in failed.items():
+            wk = self._res.workers[w]
+            self.restarts += 1
+            logger.warning("SubprocVectorEnv worker %d (pid %s, envs %d..%d) %s; restarting it (restart #%d); "
+                           "its episodes are void until the next reset", w, wk.proc.pid, wk.lo, wk.hi - 1, why,
+                           self.restarts)
+            if wk.proc.is_alive():
+                wk.proc.kill()
+            wk.proc.join(5.0)
+            wk.conn.close()
+            self._lost[wk.lo:wk.hi] = True
+            self._needs_reset[wk.lo:wk.hi] = True
+        ws = list(failed)
+        self._start(ws)
+        self._attach(ws)
