@@ -192,6 +192,21 @@ def _sft(argv: list[str]) -> int:
     return 0
 
 
+@command("train", "GRPO on robot tasks from an SFT checkpoint (configs/vla_grpo*.yaml)")
+def _train(argv: list[str]) -> int:
+    from vla_rl.trainers.grpo import GRPOConfig, GRPOTrainer
+
+    cfg = parse_args(GRPOConfig, argv, "train")
+    trainer = GRPOTrainer(cfg, _console())  # type: ignore[arg-type]
+    try:
+        s = trainer.train()
+    finally:
+        trainer.close()
+    print(f"GRPO done: {s['iterations']} iterations, {s['env_steps']} env steps in {s['wall_s']:.0f} s; "
+          f"best val success {s['best_val_success']:.1%}")
+    return 0
+
+
 @command("bench", "benchmarks: `vla-rl bench env` (vector env steps/s vs baselines)")
 def _bench(argv: list[str]) -> int:
     if not argv or argv[0] not in ("env",):

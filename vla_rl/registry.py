@@ -15,8 +15,9 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
-class RegistryError(KeyError):
-    """A name that is not registered, or registered twice."""
+class RegistryError(KeyError, ValueError):
+    """A name that is not registered, or registered twice (a KeyError, and a ValueError so that config
+    validators report it as a bad value)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly.
         return str(self.args[0]) if self.args else ""

@@ -66,9 +66,9 @@ class DemoTensors:
 
     def __init__(self, roots: list[str], cfg: VLAConfig) -> None:
         import torch
-        import torch.nn.functional as F
 
         from vla_rl.data.dataset import SFTDataset
+        from vla_rl.policies.vla.processor_vla import resize_images
 
         imgs, states, acts, masks, instr, self.tasks = [], [], [], [], [], []
         for root in roots:
@@ -79,12 +79,8 @@ class DemoTensors:
             for ep in range(ds.reader.num_episodes):
                 frames = ds.reader.episode(ep).frames
                 x = torch.from_numpy(np.stack([frames[c] for c in cfg.cameras], 1))  # (T, C, H, W, 3)
-                x = x.permute(0, 1, 4, 2, 3).float()
-                t, c = x.shape[:2]
-                if x.shape[-1] != cfg.vision.image_size:
-                    x = F.interpolate(x.flatten(0, 1), size=(cfg.vision.image_size,) * 2, mode="bilinear",
-                                      antialias=True, align_corners=False).unflatten(0, (t, c))
-                imgs.append(x.round().clamp(0, 255).to(torch.uint8))
+                imgs.append(resize_images(x.permute(0, 1, 4, 2, 3), cfg.vision.image_size))
+                t = x.shape[0]
                 states.append(torch.from_numpy(ds.states[ep]))
                 for step in range(t):
                     a, m = ds.action_chunk(ep, step)

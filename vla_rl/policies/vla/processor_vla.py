@@ -141,10 +141,11 @@ class VLAProcessor:
 
     def __call__(self, obs: dict[str, np.ndarray], instructions: list[str]):
         """obs: uint8 (B, H, W, 3) per camera and float (B, D) ``state``; returns a `VLABatch`."""
-        import torch
-        import torch.nn.functional as F
+        return self.batch(self.images(obs), instructions, obs.get("state"))
 
-        from vla_rl.policies.vla.modeling_vla import VLABatch
+    def images(self, obs: dict[str, np.ndarray]):
+        """The policy's cameras as uint8 (B, C, 3, S, S), resized (bilinear, antialiased) to its input size."""
+        import torch
 
         missing = [c for c in self.cameras if c not in obs]
         if missing:
@@ -152,19 +153,37 @@ class VLAProcessor:
         imgs = np.stack([obs[c] for c in self.cameras], 1)  # (B, C, H, W, 3)
         if imgs.dtype != np.uint8 or imgs.shape[-1] != 3:
             raise ValueError(f"images must be uint8 (B, H, W, 3), got {imgs.dtype} {imgs.shape[2:]}")
-        px = torch.from_numpy(imgs).permute(0, 1, 4, 2, 3).float().div_(127.5).sub_(1.0)  # (B, C, 3, H, W)
-        if px.shape[-1] != self.image_size or px.shape[-2] != self.image_size:
-            b, c = px.shape[:2]
-            px = F.interpolate(px.flatten(0, 1), size=(self.image_size, self.image_size), mode="bilinear",
-                               align_corners=False, antialias=True).unflatten(0, (b, c))
+        return resize_images(torch.from_numpy(imgs).permute(0, 1, 4, 2, 3), self.image_size)
+
+    def batch(self, images, instructions: list[str], state: np.ndarray | None = None):
+        """uint8 images (B, C, 3, S, S) + instructions + raw state (B, D) -> `VLABatch` (pixels in [-1, 1])."""
+        import torch
+
+        from vla_rl.policies.vla.modeling_vla import VLABatch
+
         ids, mask = self.tokenize(list(instructions))
-        state = None
+        st = None
         if self.state_stats is not None:
-            state = torch.from_numpy(self.normalize_state(obs["state"]))
-        return VLABatch(px, ids, mask, state)
+            if state is None:
+                raise ValueError("this policy reads proprio state but the observation has no 'state'")
+            st = torch.from_numpy(self.normalize_state(np.asarray(state)))
+        return VLABatch(images.float().div(127.5).sub(1.0), ids, mask, st)
 
     def normalize_state(self, state: np.ndarray) -> np.ndarray:
         """float (B, D) -> float32 (B, D): q01 -> -1, q99 -> +1 (not clipped)."""
         s = np.asarray(state, dtype=np.float64)
         span = np.maximum(self.state_stats.q99 - self.state_stats.q01, 1e-6)
         return (2.0 * (s - self.state_stats.q01) / span - 1.0).astype(np.float32)
+
+
+def resize_images(x, size: int):
+    """uint8 (..., 3, H, W) -> uint8 (..., 3, size, size), bilinear with antialiasing; a no-op at size."""
+    import torch
+    import torch.nn.functional as F
+
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x.contiguous()
+    lead = x.shape[:-3]
+    y = F.interpolate(x.reshape(-1, *x.shape[-3:]).float(), size=(size, size), mode="bilinear",
+                      align_corners=False, antialias=True)
+    return y.round().clamp(0, 255).to(torch.uint8).reshape(*lead, 3, size, size)

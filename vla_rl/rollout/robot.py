@@ -1,0 +1,151 @@
+"""The robot rollout loop: G rollouts per initial state, action chunks decoded in one batched forward.
+
+Every policy call on an env is one *sample* (context = images + instruction + proprio, response = the
+K = chunk x 7 action tokens); a trajectory is the samples of one episode and carries its outcome.
+Envs that finished are dropped from the forward batch. Episodes lost to a crashed worker are marked
+and must be excluded from the update, never scored as failures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vla_rl.envs import VectorEnv
+
+
+@dataclass
+class RobotRollout:
+    """One round of rollouts. S samples, N trajectories, K action tokens per sample.
+
+    images uint8 (S, C, 3, H, W); input_ids, attention_mask int64 (S, L); state float32 (S, D) as the
+    policy reads it (normalised; None without proprio); tokens int64 (S, K) in [0, n_bins); old_logp and
+    entropy float32 (S, K); token_mask float32 (S, K) (1 for tokens of control steps that were executed);
+    traj int64 (S,).
+    Per trajectory: group int64 (N,), success / lost bool (N,), steps int64 (N,), seeds, task ids.
+    """
+
+    images: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    state: torch.Tensor | None
+    tokens: torch.Tensor
+    old_logp: torch.Tensor
+    entropy: torch.Tensor
+    token_mask: torch.Tensor
+    traj: torch.Tensor
+    group: torch.Tensor
+    success: torch.Tensor
+    lost: torch.Tensor
+    steps: torch.Tensor
+    seeds: list[int] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    policy_s: float = 0.0
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def env_steps(self) -> int:
+        return int(self.steps.sum())
+
+    def batch(self, idx: torch.Tensor):
+        """The policy inputs (`VLABatch`) of samples ``idx``."""
+        from vla_rl.policies.vla.modeling_vla import VLABatch
+
+        return VLABatch(self.images[idx].float().div(127.5).sub(1.0), self.input_ids[idx], self.attention_mask[idx],
+                        None if self.state is None else self.state[idx])
+
+    def select_trajectories(self, keep: torch.Tensor) -> RobotRollout:
+        """Keep trajectories where ``keep`` (bool (N,)) and their samples; trajectory ids are renumbered."""
+        new_id = torch.full((len(keep),), -1, dtype=torch.long)
+        new_id[keep] = torch.arange(int(keep.sum()))
+        s = keep[self.traj]
+        idx = keep.nonzero().squeeze(-1).tolist()
+        return RobotRollout(
+            self.images[s], self.input_ids[s], self.attention_mask[s], None if self.state is None else self.state[s],
+            self.tokens[s], self.old_logp[s], self.entropy[s], self.token_mask[s], new_id[self.traj[s]],
+            self.group[keep], self.success[keep], self.lost[keep], self.steps[keep],
+            [self.seeds[i] for i in idx], [self.tasks[i] for i in idx], self.wall_s, self.policy_s)
+
+    @staticmethod
+    def concat(parts: list[RobotRollout]) -> RobotRollout:
+        """Join rounds; trajectory ids are offset so they stay unique (group ids must already be)."""
+        offsets = np.cumsum([0] + [len(p.group) for p in parts[:-1]])
+        cat = torch.cat
+        return RobotRollout(
+            cat([p.images for p in parts]), cat([p.input_ids for p in parts]), cat([p.attention_mask for p in parts]),
+            None if parts[0].state is None else cat([p.state for p in parts]),
+            cat([p.tokens for p in parts]), cat([p.old_logp for p in parts]), cat([p.entropy for p in parts]),
+            cat([p.token_mask for p in parts]), cat([p.traj + int(o) for p, o in zip(parts, offsets, strict=True)]),
+            cat([p.group for p in parts]), cat([p.success for p in parts]), cat([p.lost for p in parts]),
+            cat([p.steps for p in parts]), [s for p in parts for s in p.seeds], [t for p in parts for t in p.tasks],
+            sum(p.wall_s for p in parts), sum(p.policy_s for p in parts))
+
+
+def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, temperature: float,
+                     generator: torch.Generator | None = None, task: str = "", group_offset: int = 0,
+                     greedy: bool = False) -> RobotRollout:
+    """Run ``group_size`` episodes from each seed (same seed G times: one GRPO group), ``env.num_envs``
+    at a time. Group ids are ``group_offset + index of the seed``."""
+    proc = policy.processor()
+    k_tokens = policy.config.num_action_tokens
+    dim = policy.config.action_dim
+    n_env = env.num_envs
+    plan = [(s, group_offset + i) for i, s in enumerate(seeds) for _ in range(group_size)]
+    buf: dict[str, list] = {k: [] for k in ("images", "ids", "amask", "state", "tokens", "logp", "ent", "tmask",
+                                            "traj")}
+    group, success, lost, steps = [], [], [], []
+    t0, t_pol = time.perf_counter(), 0.0
+    was_training = policy.training
+    policy.eval()
+    for start in range(0, len(plan), n_env):
+        wave = plan[start : start + n_env]
+        pad = [w[0] for w in wave] + [wave[-1][0]] * (n_env - len(wave))
+        obs, info = env.reset(seed=pad)
+        active = np.arange(n_env) < len(wave)
+        succ = np.zeros(n_env, bool)
+        lst = np.zeros(n_env, bool)
+        nsteps = np.zeros(n_env, np.int64)
+        traj_ids = start + np.arange(n_env)
+        while active.any():
+            rows = np.flatnonzero(active)
+            tp = time.perf_counter()
+            images = proc.images({c: obs[c][rows] for c in proc.cameras})
+            state = obs["state"][rows] if proc.state_stats is not None else None
+            batch = proc.batch(images, [info["instruction"][i] for i in rows], state)
+            with torch.no_grad():
+                out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator)
+            t_pol += time.perf_counter() - tp
+            actions = np.zeros((n_env, out.actions.shape[1], dim), np.float32)
+            actions[rows] = out.actions
+            obs, _, term, trunc, sinfo = env.step_chunk(actions, active)
+            executed = torch.from_numpy(sinfo["steps"][rows])
+            tmask = (torch.arange(k_tokens)[None] // dim < executed[:, None]).float()
+            for key, val in (("images", images), ("ids", batch.input_ids), ("amask", batch.attention_mask),
+                             ("tokens", out.tokens), ("logp", out.logprobs), ("ent", out.entropy),
+                             ("tmask", tmask), ("traj", torch.from_numpy(traj_ids[rows]))):
+                buf[key].append(val)
+            if batch.state is not None:
+                buf["state"].append(batch.state)
+            nsteps[rows] += sinfo["steps"][rows]
+            succ |= active & sinfo["success"]
+            lst |= active & sinfo["lost"]
+            active &= ~(term | trunc | sinfo["lost"])
+        for i, (_, g) in enumerate(wave):
+            group.append(g)
+            success.append(bool(succ[i] and not lst[i]))
+            lost.append(bool(lst[i]))
+            steps.append(int(nsteps[i]))
+    policy.train(was_training)
+    cat = torch.cat
+    return RobotRollout(
+        cat(buf["images"]), cat(buf["ids"]), cat(buf["amask"]), cat(buf["state"]) if buf["state"] else None,
+        cat(buf["tokens"]), cat(buf["logp"]).float(), cat(buf["ent"]).float(), cat(buf["tmask"]), cat(buf["traj"]),
+        torch.tensor(group), torch.tensor(success), torch.tensor(lost), torch.tensor(steps),
+        [p[0] for p in plan], [task] * len(plan), time.perf_counter() - t0, t_pol)
