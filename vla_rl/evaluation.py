@@ -155,7 +155,7 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
     if isinstance(policy, VLAChunkPolicy):  # render what the policy reads, at its resolution
         vcfg = policy.policy.config
         cfg = cfg.model_copy(update={"env": cfg.env.model_copy(
-            update={"image_size": vcfg.vision.image_size, "cameras": tuple(vcfg.cameras)})})
+            update={"image_size": vcfg.render_size, "cameras": tuple(vcfg.cameras)})})
     out = Path(cfg.out)
     results: dict[str, Any] = {"policy": cfg.policy, "split": cfg.split, "tasks": {}}
     for task in _task_list(cfg.task):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from vla_rl.data import DatasetError, Episode
+from vla_rl.utils import rotations
 
 CAMERA_KEYS: dict[str, tuple[str, ...]] = {
     "agentview": ("agentview_rgb", "agentview_image", "agentview"),
@@ -39,15 +40,10 @@ STATE_KEY_SETS: tuple[tuple[str, ...], ...] = (
 
 
 def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
-    """(..., 4) quaternions (x, y, z, w) -> (..., 3) axis-angle (axis * angle, angle in [0, pi])."""
+    """(..., 4) quaternions in robomimic's order (x, y, z, w) -> float32 (..., 3) axis-angle (axis * angle,
+    angle in [0, pi]); `vla_rl.utils.rotations.quat_to_axis_angle` after reordering to (w, x, y, z)."""
     q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    q = np.where(q[..., 3:4] < 0, -q, q)  # same rotation, w >= 0 gives angle <= pi
-    w = np.clip(q[..., 3], -1.0, 1.0)
-    angle = 2.0 * np.arccos(w)
-    s = np.sqrt(np.maximum(1.0 - w * w, 0.0))
-    scale = np.where(s > 1e-8, angle / np.maximum(s, 1e-12), 2.0)  # small angles: axis*angle ~ 2 * xyz
-    return (q[..., :3] * scale[..., None]).astype(np.float32)
+    return rotations.quat_to_axis_angle(q[..., [3, 0, 1, 2]]).astype(np.float32)
 
 
 def _demo_names(data: Any) -> list[str]:

@@ -44,7 +44,7 @@ import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -313,7 +313,116 @@ def check_frame(obs: dict[str, np.ndarray], action: np.ndarray, cameras: Sequenc
 # ---- writer ------------------------------------------------------------------------------------
 
 
-class LeRobotWriter:
+class _EpisodeWriter:
+    """The episode protocol `LeRobotWriter` and `vla_rl.data.zarr_buffer.ZarrWriter` share: one open episode
+    buffered in memory, progress counters (episodes started / saved / discarded), ``close`` and ``with``.
+
+    A subclass sets ``root``, ``cameras``, ``state_dim`` and ``action_dim``, calls `_init_episodes` in its
+    ``__init__``, and defines ``num_episodes``, ``num_frames``, `_write_progress` and ``end_episode`` (which
+    takes the episode with `_pending_episode` and, once it is committed, calls `_episode_saved`).
+    """
+
+    _even_sides = False  # whether frames must have even sides
+
+    def _init_episodes(self) -> None:
+        self._image_shapes: dict[str, tuple[int, ...]] = {}
+        self._progress = {"started": 0, "saved": 0, "discarded": 0, "open": False, "closed": False,
+                          "pid": os.getpid()}
+        self._buf: dict[str, Any] | None = None
+        self._closed = False
+
+    @property
+    def num_episodes(self) -> int:
+        """Episodes committed so far."""
+        raise NotImplementedError
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of the committed episodes."""
+        raise NotImplementedError
+
+    def start(self, task: str, seed: int | None = None) -> int:
+        """Open a new episode for the language instruction ``task``; returns its would-be index."""
+        self._check_open()
+        if self._buf is not None:
+            raise RuntimeError("an episode is already open: call end_episode() or discard_episode() first")
+        self._buf = {"task": self._task_text(task), "seed": seed, "frames": {c: [] for c in self.cameras},
+                     "state": [], "action": [], "success": []}
+        self._progress["started"] += 1
+        self._progress["open"] = True
+        self._write_progress()
+        return self.num_episodes
+
+    def add_frame(self, obs: dict[str, np.ndarray], action: np.ndarray, success: bool = False) -> None:
+        """Append one control step: ``obs`` before the action (camera -> uint8 (H, W, 3), ``"state"`` -> (D,)),
+        the float (7,) action, and whether the task was solved after it."""
+        if self._buf is None:
+            raise RuntimeError("no open episode: call start(task) first")
+        images, state, act = check_frame(obs, action, self.cameras, self._image_shapes, self.state_dim,
+                                         self.action_dim, even_sides=self._even_sides)
+        for c, img in images.items():
+            self._buf["frames"][c].append(img)
+        self._buf["state"].append(state)
+        self._buf["action"].append(act)
+        self._buf["success"].append(bool(success))
+
+    def discard_episode(self) -> None:
+        """Drop the open episode on purpose (e.g. a failed demo); it is counted as discarded."""
+        if self._buf is None:
+            raise RuntimeError("no open episode to discard")
+        self._buf = None
+        self._progress["discarded"] += 1
+        self._progress["open"] = False
+        self._write_progress()
+
+    def close(self) -> dict[str, Any]:
+        """Finish recording (an episode still open is not saved and counts as dropped); returns a summary."""
+        if not self._closed:
+            self._buf = None
+            self._progress["closed"] = True
+            self._write_progress()
+            self._closed = True
+        return {"root": str(self.root), "episodes": self.num_episodes, "frames": self.num_frames,
+                "started": self._progress["started"], "discarded": self._progress["discarded"],
+                "dropped": dropped_count(self._progress, self.num_episodes)}
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- for subclasses ----
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the writer is closed")
+
+    def _task_text(self, task: str) -> str:
+        """The instruction stored for ``task`` (a subclass may validate it)."""
+        return str(task)
+
+    def _pending_episode(self, seed: int | None) -> tuple[dict[str, Any], int, int | None]:
+        """The open episode to commit: (its buffer, its length, ``seed`` or else the one given to `start`)."""
+        if self._buf is None:
+            raise RuntimeError("no open episode: call start(task) first")
+        buf = self._buf
+        length = len(buf["action"])
+        if length == 0:
+            raise ValueError("the episode has no frames; add_frame() at least once or discard_episode()")
+        return buf, length, buf["seed"] if seed is None else seed
+
+    def _episode_saved(self) -> None:
+        """Count the open episode as saved (call once it is committed) and record the progress."""
+        self._buf = None
+        self._progress["saved"] += 1
+        self._progress["open"] = False
+        self._write_progress()
+
+    def _write_progress(self) -> None:
+        raise NotImplementedError
+
+
+class LeRobotWriter(_EpisodeWriter):
     """Record episodes into a LeRobot v3.0 dataset at ``root``, one durable episode at a time.
 
     Usage::
@@ -331,6 +440,8 @@ class LeRobotWriter:
     ``meta/episodes/chunk_index``, ``meta/episodes/file_index``, and ours: ``seed`` (int64, null when
     unknown) and ``success`` (bool).
     """
+
+    _even_sides = True  # H.264
 
     def __init__(
         self,
@@ -356,17 +467,13 @@ class LeRobotWriter:
         self.robot_type = robot_type
         self.info_extra = dict(info_extra or {})
         _prepare_root(self.root, overwrite)
-        self._image_shapes: dict[str, tuple[int, ...]] = {}
+        self._init_episodes()
         self._video_info: dict[str, dict[str, Any]] = {}
         self._rows: list[dict[str, Any]] = []
         self._tasks: dict[str, int] = {}
         self._total_frames = 0
         self._columns: dict[str, list[np.ndarray]] = {}
         self._hist = {c: np.zeros((3, 256), dtype=np.int64) for c in self.cameras}
-        self._progress = {"started": 0, "saved": 0, "discarded": 0, "open": False, "closed": False,
-                          "pid": os.getpid()}
-        self._buf: dict[str, Any] | None = None
-        self._closed = False
         self._write_progress()
 
     # ---- public API ----
@@ -379,54 +486,20 @@ class LeRobotWriter:
     def num_frames(self) -> int:
         return self._total_frames
 
-    def start(self, task: str, seed: int | None = None) -> int:
-        """Open a new episode for the language instruction ``task``; returns its would-be index."""
-        self._check_open()
-        if self._buf is not None:
-            raise RuntimeError("an episode is already open: call end_episode() or discard_episode() first")
-        if not isinstance(task, str) or not task:
-            raise ValueError(f"task must be a non-empty instruction string, got {task!r}")
-        self._buf = {"task": task, "seed": seed, "frames": {c: [] for c in self.cameras},
-                     "state": [], "action": [], "success": []}
-        self._progress["started"] += 1
-        self._progress["open"] = True
-        self._write_progress()
-        return len(self._rows)
+    @property
+    def state_dim(self) -> int:
+        return len(self.state_names)
 
-    def add_frame(self, obs: dict[str, np.ndarray], action: np.ndarray, success: bool = False) -> None:
-        """Append one control step: ``obs`` before the action (camera -> uint8 (H, W, 3), ``"state"`` -> (D,)),
-        the float (7,) action, and whether the task was solved after it."""
-        if self._buf is None:
-            raise RuntimeError("no open episode: call start(task) first")
-        images, state, act = check_frame(obs, action, self.cameras, self._image_shapes, len(self.state_names),
-                                         len(self.action_names), even_sides=True)
-        for c, img in images.items():
-            self._buf["frames"][c].append(img)
-        self._buf["state"].append(state)
-        self._buf["action"].append(act)
-        self._buf["success"].append(bool(success))
-
-    def discard_episode(self) -> None:
-        """Drop the open episode on purpose (e.g. a failed demo); it is counted as discarded."""
-        if self._buf is None:
-            raise RuntimeError("no open episode to discard")
-        self._buf = None
-        self._progress["discarded"] += 1
-        self._progress["open"] = False
-        self._write_progress()
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_names)
 
     def end_episode(self, seed: int | None = None, success: bool | None = None) -> int:
         """Write the open episode durably and commit it; returns its episode index.
 
         ``seed`` overrides the one given to `start`; ``success`` defaults to "any step succeeded".
         """
-        if self._buf is None:
-            raise RuntimeError("no open episode: call start(task) first")
-        buf = self._buf
-        length = len(buf["action"])
-        if length == 0:
-            raise ValueError("the episode has no frames; add_frame() at least once or discard_episode()")
-        seed = buf["seed"] if seed is None else seed
+        buf, length, seed = self._pending_episode(seed)
         step_success = np.array(buf["success"], dtype=bool)
         success = bool(step_success.any()) if success is None else bool(success)
         ep = len(self._rows)
@@ -490,33 +563,14 @@ class LeRobotWriter:
         # committed: update the in-memory state, then the progress file
         self._rows, self._tasks, self._columns, self._hist = rows, tasks, new_columns, new_hist
         self._total_frames, self._video_info = total, video_info
-        self._buf = None
-        self._progress["saved"] += 1
-        self._progress["open"] = False
-        self._write_progress()
+        self._episode_saved()
         return ep
 
-    def close(self) -> dict[str, Any]:
-        """Finish recording (an episode still open is not saved and counts as dropped); returns a summary."""
-        if not self._closed:
-            self._buf = None
-            self._progress["closed"] = True
-            self._write_progress()
-            self._closed = True
-        return {"root": str(self.root), "episodes": len(self._rows), "frames": self._total_frames,
-                "started": self._progress["started"], "discarded": self._progress["discarded"],
-                "dropped": dropped_count(self._progress, len(self._rows))}
-
-    def __enter__(self) -> LeRobotWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # ---- internals ----
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("the writer is closed")
+    def _task_text(self, task: str) -> str:
+        if not isinstance(task, str) or not task:
+            raise ValueError(f"task must be a non-empty instruction string, got {task!r}")
+        return task
 
     def _write_progress(self) -> None:
         atomic_write_json(self.root / PROGRESS_PATH, self._progress)

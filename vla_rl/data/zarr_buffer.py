@@ -22,7 +22,6 @@ this reader and diffusion-policy's ``ReplayBuffer`` both ignore them (it slices 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from vla_rl.data import DatasetError, Episode
-from vla_rl.data.lerobot import _fsync_dir, _fsync_file, _prepare_root, check_frame, dropped_count
+from vla_rl.data.lerobot import _EpisodeWriter, _fsync_dir, _fsync_file, _prepare_root, dropped_count
+from vla_rl.utils.io import atomic_write_bytes
 
 LOWDIM_CHUNK = 1000
 EPISODE_ENDS_CHUNK = 4096
@@ -46,16 +46,7 @@ def _compressor() -> Any:
     return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.NOSHUFFLE)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-class ZarrWriter:
+class ZarrWriter(_EpisodeWriter):
     """Record episodes into a diffusion-policy zarr replay buffer at ``root`` (same API as `LeRobotWriter`).
 
     ``start(task, seed)``, ``add_frame(obs, action, success)`` per control step (obs: camera -> uint8
@@ -91,15 +82,11 @@ class ZarrWriter:
         meta = self._group.require_group("meta")
         meta.create_array("episode_ends", shape=(0,), chunks=(EPISODE_ENDS_CHUNK,), dtype="int64",
                           compressors=None, fill_value=0)
-        self._progress = {"started": 0, "saved": 0, "discarded": 0, "open": False, "closed": False,
-                          "pid": os.getpid()}
+        self._init_episodes()
         self._attrs: dict[str, Any] = {"format": "diffusion_policy_replay_buffer", "cameras": list(self.cameras),
                                        "fps": self.fps, **(info_extra or {}), "instructions": [],
                                        "progress": self._progress}
         self._ends: list[int] = []
-        self._buf: dict[str, Any] | None = None
-        self._image_shapes: dict[str, tuple[int, ...]] = {}
-        self._closed = False
         self._write_attrs()
 
     @property
@@ -110,49 +97,9 @@ class ZarrWriter:
     def num_frames(self) -> int:
         return self._ends[-1] if self._ends else 0
 
-    def start(self, task: str, seed: int | None = None) -> int:
-        """Open a new episode for the language instruction ``task``; returns its would-be index."""
-        if self._closed:
-            raise RuntimeError("the writer is closed")
-        if self._buf is not None:
-            raise RuntimeError("an episode is already open: call end_episode() or discard_episode() first")
-        self._buf = {"task": str(task), "seed": seed, "frames": {c: [] for c in self.cameras},
-                     "state": [], "action": [], "success": []}
-        self._progress["started"] += 1
-        self._progress["open"] = True
-        self._write_progress()
-        return len(self._ends)
-
-    def add_frame(self, obs: dict[str, np.ndarray], action: np.ndarray, success: bool = False) -> None:
-        """Append one control step (``obs`` before ``action``)."""
-        if self._buf is None:
-            raise RuntimeError("no open episode: call start(task) first")
-        images, state, act = check_frame(obs, action, self.cameras, self._image_shapes, self.state_dim,
-                                         self.action_dim)
-        for c, img in images.items():
-            self._buf["frames"][c].append(img)
-        self._buf["state"].append(state)
-        self._buf["action"].append(act)
-        self._buf["success"].append(bool(success))
-
-    def discard_episode(self) -> None:
-        """Drop the open episode on purpose; it is counted as discarded."""
-        if self._buf is None:
-            raise RuntimeError("no open episode to discard")
-        self._buf = None
-        self._progress["discarded"] += 1
-        self._progress["open"] = False
-        self._write_progress()
-
     def end_episode(self, seed: int | None = None, success: bool | None = None) -> int:
         """Append the open episode's rows, then commit ``episode_ends``; returns the episode index."""
-        if self._buf is None:
-            raise RuntimeError("no open episode: call start(task) first")
-        buf = self._buf
-        length = len(buf["action"])
-        if length == 0:
-            raise ValueError("the episode has no frames; add_frame() at least once or discard_episode()")
-        seed = buf["seed"] if seed is None else seed
+        buf, length, seed = self._pending_episode(seed)
         success = bool(any(buf["success"])) if success is None else bool(success)
         ep = len(self._ends)
         start = self.num_frames
@@ -183,29 +130,8 @@ class ZarrWriter:
         self._write_attrs()
         self._fsync_rows(start, end)
         self._commit_episode_end(end)
-
-        self._buf = None
-        self._progress["saved"] += 1
-        self._progress["open"] = False
-        self._write_progress()
+        self._episode_saved()
         return ep
-
-    def close(self) -> dict[str, Any]:
-        """Finish recording (an open episode is not saved and counts as dropped); returns a summary."""
-        if not self._closed:
-            self._buf = None
-            self._progress["closed"] = True
-            self._write_progress()
-            self._closed = True
-        return {"root": str(self.root), "episodes": len(self._ends), "frames": self.num_frames,
-                "started": self._progress["started"], "discarded": self._progress["discarded"],
-                "dropped": dropped_count(self._progress, len(self._ends))}
-
-    def __enter__(self) -> ZarrWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ---- internals ----
     def _write_progress(self) -> None:
@@ -213,7 +139,7 @@ class ZarrWriter:
 
     def _write_attrs(self) -> None:
         """Rewrite the root ``.zattrs`` (our metadata and progress) atomically."""
-        _atomic_write_bytes(self.root / ".zattrs", json.dumps({"vla_rl": self._attrs}, indent=2).encode())
+        atomic_write_bytes(self.root / ".zattrs", json.dumps({"vla_rl": self._attrs}, indent=2).encode())
 
     def _fsync_rows(self, start: int, end: int) -> None:
         """Flush the chunk files holding rows [start, end) of every data array, and the meta arrays."""
@@ -239,10 +165,10 @@ class ZarrWriter:
         chunk = np.zeros(EPISODE_ENDS_CHUNK, dtype="<i8")
         tail = ends[k * EPISODE_ENDS_CHUNK:]
         chunk[: len(tail)] = tail
-        _atomic_write_bytes(folder / str(k), chunk.tobytes())  # compressor None: raw little-endian int64
+        atomic_write_bytes(folder / str(k), chunk.tobytes())  # compressor None: raw little-endian int64
         meta = json.loads((folder / ".zarray").read_text())
         meta["shape"] = [len(ends)]
-        _atomic_write_bytes(folder / ".zarray", json.dumps(meta, indent=2).encode())
+        atomic_write_bytes(folder / ".zarray", json.dumps(meta, indent=2).encode())
         _fsync_dir(folder)
         self._ends = ends
 

@@ -117,7 +117,7 @@ class GRPOTrainer:
             self.iteration, self.seed_cursor = st["iteration"], st["seed_cursor"]
             self.nan_skipped, self.best = st["nan_skipped"], st["best"]
             torch.set_rng_state(st["torch_rng"])
-        ecfg = cfg.env.model_copy(update={"image_size": self.policy.config.vision.image_size,
+        ecfg = cfg.env.model_copy(update={"image_size": self.policy.config.render_size,
                                           "cameras": tuple(self.policy.config.cameras)})
         self.env_cfg = ecfg
         self.envs = {t: make_vector_env(ecfg, t) for t in cfg.tasks}

@@ -81,6 +81,7 @@ class DemoTensors:
                 x = torch.from_numpy(np.stack([frames[c] for c in cfg.cameras], 1))  # (T, C, H, W, 3)
                 imgs.append(resize_images(x.permute(0, 1, 4, 2, 3), cfg.vision.image_size))
                 t = x.shape[0]
+                self.camera_size = int(x.shape[2])
                 states.append(torch.from_numpy(ds.states[ep]))
                 for step in range(t):
                     a, m = ds.action_chunk(ep, step)
@@ -146,6 +147,7 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
     vcfg = cfg.vla_config()
     t0 = time.time()
     demos = DemoTensors(cfg.data, vcfg)
+    vcfg = vcfg.model_copy(update={"camera_size": demos.camera_size})  # roll out as the demos were rendered
     tok = build_tokenizer(all_instructions() + demos.instructions, vocab_size=512)
     a_stats = NormStats.from_actions(demos.actions)
     s_stats = NormStats.from_actions(demos.state.numpy())
@@ -219,7 +221,7 @@ def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg
     from vla_rl.evaluation import VLAChunkPolicy, run_episodes, summarize
 
     vc = policy.config
-    ecfg = env_cfg.model_copy(update={"image_size": vc.vision.image_size, "cameras": tuple(vc.cameras),
+    ecfg = env_cfg.model_copy(update={"image_size": vc.render_size, "cameras": tuple(vc.cameras),
                                       "num_envs": min(env_cfg.num_envs, episodes)})
     chunk_policy = VLAChunkPolicy(policy, greedy=greedy)
     out = {}

@@ -10,16 +10,25 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
+def _atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` (text or bytes) to a temporary sibling, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return _atomic_write(path, text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return _atomic_write(path, bytes(data))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:

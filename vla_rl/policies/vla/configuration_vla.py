@@ -58,10 +58,17 @@ class VLAConfig(Config):
     state_dim: int = Field(8, ge=1)
     max_instruction_tokens: int = Field(24, ge=1)
     decoding: Literal["parallel", "autoregressive"] = "parallel"
+    camera_size: int | None = Field(None, ge=8, description="resolution the training images were rendered at; "
+                                    "envs render at it and the processor resizes (None: vision.image_size)")
 
     @property
     def num_action_tokens(self) -> int:
         return self.chunk_size * self.action_dim
+
+    @property
+    def render_size(self) -> int:
+        """Camera resolution to render for this policy (the same pipeline as its training data)."""
+        return self.camera_size or self.vision.image_size
 
 
 def vla_preset(name: str) -> VLAConfig:
