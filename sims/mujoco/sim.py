@@ -16,31 +16,13 @@ from sims.mujoco.arm import (
     JOINT_LIMITS,
     build_scene_xml,
 )
+from vla_rl.utils.rotations import axis_angle_to_quat, quat_to_axis_angle
 
 CONTROL_HZ = 20
 POS_SCALE = 0.02  # m per control step at |action| = 1 (0.4 m/s)
 ROT_SCALE = 0.1  # rad per control step at |action| = 1
 # Where the tool centre point may be commanded (m, world frame); the table top is z = 0.
 WORKSPACE = np.array([[0.15, 0.85], [-0.45, 0.45], [0.003, 0.55]])
-
-
-def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
-    """Unit quaternion (w, x, y, z) -> axis-angle vector (3,), angle in [0, pi]."""
-    q = q / np.linalg.norm(q)
-    if q[0] < 0:
-        q = -q
-    s = np.linalg.norm(q[1:])
-    if s < 1e-9:
-        return np.zeros(3)
-    return q[1:] / s * 2.0 * np.arctan2(s, q[0])
-
-
-def axis_angle_to_quat(v: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(v))
-    if angle < 1e-12:
-        return np.array([1.0, 0.0, 0.0, 0.0])
-    axis = v / angle
-    return np.concatenate([[np.cos(angle / 2)], np.sin(angle / 2) * axis])
 
 
 def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:

@@ -670,8 +670,23 @@ def _chain(first: Episode, rest: Iterator[Episode]) -> Iterator[Episode]:
 # ---- reader ------------------------------------------------------------------------------------
 
 
+class _EpisodeList:
+    """Reader results (`LeRobotData`, `vla_rl.data.zarr_buffer.ZarrData`) behave as their ``episodes`` list."""
+
+    episodes: list[Episode]
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __iter__(self) -> Iterator[Episode]:
+        return iter(self.episodes)
+
+    def __getitem__(self, i: int) -> Episode:
+        return self.episodes[i]
+
+
 @dataclass
-class LeRobotData:
+class LeRobotData(_EpisodeList):
     """What `read_lerobot` returns: the committed episodes and the dataset's metadata.
 
     ``dropped`` counts episodes started but never saved (a crash or kill; None if the dataset has no
@@ -687,15 +702,6 @@ class LeRobotData:
     discarded: int = 0
     progress: dict[str, Any] | None = None
     uncommitted: int = 0
-
-    def __len__(self) -> int:
-        return len(self.episodes)
-
-    def __iter__(self) -> Iterator[Episode]:
-        return iter(self.episodes)
-
-    def __getitem__(self, i: int) -> Episode:
-        return self.episodes[i]
 
     @property
     def num_frames(self) -> int:

@@ -22,7 +22,7 @@ this reader and diffusion-policy's ``ReplayBuffer`` both ignore them (it slices 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from vla_rl.data import DatasetError, Episode
-from vla_rl.data.lerobot import _EpisodeWriter, _fsync_dir, _fsync_file, _prepare_root, dropped_count
+from vla_rl.data.lerobot import _EpisodeList, _EpisodeWriter, _fsync_dir, _fsync_file, _prepare_root, dropped_count
 from vla_rl.utils.io import atomic_write_bytes
 
 LOWDIM_CHUNK = 1000
@@ -174,7 +174,7 @@ class ZarrWriter(_EpisodeWriter):
 
 
 @dataclass
-class ZarrData:
+class ZarrData(_EpisodeList):
     """What `read_zarr` returns: episodes and counts (``dropped`` None without a progress file)."""
 
     root: Path
@@ -184,15 +184,6 @@ class ZarrData:
     dropped: int | None = None
     discarded: int = 0
     uncommitted_rows: int = 0
-
-    def __len__(self) -> int:
-        return len(self.episodes)
-
-    def __iter__(self) -> Iterator[Episode]:
-        return iter(self.episodes)
-
-    def __getitem__(self, i: int) -> Episode:
-        return self.episodes[i]
 
 
 def read_zarr(root: str | Path, frames: bool = True) -> ZarrData:
