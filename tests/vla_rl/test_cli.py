@@ -20,7 +20,7 @@ def run(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 def test_help_lists_every_command():
     r = run("--help")
     assert r.returncode == 0
-    for name in ("tasks", "sim", "eval", "collect", "replay", "sft", "bench"):
+    for name in ("tasks", "sim", "eval", "collect", "replay", "sft", "train", "bench"):
         assert f"  {name}" in r.stdout
 
 
@@ -90,3 +90,7 @@ def test_sft_smoke_then_eval_checkpoint(tmp_path):
             str(tmp_path / "ev"), "env.num_envs=2", "videos=0")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["tasks"]["mujoco/Reach-v1"]["episodes"] == 2
+    r = run("train", "tasks=[mujoco/Reach-v1]", f"init={ckpt}", f"out={tmp_path / 'rl'}", "iterations=1",
+            "seeds_per_iter=2", "group_size=2", "eval_episodes=0", "env.num_envs=2", "minibatch_size=8")
+    assert r.returncode == 0, r.stderr
+    assert "GRPO done: 1 iterations" in r.stdout and (tmp_path / "rl" / "last" / "model.safetensors").is_file()
