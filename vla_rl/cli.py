@@ -207,6 +207,17 @@ def _train(argv: list[str]) -> int:
     return 0
 
 
+@command("plot", "draw a run's curves (success, loss, entropy, stability, throughput) to PNG")
+def _plot(argv: list[str]) -> int:
+    from vla_rl.plot import plot_run
+
+    if not argv or argv[0].startswith("-"):
+        print("usage: vla-rl plot <run folder> [out.png]")
+        return 2
+    print(f"wrote {plot_run(argv[0], argv[1] if len(argv) > 1 else None)}")
+    return 0
+
+
 @command("bench", "benchmarks: `vla-rl bench env` (vector env steps/s vs baselines)")
 def _bench(argv: list[str]) -> int:
     if not argv or argv[0] not in ("env",):
