@@ -139,3 +139,18 @@ def test_openvla_7b_preset_builds_with_real_shapes_without_weights():
     n = pol.num_parameters()
     assert 6.9e9 < n < 7.3e9, n  # Llama-2 7B (6.74B) + SigLIP-so400m (0.43B) + projector
     assert pol.action_offset == 32000 - 256
+
+
+def test_conv_stem_hybrid_encoder_round_trips(tmp_path):
+    cfg = micro()
+    cfg = cfg.model_copy(update={"vision": cfg.vision.model_copy(update={"conv_stem": True})})
+    pol = make(cfg)
+    stem = pol.vision.embeddings.patch_embedding
+    assert [m.stride for m in stem if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * 3  # patch 8 = 2^3
+    batch = pol.processor()(obs(), ["open the drawer"] * 5)
+    ref = pol.action_logits(batch)
+    pol.save_pretrained(tmp_path / "c")
+    again = VLAPolicy.from_pretrained(tmp_path / "c", expect=cfg)
+    torch.testing.assert_close(again.action_logits(batch), ref, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="power-of-two"):
+        VisionConfig(image_size=30, patch_size=6, conv_stem=True)

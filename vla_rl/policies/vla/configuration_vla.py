@@ -19,9 +19,13 @@ class VisionConfig(Config):
     num_layers: int = Field(2, ge=1)
     num_heads: int = Field(4, ge=1)
     intermediate_size: int = Field(256, ge=8)
+    conv_stem: bool = Field(False, description="hybrid ViT: a stride-2 conv stack replaces the linear patch "
+                            "embedding (patch_size must be a power of two)")
 
     @model_validator(mode="after")
     def _divisible(self) -> VisionConfig:
+        if self.conv_stem and (self.patch_size & (self.patch_size - 1) or self.patch_size < 2):
+            raise ValueError(f"conv_stem needs a power-of-two patch_size >= 2, got {self.patch_size}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
         if self.hidden_size % self.num_heads:

@@ -69,14 +69,46 @@ def _vision_model(cfg: VLAConfig) -> nn.Module:
     if v.type == "siglip":
         from transformers import SiglipVisionConfig, SiglipVisionModel
 
-        return SiglipVisionModel(SiglipVisionConfig(
+        model = SiglipVisionModel(SiglipVisionConfig(
             image_size=v.image_size, patch_size=v.patch_size, hidden_size=v.hidden_size,
             num_hidden_layers=v.num_layers, num_attention_heads=v.num_heads, intermediate_size=v.intermediate_size))
-    from transformers import ViTConfig, ViTModel
+        embeddings = model.embeddings
+    else:
+        from transformers import ViTConfig, ViTModel
 
-    return ViTModel(ViTConfig(
-        image_size=v.image_size, patch_size=v.patch_size, hidden_size=v.hidden_size, num_hidden_layers=v.num_layers,
-        num_attention_heads=v.num_heads, intermediate_size=v.intermediate_size), add_pooling_layer=False)
+        model = ViTModel(ViTConfig(
+            image_size=v.image_size, patch_size=v.patch_size, hidden_size=v.hidden_size,
+            num_hidden_layers=v.num_layers, num_attention_heads=v.num_heads, intermediate_size=v.intermediate_size),
+            add_pooling_layer=False)
+        embeddings = model.embeddings.patch_embeddings
+        if v.conv_stem:
+            raise ValueError("conv_stem is implemented for the siglip encoder only")
+    if v.conv_stem:
+        embeddings.patch_embedding = conv_stem(v.patch_size, v.hidden_size)
+    return model
+
+
+class ConvStem(nn.Sequential):
+    """A conv stack standing in for a ViT's patch embedding; ``weight`` (its last conv's) is what the
+    transformers embedding modules read to pick the input dtype."""
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self[-1].weight
+
+
+def conv_stem(patch: int, hidden: int) -> ConvStem:
+    """Hybrid-ViT stem (Dosovitskiy et al. 2021, sec. 3.1): log2(patch) stride-2 3x3 convs with GELU map
+    (B, 3, S, S) to (B, hidden, S / patch, S / patch), the shape of the linear patch embedding it replaces.
+    Convolutions bring the locality bias a from-scratch encoder needs when demos are few."""
+    layers: list[nn.Module] = []
+    ch = 3
+    n = patch.bit_length() - 1
+    for i in range(n):
+        out = hidden if i == n - 1 else max(16, hidden // 2 ** (n - 1 - i))
+        layers += [nn.Conv2d(ch, out, 3, stride=2, padding=1)] + ([nn.GELU()] if i < n - 1 else [])
+        ch = out
+    return ConvStem(*layers)
 
 
 def _lm(cfg: VLAConfig, vocab_size: int) -> nn.Module:
