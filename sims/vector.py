@@ -169,6 +169,16 @@ class _Worker:
 
 
 @dataclass
+class _PendingStep:
+    """A `step_chunk_async` call in flight: its messages, the workers reached / failed, the envs run."""
+
+    msgs: dict[int, tuple[str, Any]]
+    sent: list[int]
+    failed: dict[int, str]
+    run: np.ndarray
+
+
+@dataclass
 class _Resources:
     """Everything `close` must release; held apart from the env so a finalizer can reach it."""
 
@@ -252,6 +262,7 @@ class SubprocVectorEnv:
         self._finalizer = weakref.finalize(self, _shutdown, self._res)
         self._lost = np.zeros(num_envs, bool)
         self._needs_reset = np.ones(num_envs, bool)
+        self._in_flight: set[int] = set()  # workers with a step_chunk_async outstanding
         self._instructions = [""] * num_envs
         self._images: dict[str, np.ndarray] = {}
         self._state = np.empty((num_envs, 0), np.float32)
@@ -323,6 +334,35 @@ class SubprocVectorEnv:
             raise ValueError(f"actions have shape {a.shape}, expected (N={self.num_envs}, T, 7)")
         return self._step(check_actions(a, (self.num_envs, a.shape[1])), active)
 
+    def step_chunk_async(self, actions: np.ndarray, active: np.ndarray) -> _PendingStep:
+        """Start `step_chunk` for the ``active`` envs and return at once; `step_wait` collects it.
+
+        Several calls may be in flight if their envs live on different workers (e.g. the two halves of
+        a pipelined rollout: one half simulates while the policy infers for the other). In the result,
+        only the rows of this call's envs are meaningful.
+        """
+        a = np.asarray(actions)
+        if a.ndim != 3:
+            raise ValueError(f"actions have shape {a.shape}, expected (N={self.num_envs}, T, 7)")
+        a = check_actions(a, (self.num_envs, a.shape[1]))
+        run = self._runnable(active)
+        workers = [w for w, (lo, hi) in enumerate(self._slices) if run[lo:hi].any()]
+        busy = set(workers) & self._in_flight
+        if busy:
+            raise RuntimeError(f"workers {sorted(busy)} already have a step in flight; step_wait() it first")
+        msgs = {w: ("step", (a[lo:hi], run[lo:hi])) for w, (lo, hi) in enumerate(self._slices) if w in workers}
+        sent, failed = self._dispatch(msgs)
+        self._in_flight |= set(sent)
+        return _PendingStep(msgs, sent, failed, run)
+
+    def step_wait(self, pending: _PendingStep) -> StepResult:
+        """Finish a `step_chunk_async` call (same return as `step_chunk`)."""
+        try:
+            replies = self._complete(pending.msgs, pending.sent, pending.failed)
+        finally:
+            self._in_flight -= set(pending.sent)
+        return self._result(replies, rows=pending.run | self._lost)
+
     def call(self, name: str, *args: Any, indices: list[int] | None = None, **kwargs: Any) -> list[Any]:
         """``getattr(env, name)(*args, **kwargs)`` (or the attribute itself) on each env in ``indices``
         (default all), in order. Envs whose worker failed during the call give ``None`` (and become lost).
@@ -366,8 +406,8 @@ class SubprocVectorEnv:
             raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
         return seeds
 
-    def _step(self, actions: np.ndarray, active: np.ndarray | None) -> StepResult:
-        """``actions float32 (N, T, 7)``, already validated."""
+    def _runnable(self, active: np.ndarray | None) -> np.ndarray:
+        """bool (N,): envs to step (active, reset, not lost)."""
         n = self.num_envs
         if active is None:
             act = np.ones(n, bool)
@@ -377,12 +417,21 @@ class SubprocVectorEnv:
                 raise ValueError(f"active has shape {act.shape}, expected ({n},)")
         if (act & self._needs_reset & ~self._lost).any():
             raise RuntimeError("call reset() before stepping")
-        run = act & ~self._lost
+        return act & ~self._lost
+
+    def _step(self, actions: np.ndarray, active: np.ndarray | None) -> StepResult:
+        """``actions float32 (N, T, 7)``, already validated."""
+        run = self._runnable(active)
         msgs = {}
         for w, (lo, hi) in enumerate(self._slices):
             if run[lo:hi].any():
                 msgs[w] = ("step", (actions[lo:hi], run[lo:hi]))
-        replies = self._roundtrip(msgs)
+        return self._result(self._roundtrip(msgs))
+
+    def _result(self, replies: dict[int, Any], rows: np.ndarray | None = None) -> StepResult:
+        """Assemble a step's return from the workers' replies; ``rows`` (bool (N,)) limits the
+        observation copy to those envs (others are zero)."""
+        n = self.num_envs
         reward = np.zeros(n, np.float32)
         terminated = np.zeros(n, bool)
         truncated = np.zeros(n, bool)
@@ -394,17 +443,31 @@ class SubprocVectorEnv:
         lost = self._lost.copy()
         truncated |= lost
         info = {"instruction": list(self._instructions), "success": success, "lost": lost, "steps": steps}
-        return self._copy_obs(), reward, terminated, truncated, info
+        return self._copy_obs(rows), reward, terminated, truncated, info
 
-    def _copy_obs(self) -> Obs:
-        obs = {cam: img.copy() for cam, img in self._images.items()}
-        obs["state"] = self._state.copy()
+    def _copy_obs(self, rows: np.ndarray | None = None) -> Obs:
+        if rows is None:
+            obs = {cam: img.copy() for cam, img in self._images.items()}
+            obs["state"] = self._state.copy()
+            return obs
+        obs = {cam: np.zeros_like(img) for cam, img in self._images.items()}
+        obs["state"] = np.zeros_like(self._state)
+        for cam, img in self._images.items():
+            obs[cam][rows] = img[rows]
+        obs["state"][rows] = self._state[rows]
         return obs
 
     def _roundtrip(self, msgs: dict[int, tuple[str, Any]]) -> dict[int, Any]:
         """Send ``msgs`` (worker -> command), gather replies under the deadline. Workers that die or
         time out are restarted and their envs marked lost; they are absent from the returned dict.
         A command that raised inside a worker is re-raised here (after every reply is in)."""
+        if self._in_flight:
+            raise RuntimeError("a step_chunk_async() is in flight; step_wait() it first")
+        sent, failed = self._dispatch(msgs)
+        return self._complete(msgs, sent, failed)
+
+    def _dispatch(self, msgs: dict[int, tuple[str, Any]]) -> tuple[list[int], dict[int, str]]:
+        """Send each worker its command; returns the workers reached and the unreachable ones."""
         if not self._finalizer.alive:
             raise RuntimeError("SubprocVectorEnv is closed")
         sent = []
@@ -415,6 +478,11 @@ class SubprocVectorEnv:
                 sent.append(w)
             except OSError as exc:
                 failed[w] = f"unreachable ({exc})"
+        return sent, failed
+
+    def _complete(self, msgs: dict[int, tuple[str, Any]], sent: list[int], failed: dict[int, str]) -> dict[int, Any]:
+        """Gather the replies of ``sent`` under the deadline; restart failures; re-raise worker errors."""
+        failed = dict(failed)
         replies, more = self._gather(sent, self.step_timeout_s)
         failed.update(more)
         if failed:

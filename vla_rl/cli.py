@@ -218,14 +218,16 @@ def _plot(argv: list[str]) -> int:
     return 0
 
 
-@command("bench", "benchmarks: `vla-rl bench env` (vector env steps/s vs baselines)")
+@command("bench", "benchmarks: `vla-rl bench env` (vector env) and `vla-rl bench rollout` (rollout loop)")
 def _bench(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("env",):
-        print("usage: vla-rl bench env [key=value ...]   (writes bench/results/env.json)")
+    if not argv or argv[0] not in ("env", "rollout"):
+        print("usage: vla-rl bench env|rollout [key=value ...]   (writes bench/results/<name>.json)")
         return 2
-    from bench.env_bench import main as bench_env
-
-    bench_env(argv[1:])
+    if argv[0] == "env":
+        from bench.env_bench import main as bench_main
+    else:
+        from bench.rollout_bench import main as bench_main
+    bench_main(argv[1:])
     return 0
 
 

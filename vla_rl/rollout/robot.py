@@ -88,15 +88,32 @@ class RobotRollout:
             sum(p.wall_s for p in parts), sum(p.policy_s for p in parts))
 
 
+def env_halves(env: VectorEnv) -> list[np.ndarray]:
+    """Two disjoint bool (N,) masks, each a whole set of workers, for pipelining (one half simulates
+    while the policy infers for the other). Needs at least two workers."""
+    slices = getattr(env, "_slices", None)
+    if slices is None or len(slices) < 2:
+        raise ValueError("pipelined rollouts need a SubprocVectorEnv with at least 2 workers")
+    cut = slices[len(slices) // 2][0]
+    first = np.arange(env.num_envs) < cut
+    return [first, ~first]
+
+
 def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, temperature: float,
                      generator: torch.Generator | None = None, task: str = "", group_offset: int = 0,
-                     greedy: bool = False) -> RobotRollout:
+                     greedy: bool = False, pipelined: bool = False) -> RobotRollout:
     """Run ``group_size`` episodes from each seed (same seed G times: one GRPO group), ``env.num_envs``
-    at a time. Group ids are ``group_offset + index of the seed``."""
+    at a time. Group ids are ``group_offset + index of the seed``.
+
+    ``pipelined``: the envs are split into two halves of workers; while one half simulates its chunk,
+    the policy infers for the other (`SubprocVectorEnv.step_chunk_async`). The samples are the same
+    kind either way; only the interleaving (and so the sampling order of the generator) differs.
+    """
     proc = policy.processor()
     k_tokens = policy.config.num_action_tokens
     dim = policy.config.action_dim
     n_env = env.num_envs
+    halves = env_halves(env) if pipelined else [np.ones(n_env, bool)]
     plan = [(s, group_offset + i) for i, s in enumerate(seeds) for _ in range(group_size)]
     buf: dict[str, list] = {k: [] for k in ("images", "ids", "amask", "state", "tokens", "logp", "ent", "tmask",
                                             "traj")}
@@ -108,35 +125,50 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
         wave = plan[start : start + n_env]
         pad = [w[0] for w in wave] + [wave[-1][0]] * (n_env - len(wave))
         obs, info = env.reset(seed=pad)
+        instructions = info["instruction"]
         active = np.arange(n_env) < len(wave)
         succ = np.zeros(n_env, bool)
         lst = np.zeros(n_env, bool)
         nsteps = np.zeros(n_env, np.int64)
         traj_ids = start + np.arange(n_env)
-        while active.any():
-            rows = np.flatnonzero(active)
-            tp = time.perf_counter()
-            images = proc.images({c: obs[c][rows] for c in proc.cameras})
-            state = obs["state"][rows] if proc.state_stats is not None else None
-            batch = proc.batch(images, [info["instruction"][i] for i in rows], state)
-            with torch.no_grad():
-                out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator)
-            t_pol += time.perf_counter() - tp
-            actions = np.zeros((n_env, out.actions.shape[1], dim), np.float32)
-            actions[rows] = out.actions
-            obs, _, term, trunc, sinfo = env.step_chunk(actions, active)
-            executed = torch.from_numpy(sinfo["steps"][rows])
-            tmask = (torch.arange(k_tokens)[None] // dim < executed[:, None]).float()
-            for key, val in (("images", images), ("ids", batch.input_ids), ("amask", batch.attention_mask),
-                             ("tokens", out.tokens), ("logp", out.logprobs), ("ent", out.entropy),
-                             ("tmask", tmask), ("traj", torch.from_numpy(traj_ids[rows]))):
-                buf[key].append(val)
-            if batch.state is not None:
-                buf["state"].append(batch.state)
-            nsteps[rows] += sinfo["steps"][rows]
-            succ |= active & sinfo["success"]
-            lst |= active & sinfo["lost"]
-            active &= ~(term | trunc | sinfo["lost"])
+        pending: list = [None] * len(halves)
+        while active.any() or any(p is not None for p in pending):
+            for h, half in enumerate(halves):
+                if pending[h] is not None:  # collect this half's chunk, record its samples
+                    handle, rows, images, batch, out = pending[h]
+                    pending[h] = None
+                    res_obs, _, term, trunc, sinfo = env.step_wait(handle) if pipelined else handle
+                    for key in obs:
+                        obs[key][rows] = res_obs[key][rows]
+                    executed = torch.from_numpy(sinfo["steps"][rows])
+                    tmask = (torch.arange(k_tokens)[None] // dim < executed[:, None]).float()
+                    for key, val in (("images", images), ("ids", batch.input_ids), ("amask", batch.attention_mask),
+                                     ("tokens", out.tokens), ("logp", out.logprobs), ("ent", out.entropy),
+                                     ("tmask", tmask), ("traj", torch.from_numpy(traj_ids[rows]))):
+                        buf[key].append(val)
+                    if batch.state is not None:
+                        buf["state"].append(batch.state)
+                    nsteps[rows] += sinfo["steps"][rows]
+                    succ[rows] |= sinfo["success"][rows]
+                    lst[rows] |= sinfo["lost"][rows]
+                    done = term | trunc | sinfo["lost"]
+                    active[rows] &= ~done[rows]
+                rows = np.flatnonzero(active & half)
+                if len(rows) == 0:
+                    continue
+                tp = time.perf_counter()  # infer for this half, then send its chunk
+                images = proc.images({c: obs[c][rows] for c in proc.cameras})
+                state = obs["state"][rows] if proc.state_stats is not None else None
+                batch = proc.batch(images, [instructions[i] for i in rows], state)
+                with torch.no_grad():
+                    out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator)
+                t_pol += time.perf_counter() - tp
+                actions = np.zeros((n_env, out.actions.shape[1], dim), np.float32)
+                actions[rows] = out.actions
+                mask = np.zeros(n_env, bool)
+                mask[rows] = True
+                handle = env.step_chunk_async(actions, mask) if pipelined else env.step_chunk(actions, mask)
+                pending[h] = (handle, rows, images, batch, out)
         for i, (_, g) in enumerate(wave):
             group.append(g)
             success.append(bool(succ[i] and not lst[i]))

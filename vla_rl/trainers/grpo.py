@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from pathlib import Path
@@ -48,6 +49,8 @@ class GRPOConfig(Config):
     grad_clip: float = Field(1.0, gt=0)
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
     minibatch_size: int = Field(128, ge=1, description="samples per gradient step")
+    pipelined: bool = Field(False, description="overlap simulation of one half of the envs with inference "
+                            "for the other (needs >= 2 env workers)")
     dynamic_sampling: bool = Field(False, description="drop all-equal groups and resample (DAPO)")
     max_resample: int = Field(2, ge=0)
     eval_every: int = Field(5, ge=1)
@@ -97,6 +100,8 @@ class GRPOTrainer:
         self.console = console
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        elif cfg.pipelined:  # leave cores to the half that simulates (bench/results/rollout.json)
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
         self.out = Path(cfg.out)
         state_dir = self.out / "state"
         resuming = cfg.resume and (state_dir / "trainer.pt").is_file()
@@ -143,7 +148,7 @@ class GRPOTrainer:
                 seeds = split_seeds("train", cfg.seeds_per_iter, self.seed_cursor)
                 self.seed_cursor += cfg.seeds_per_iter
                 r = collect_rollouts(env, self.policy, seeds, cfg.group_size, cfg.temperature, self.gen, task,
-                                     group_offset=self.seed_cursor)
+                                     group_offset=self.seed_cursor, pipelined=cfg.pipelined)
                 r = r.select_trajectories(~r.lost)
                 if cfg.dynamic_sampling:
                     r = r.select_trajectories(informative_groups(r.success.float(), r.group))
