@@ -208,7 +208,23 @@ HAND_HALF_X, HAND_HALF_Y = 0.035, 0.105
 
 
 # ---- scripted skills --------------------------------------------------------------------------
-class PickPlace:
+class _PhaseSkill:
+    """A scripted skill as a phase machine: ``phase`` names the current step, ``count`` the control
+    steps spent in it; the skill is finished in phase ``"done"``."""
+
+    def __init__(self, first_phase: str) -> None:
+        self.phase = first_phase
+        self.count = 0
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+    def _go(self, phase: str) -> None:
+        self.phase, self.count = phase, 0
+
+
+class PickPlace(_PhaseSkill):
     """Scripted pick-and-place of the free body ``obj`` (a cube of half-size ``half``).
 
     ``place_xy(sim)`` gives where the object's centre should end up, ``place_z(sim)`` the height of its
@@ -219,18 +235,10 @@ class PickPlace:
     ABOVE = 0.1  # approach height above the object
 
     def __init__(self, obj: str, half: float, place_xy, place_z) -> None:
+        super().__init__("above")
         self.obj, self.half = obj, half
         self.place_xy, self.place_z = place_xy, place_z
-        self.phase = "above"
-        self.count = 0
         self.offset = np.zeros(3)  # TCP minus object centre while held
-
-    @property
-    def done(self) -> bool:
-        return self.phase == "done"
-
-    def _go(self, phase: str) -> None:
-        self.phase, self.count = phase, 0
 
     def act(self, sim: ArmSim) -> np.ndarray:
         """The next action (7,)."""
@@ -291,22 +299,14 @@ class PickPlace:
         return bool(np.linalg.norm((tcp - obj) - self.offset) > 0.03 or sim.gripper_qpos().sum() < 0.01)
 
 
-class PullDrawer:
+class PullDrawer(_PhaseSkill):
     """Scripted drawer opening: hook the closed fingers into the handle's gap and pull along the slide."""
 
     ABOVE = 0.1  # approach height above the hook point
 
     def __init__(self, target: float = 0.17) -> None:
+        super().__init__("approach")
         self.target = target
-        self.phase = "approach"
-        self.count = 0
-
-    @property
-    def done(self) -> bool:
-        return self.phase == "done"
-
-    def _go(self, phase: str) -> None:
-        self.phase, self.count = phase, 0
 
     def act(self, sim: ArmSim) -> np.ndarray:
         """The next action (7,)."""
