@@ -1,0 +1,20 @@
+"""Every preset in configs/ validates against its command's schema (a typo in a preset fails here)."""
+
+from pathlib import Path
+
+import pytest
+
+from vla_rl.config import load_config
+from vla_rl.evaluation import EvalConfig
+from vla_rl.trainers.grpo import GRPOConfig
+from vla_rl.trainers.sft import SFTConfig
+
+SCHEMAS = {"eval": EvalConfig, "sft": SFTConfig, "vla_grpo": GRPOConfig}
+PRESETS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
+def test_preset_validates(path):
+    schema = next((s for prefix, s in SCHEMAS.items() if path.name.startswith(prefix)), None)
+    assert schema is not None, f"{path.name}: no schema registered for this preset's prefix"
+    load_config(schema, path)
