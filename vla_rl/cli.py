@@ -144,14 +144,13 @@ def _checkpoint_chunk_fn(path: str) -> Callable[[dict, str], Any]:
     """A VLA checkpoint as ``policy(obs, instruction) -> (T, 7)`` for single-env recording (greedy)."""
     import numpy as np
 
+    from vla_rl.evaluation import VLAChunkPolicy
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
 
-    policy = VLAPolicy.from_pretrained(path).eval()
-    proc = policy.processor()
+    chunks = VLAChunkPolicy(VLAPolicy.from_pretrained(path))
 
     def act(obs: dict, instruction: str) -> Any:
-        batch = proc({k: np.asarray(v)[None] for k, v in obs.items()}, [instruction])
-        return policy.act(batch, greedy=True).actions[0]
+        return chunks.act(None, {k: np.asarray(v)[None] for k, v in obs.items()}, [instruction])[0]
 
     act.__name__ = f"vla:{path}"
     return act

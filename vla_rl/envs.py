@@ -23,6 +23,9 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import Field, field_validator
+
+from vla_rl.config import Config
 
 ACTION_DIM = 7
 
@@ -65,9 +68,6 @@ def check_actions(actions: np.ndarray, leading: tuple[int, ...]) -> np.ndarray:
 
 
 # ---- config and construction ----------------------------------------------------------------
-from pydantic import Field, field_validator  # noqa: E402
-
-from vla_rl.config import Config  # noqa: E402
 
 
 def robot_task_ids() -> list[str]:
@@ -103,6 +103,11 @@ class EnvConfig(Config):
         if unknown or not v:
             raise ValueError(f"unknown cameras {unknown}; valid: {', '.join(CAMERAS)} (at least one)")
         return v
+
+    def for_policy(self, policy_config: Any) -> EnvConfig:
+        """These settings, rendering the cameras a VLA policy reads at the resolution it was trained on."""
+        return self.model_copy(update={"image_size": policy_config.render_size,
+                                       "cameras": tuple(policy_config.cameras)})
 
 
 def make_vector_env(cfg: EnvConfig, task: str) -> VectorEnv:

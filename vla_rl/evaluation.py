@@ -75,7 +75,7 @@ class VLAChunkPolicy:
         self.greedy = greedy
         self.temperature = temperature
 
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str]) -> np.ndarray:
+    def act(self, env: VectorEnv | None, obs: Obs, instructions: list[str]) -> np.ndarray:
         out = self.policy.act(self.processor(obs, instructions), temperature=self.temperature, greedy=self.greedy)
         return out.actions
 
@@ -153,9 +153,7 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
 
     policy = make_policy(cfg)
     if isinstance(policy, VLAChunkPolicy):  # render what the policy reads, at its resolution
-        vcfg = policy.policy.config
-        cfg = cfg.model_copy(update={"env": cfg.env.model_copy(
-            update={"image_size": vcfg.render_size, "cameras": tuple(vcfg.cameras)})})
+        cfg = cfg.model_copy(update={"env": cfg.env.for_policy(policy.policy.config)})
     out = Path(cfg.out)
     results: dict[str, Any] = {"policy": cfg.policy, "split": cfg.split, "tasks": {}}
     for task in _task_list(cfg.task):

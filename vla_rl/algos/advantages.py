@@ -10,8 +10,8 @@ from vla_rl.registry import Registry
 ADVANTAGES: Registry = Registry("advantage estimator")
 
 
-def _group_stats(rewards: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-sample group size, group mean and unbiased group std. rewards float (N,), group int64 (N,)."""
+def group_stats(rewards: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample group size, group mean and unbiased group std (float64). rewards float (N,), group int64 (N,)."""
     _, inv = torch.unique(group, return_inverse=True)
     g = int(inv.max()) + 1 if inv.numel() else 0
     r = rewards.double()
@@ -27,7 +27,7 @@ def _group_stats(rewards: torch.Tensor, group: torch.Tensor) -> tuple[torch.Tens
 def grpo_advantages(rewards: torch.Tensor, group: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """GRPO (DeepSeekMath): ``(r - mean_g) / (std_g + eps)``, std unbiased as torch.std (veRL does the
     same). A group of one gets 0. rewards (N,), group (N,) -> advantages float32 (N,)."""
-    count, mean, std = _group_stats(rewards, group)
+    count, mean, std = group_stats(rewards, group)
     adv = (rewards.double() - mean) / (std + eps)
     return torch.where(count > 1, adv, torch.zeros_like(adv)).float()
 
@@ -36,7 +36,7 @@ def grpo_advantages(rewards: torch.Tensor, group: torch.Tensor, eps: float = 1e-
 def drgrpo_advantages(rewards: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     """Dr.GRPO (Liu et al. 2025, "Understanding R1-Zero-Like Training"): ``r - mean_g``, no std division
     (which over-weights groups of near-equal rewards). A group of one gets 0. (N,) -> (N,)."""
-    count, mean, _ = _group_stats(rewards, group)
+    count, mean, _ = group_stats(rewards, group)
     adv = rewards.double() - mean
     return torch.where(count > 1, adv, torch.zeros_like(adv)).float()
 
@@ -45,7 +45,7 @@ def drgrpo_advantages(rewards: torch.Tensor, group: torch.Tensor) -> torch.Tenso
 def rloo_advantages(rewards: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
     """RLOO (Ahmadian et al. 2024): reward minus the mean of the OTHER samples of its group,
     ``(n r_i - sum_g) / (n - 1)``. A group of one gets 0. (N,) -> (N,)."""
-    count, mean, _ = _group_stats(rewards, group)
+    count, mean, _ = group_stats(rewards, group)
     adv = (rewards.double() - mean) * count / (count - 1).clamp(min=1)
     return torch.where(count > 1, adv, torch.zeros_like(adv)).float()
 

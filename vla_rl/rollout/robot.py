@@ -91,11 +91,10 @@ class RobotRollout:
 def env_halves(env: VectorEnv) -> list[np.ndarray]:
     """Two disjoint bool (N,) masks, each a whole set of workers, for pipelining (one half simulates
     while the policy infers for the other). Needs at least two workers."""
-    slices = getattr(env, "_slices", None)
-    if slices is None or len(slices) < 2:
+    workers = getattr(env, "num_workers", 1)
+    if workers < 2 or not hasattr(env, "step_chunk_async"):
         raise ValueError("pipelined rollouts need a SubprocVectorEnv with at least 2 workers")
-    cut = slices[len(slices) // 2][0]
-    first = np.arange(env.num_envs) < cut
+    first = np.array([env.worker_of(i) < workers // 2 for i in range(env.num_envs)])
     return [first, ~first]
 
 

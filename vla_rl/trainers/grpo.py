@@ -122,10 +122,8 @@ class GRPOTrainer:
             self.iteration, self.seed_cursor = st["iteration"], st["seed_cursor"]
             self.nan_skipped, self.best = st["nan_skipped"], st["best"]
             torch.set_rng_state(st["torch_rng"])
-        ecfg = cfg.env.model_copy(update={"image_size": self.policy.config.render_size,
-                                          "cameras": tuple(self.policy.config.cameras)})
-        self.env_cfg = ecfg
-        self.envs = {t: make_vector_env(ecfg, t) for t in cfg.tasks}
+        self.env_cfg = cfg.env.for_policy(self.policy.config)
+        self.envs = {t: make_vector_env(self.env_cfg, t) for t in cfg.tasks}
         self.log = MetricsLogger(self.out)
 
     def close(self) -> None:
@@ -163,6 +161,7 @@ class GRPOTrainer:
     def update(self, r: Any) -> dict[str, float]:
         """PPO epochs over the samples; returns averaged metrics."""
         from vla_rl.algos import POLICY_LOSSES, compute_advantages, kl_penalty
+        from vla_rl.algos.advantages import group_stats
         from vla_rl.algos.losses import masked_mean
 
         cfg = self.cfg
@@ -171,10 +170,8 @@ class GRPOTrainer:
         rewards = r.success.float()
         adv_traj = compute_advantages(cfg.advantage, rewards, r.group)
         adv = adv_traj[r.traj]  # (S,)
-        group_acc = torch.zeros_like(rewards)
-        for g in r.group.unique():  # per-group accuracy (NFT)
-            m = r.group == g
-            group_acc[m] = rewards[m].mean()
+        _, group_acc, _ = group_stats(rewards, r.group)  # per-sample group accuracy (NFT)
+        group_acc = group_acc.float()
         loss_fn = POLICY_LOSSES.get(cfg.loss)
         sums: dict[str, float] = {}
         count = 0

@@ -220,9 +220,7 @@ def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg
     from vla_rl.envs import make_vector_env
     from vla_rl.evaluation import VLAChunkPolicy, run_episodes, summarize
 
-    vc = policy.config
-    ecfg = env_cfg.model_copy(update={"image_size": vc.render_size, "cameras": tuple(vc.cameras),
-                                      "num_envs": min(env_cfg.num_envs, episodes)})
+    ecfg = env_cfg.for_policy(policy.config).model_copy(update={"num_envs": min(env_cfg.num_envs, episodes)})
     chunk_policy = VLAChunkPolicy(policy, greedy=greedy)
     out = {}
     with torch.no_grad():
