@@ -217,6 +217,42 @@ def _plot(argv: list[str]) -> int:
     return 0
 
 
+@command("grade-exam", "grade model answers against a HiPhO-style exam and print per-problem scores, total and medal")
+def _grade_exam(argv: list[str]) -> int:
+    import argparse
+
+    from rich.table import Table
+
+    from tasks.text.hipho import ExamFormatError, grade_exam, load_answers, load_exam
+
+    ap = argparse.ArgumentParser(prog="vla-rl grade-exam", description="Grade a HiPhO-style exam.")
+    ap.add_argument("exam", help="exam JSON (HiPhO layout)")
+    ap.add_argument("answers", help='JSONL of {"id": problem id, "output": model text}')
+    ap.add_argument("--exam-name", default=None, help="medal table to use, e.g. 'IPhO 2025' (default: the exam's)")
+    args = ap.parse_args(argv)
+    try:
+        exam = load_exam(args.exam)
+        res = grade_exam(exam, load_answers(args.answers, exam), exam_name=args.exam_name)
+    except ExamFormatError as e:
+        print(f"vla-rl grade-exam: {e}", file=sys.stderr)
+        return 2
+    console = _console()
+    table = Table(title=f"{exam.name}: {len(res.problems)} problems")
+    for col in ("problem", "answer level", "step level", "score", "max"):
+        table.add_column(col)
+    for g in res.problems:
+        step = f"{g.step_score:.2f}" if g.answered else "no answer"
+        table.add_row(g.id, f"{g.answer_score:.2f}", step, f"{g.score:.2f}", f"{g.max_points:.2f}")
+    console.print(table)
+    console.print(f"total: {res.total:.2f} / {res.max_total:.2f}")
+    if res.thresholds is None:
+        console.print(f"medal: n/a (no thresholds for {res.exam!r}; use --exam-name)")
+    else:
+        gold, silver, bronze = res.thresholds
+        console.print(f"medal: {res.medal or 'none'} ({res.exam}: gold {gold:g}, silver {silver:g}, bronze {bronze:g})")
+    return 0
+
+
 @command("bench", "benchmarks: `vla-rl bench env` (vector env) and `vla-rl bench rollout` (rollout loop)")
 def _bench(argv: list[str]) -> int:
     if not argv or argv[0] not in ("env", "rollout"):
@@ -235,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("usage: vla-rl <command> [config.yaml] [key=value ...] [--key value ...]\n\ncommands:")
         for name, (summary, _) in COMMANDS.items():
-            print(f"  {name:<8} {summary}")
+            print(f"  {name:<10} {summary}")
         print("\n`vla-rl <command> --help` lists a command's keys.")
         return 0
     name, rest = argv[0], argv[1:]
