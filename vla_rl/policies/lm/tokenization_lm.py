@@ -1,0 +1,62 @@
+"""A text tokenizer built locally (no downloads) for the LM policy.
+
+Byte-level BPE like `vla_rl.policies.tokenizer.build_tokenizer`, but with every digit its own
+pre-token (``Digits(individual_digits=True)``, as Llama and Qwen do), so numbers are spelled digit by
+digit and arithmetic stays learnable; no action ids; ``<s>`` is prepended to every encoded prompt.
+`task_corpus` draws the training text from the procedural text tasks (prompts + reference solutions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+def build_text_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """A `PreTrainedTokenizerFast` trained on ``texts`` with at most ``vocab_size`` ids.
+
+    Encoding with ``add_special_tokens=True`` prepends ``<s>``; decoding is lossless for any text
+    (byte fallback).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE(unk_token=SPECIAL["unk_token"]))
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(list(texts), trainer=trainer)
+    bos = SPECIAL["bos_token"]
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, core.token_to_id(bos))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)
+
+
+def task_corpus(
+    tasks: Sequence[str] = ("arithmetic",),
+    n: int = 500,
+    difficulties: Sequence[int] = (1, 2, 3),
+    seed_offset: int = 10**6,
+) -> list[str]:
+    """Prompts and reference solutions of ``n`` problems per task and difficulty (seeds from
+    ``seed_offset``, away from the usual train/eval ranges)."""
+    from tasks.text.generators import make_text_task
+    from vla_rl.rollout.text import prompt_text
+
+    out = []
+    for name in tasks:
+        task = make_text_task(name)
+        for d in difficulties:
+            for s in range(seed_offset, seed_offset + n):
+                p = task.generate(s, min(d, task.max_difficulty))
+                out += [prompt_text(task, p), p.solution]
+    return out

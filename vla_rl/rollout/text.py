@@ -1,0 +1,305 @@
+"""The text rollout: G completions per generated problem, sampled in batches, scored by the task's verifier.
+
+For text, one sample = one trajectory: the prompt (context) and the whole completion (response); the
+trajectory's reward is the verifier's score of the decoded completion. The samples follow
+`RobotRollout`'s field names, so the GRPO update reads both the same way (``r.batch(idx)``, ``r.tokens``,
+``r.old_logp``, ``r.token_mask``, ``r.traj``, ``r.group``, ``r.success``, ``r.lost``).
+
+Chunk-wise rollout (MiniCPM4 technical report, "chunk-wise rollout"): with ``chunk_tokens`` every call
+generates at most that many new tokens per trajectory. Trajectories that have not finished are paused in
+a `PendingGenerations` buffer with their tokens and log-probs, and resumed (prompt + partial completion
+re-encoded, then sampling continues) in the next call, after the policy may have been updated. A call
+returns whole groups of finished trajectories only (GRPO normalises within a group), so finished members
+of a group with a paused mate wait in the buffer too. A resumed trajectory's ``old_logp`` is the
+concatenation of its chunks' log-probs, each under the policy that generated that chunk, so the per-token
+importance ratio of PPO/GRPO is computed per chunk against the policy that generated the chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tasks.text.base import Problem, TextTask
+from vla_rl.policies.lm.modeling_lm import LMPolicy, TextBatch, right_pad
+
+RewardFn = Callable[[list[Problem], list[str]], "torch.Tensor | Sequence[float]"]
+
+
+def prompt_text(task: TextTask, problem: Problem) -> str:
+    """The prompt the LM policy reads for ``problem`` (the task's prompt and a newline)."""
+    return task.prompt(problem) + "\n"
+
+
+@dataclass
+class TextRollout:
+    """One round of text rollouts. S samples, N trajectories (S == N: one sample per trajectory), prompts
+    of P tokens, completions of T tokens.
+
+    input_ids, attention_mask int64 (S, P): left-padded prompts; tokens int64 (S, T): completion ids
+    (right-padded); old_logp, entropy float32 (S, T) under the tempered sampling distribution of the
+    policy that generated each token; token_mask float32 (S, T) (1 for generated tokens, the stop token
+    included); traj int64 (S,).
+    Per trajectory: group int64 (N,); reward float32 (N,); success bool (N,) (reward >= 1); lost bool (N,)
+    (always False for text); chunks int64 (N,) (rollout calls the trajectory spanned; > 1 only for
+    chunk-wise rollout); texts (decoded completions) and problems, N each.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    tokens: torch.Tensor
+    old_logp: torch.Tensor
+    entropy: torch.Tensor
+    token_mask: torch.Tensor
+    traj: torch.Tensor
+    group: torch.Tensor
+    reward: torch.Tensor
+    success: torch.Tensor
+    lost: torch.Tensor
+    chunks: torch.Tensor
+    texts: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    wall_s: float = 0.0
+    policy_s: float = 0.0
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def env_steps(self) -> int:
+        """Generated tokens (the text counterpart of env steps, for throughput metrics)."""
+        return int(self.token_mask.sum())
+
+    def counts(self) -> dict[str, int]:
+        """Work done, for the trainer's throughput metrics."""
+        return {"tokens": self.env_steps}
+
+    @property
+    def seeds(self) -> list[int]:
+        return [p.seed for p in self.problems]
+
+    def batch(self, idx: torch.Tensor) -> TextBatch:
+        """The policy inputs (`TextBatch`) of samples ``idx``."""
+        return TextBatch(self.input_ids[idx], self.attention_mask[idx])
+
+    def select_trajectories(self, keep: torch.Tensor) -> TextRollout:
+        """Keep trajectories where ``keep`` (bool (N,)) and their samples; trajectory ids are renumbered."""
+        new_id = torch.full((len(keep),), -1, dtype=torch.long)
+        new_id[keep] = torch.arange(int(keep.sum()))
+        s = keep[self.traj]
+        idx = keep.nonzero().squeeze(-1).tolist()
+        return TextRollout(
+            self.input_ids[s],
+            self.attention_mask[s],
+            self.tokens[s],
+            self.old_logp[s],
+            self.entropy[s],
+            self.token_mask[s],
+            new_id[self.traj[s]],
+            self.group[keep],
+            self.reward[keep],
+            self.success[keep],
+            self.lost[keep],
+            self.chunks[keep],
+            [self.texts[i] for i in idx],
+            [self.problems[i] for i in idx],
+            self.wall_s,
+            self.policy_s,
+        )
+
+    @staticmethod
+    def concat(parts: list[TextRollout]) -> TextRollout:
+        """Join rounds: prompts re-padded on the left, completions on the right; trajectory ids are offset
+        so they stay unique (group ids must already be)."""
+        p = max(r.input_ids.shape[1] for r in parts)
+        t = max(r.tokens.shape[1] for r in parts)
+
+        def left(x: torch.Tensor, value: float = 0) -> torch.Tensor:
+            return F.pad(x, (p - x.shape[1], 0), value=value)
+
+        def right(x: torch.Tensor) -> torch.Tensor:
+            return F.pad(x, (0, t - x.shape[1]))
+
+        offsets = np.cumsum([0] + [len(r.group) for r in parts[:-1]])
+        cat = torch.cat
+        return TextRollout(
+            cat([left(r.input_ids) for r in parts]),
+            cat([left(r.attention_mask) for r in parts]),
+            cat([right(r.tokens) for r in parts]),
+            cat([right(r.old_logp) for r in parts]),
+            cat([right(r.entropy) for r in parts]),
+            cat([right(r.token_mask) for r in parts]),
+            cat([r.traj + int(o) for r, o in zip(parts, offsets, strict=True)]),
+            cat([r.group for r in parts]),
+            cat([r.reward for r in parts]),
+            cat([r.success for r in parts]),
+            cat([r.lost for r in parts]),
+            cat([r.chunks for r in parts]),
+            [x for r in parts for x in r.texts],
+            [x for r in parts for x in r.problems],
+            sum(r.wall_s for r in parts),
+            sum(r.policy_s for r in parts),
+        )
+
+
+@dataclass
+class _Trajectory:
+    """One completion being generated: prompt ids, the tokens so far and their log-probs / entropies."""
+
+    task: TextTask
+    problem: Problem
+    group: int
+    prompt: list[int]
+    tokens: list[int] = field(default_factory=list)
+    logp: list[float] = field(default_factory=list)
+    entropy: list[float] = field(default_factory=list)
+    chunks: int = 0
+    done: bool = False
+
+
+class PendingGenerations:
+    """The buffer of chunk-wise rollout, carried from one `collect_text_rollouts` call to the next:
+    paused trajectories (resumed next call) and finished ones whose group mates are still paused."""
+
+    def __init__(self) -> None:
+        self.items: list[_Trajectory] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def num_paused(self) -> int:
+        """Trajectories that still generate."""
+        return sum(not tr.done for tr in self.items)
+
+    @property
+    def groups(self) -> list[int]:
+        """Group ids held (each group once)."""
+        return sorted({tr.group for tr in self.items})
+
+
+def default_reward(task: TextTask, problem: Problem, text: str, format_weight: float = 0.0) -> float:
+    """``verify + format_weight * (format_reward - 1)``: 1 for a correct answer in the asked format; a
+    missing ``\\boxed{}`` / ``<answer>`` costs ``format_weight`` (so reward >= 1 means correct and formatted)."""
+    reward = task.verify(problem, text)
+    if format_weight:
+        reward += format_weight * (task.format_reward(text) - 1.0)
+    return reward
+
+
+def collect_text_rollouts(
+    policy: LMPolicy,
+    task: TextTask,
+    seeds: Sequence[int],
+    group_size: int,
+    temperature: float,
+    max_new_tokens: int,
+    generator: torch.Generator | None = None,
+    difficulty: int = 1,
+    reward_fn: RewardFn | None = None,
+    format_weight: float = 0.0,
+    group_offset: int = 0,
+    greedy: bool = False,
+    batch_size: int | None = None,
+    chunk_tokens: int | None = None,
+    pending: PendingGenerations | None = None,
+) -> TextRollout:
+    """Sample ``group_size`` completions for each problem ``task.generate(seed, difficulty)`` (one GRPO
+    group per seed, group id ``group_offset + index of the seed``), ``batch_size`` rows per forward batch
+    (None: all at once), and score them.
+
+    ``reward_fn(problems, texts) -> (N,)`` replaces the verifier (e.g. a TTRL majority vote over each
+    group); by default `default_reward` with ``format_weight``. Success is reward >= 1.
+    ``chunk_tokens``: chunk-wise rollout (see the module docstring): at most this many new tokens per
+    trajectory per call, unfinished trajectories paused in ``pending`` (required) and resumed first in
+    the next call (``seeds`` may then be empty); only whole groups of finished trajectories are returned.
+    """
+    if chunk_tokens is not None and pending is None:
+        raise ValueError(
+            "chunk-wise rollout (chunk_tokens) needs a PendingGenerations buffer to carry paused "
+            "trajectories to the next call"
+        )
+    if chunk_tokens is not None and chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
+    t0, t_pol = time.perf_counter(), 0.0
+    problems = [task.generate(s, difficulty) for s in seeds]
+    prompt_ids = policy.prompt_ids([prompt_text(task, p) for p in problems]) if problems else []
+    new = [
+        _Trajectory(task, p, group_offset + i, ids)
+        for i, (p, ids) in enumerate(zip(problems, prompt_ids, strict=True))
+        for _ in range(group_size)
+    ]
+    pool = (pending.items if pending is not None else []) + new
+    active = [tr for tr in pool if not tr.done]
+    budget = chunk_tokens or max_new_tokens
+    step = batch_size or max(len(active), 1)
+    was_training = policy.training
+    policy.eval()
+    for start in range(0, len(active), step):
+        part = active[start : start + step]
+        batch = TextBatch.left_pad([tr.prompt + tr.tokens for tr in part], policy.pad_id)
+        limits = torch.tensor([min(budget, max_new_tokens - len(tr.tokens)) for tr in part])
+        tp = time.perf_counter()
+        gen = policy.generate(batch, limits, temperature, generator=generator, greedy=greedy)
+        t_pol += time.perf_counter() - tp
+        for i, tr in enumerate(part):
+            n = int(gen.mask[i].sum())
+            tr.tokens += gen.tokens[i, :n].tolist()
+            tr.logp += gen.logprobs[i, :n].tolist()
+            tr.entropy += gen.entropy[i, :n].tolist()
+            tr.chunks += 1
+            tr.done = bool(gen.finished[i]) or len(tr.tokens) >= max_new_tokens
+    policy.train(was_training)
+    waiting = {tr.group for tr in pool if not tr.done}
+    ready = [tr for tr in pool if tr.group not in waiting]
+    if pending is not None:
+        pending.items = [tr for tr in pool if tr.group in waiting]
+    return _to_rollout(ready, policy, reward_fn, format_weight, time.perf_counter() - t0, t_pol)
+
+
+def _to_rollout(
+    trajs: list[_Trajectory],
+    policy: LMPolicy,
+    reward_fn: RewardFn | None,
+    format_weight: float,
+    wall_s: float,
+    policy_s: float,
+) -> TextRollout:
+    batch = TextBatch.left_pad([tr.prompt for tr in trajs], policy.pad_id)
+    tokens, mask = right_pad([tr.tokens for tr in trajs], policy.pad_id)
+    logp, _ = right_pad([tr.logp for tr in trajs], 0.0, dtype=torch.float32)
+    ent, _ = right_pad([tr.entropy for tr in trajs], 0.0, dtype=torch.float32)
+    texts = policy.decode(tokens, mask)
+    problems = [tr.problem for tr in trajs]
+    if reward_fn is None:
+        reward = torch.tensor(
+            [default_reward(tr.task, tr.problem, x, format_weight) for tr, x in zip(trajs, texts, strict=True)],
+            dtype=torch.float32,
+        )
+    else:
+        reward = torch.as_tensor(reward_fn(problems, texts), dtype=torch.float32).reshape(len(trajs))
+    n = len(trajs)
+    return TextRollout(
+        batch.input_ids,
+        batch.attention_mask,
+        tokens,
+        logp,
+        ent,
+        mask,
+        torch.arange(n),
+        torch.tensor([tr.group for tr in trajs], dtype=torch.long),
+        reward,
+        reward >= 1.0,
+        torch.zeros(n, dtype=torch.bool),
+        torch.tensor([tr.chunks for tr in trajs], dtype=torch.long),
+        texts,
+        problems,
+        wall_s,
+        policy_s,
+    )
