@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 
 from sims.mujoco.sim import ArmSim
-from sims.mujoco.task import ArmTask, Expert
+from sims.mujoco.task import ArmTask, Expert, NarrowedRNG
 from vla_rl.envs import ACTION_DIM, check_actions
 
 CAMERAS = ("agentview", "wrist")
@@ -55,7 +55,7 @@ class ArmEnv(gym.Env):
         self.seed_used = seed
         rng = self.np_random
         self.sim.reset_arm()
-        self.task.initialize(self.sim, rng)
+        self.task.initialize(self.sim, rng if self.task.spread == 1.0 else NarrowedRNG(rng, self.task.spread))
         self.sim.forward()
         self.instruction = self.task.instructions[int(rng.integers(len(self.task.instructions)))]
         self.elapsed = 0

@@ -7,6 +7,7 @@ Tasks live in `tasks/robot`; they subclass `ArmTask`. An expert reads privileged
 from __future__ import annotations
 
 import abc
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,9 @@ class ArmTask(abc.ABC):
     max_steps: int = 100
     #: instruction templates; one is chosen per episode from the seed
     instructions: tuple[str, ...] = ()
+    #: fraction of each initial-state range that is sampled, centred on the range (1.0: the full ranges);
+    #: narrower variants of a task set it (see `tasks.robot.narrow`)
+    spread: float = 1.0
 
     def objects_xml(self) -> str:
         """``<body>`` elements for the worldbody."""
@@ -47,6 +51,28 @@ class ArmTask(abc.ABC):
     @abc.abstractmethod
     def expert(self) -> Expert:
         """A fresh scripted expert for one episode."""
+
+
+class NarrowedRNG:
+    """A view of a numpy ``Generator`` whose ``uniform(low, high)`` draws from the centred fraction ``spread``
+    of each range: ``mid +- spread * (high - low) / 2``. Every other method is the generator's own, and each
+    draw consumes the generator exactly as the full-range draw would, so a seed maps to the same sequence of
+    unit draws at every spread."""
+
+    def __init__(self, rng: np.random.Generator, spread: float) -> None:
+        if not 0.0 < spread <= 1.0:
+            raise ValueError(f"spread must be in (0, 1], got {spread}")
+        self._rng = rng
+        self.spread = spread
+
+    def uniform(self, low: Any = 0.0, high: Any = 1.0, size: Any = None) -> Any:
+        low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
+        mid, half = (low + high) / 2, self.spread * (high - low) / 2
+        out = self._rng.uniform(mid - half, mid + half, size)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rng, name)
 
 
 def move_action(sim: ArmSim, target: np.ndarray, gripper: float, gain: float = 1.0,

@@ -1,0 +1,27 @@
+"""Narrow variants of the robot tasks: the same scenes, success predicates and experts, with each
+initial-state range shrunk to a centred fraction (`ArmTask.spread`).
+
+They make the quickstart suite: cloned from ONE demonstration per task, a policy succeeds on a minority
+of these initial states (like an OpenVLA-OFT policy fine-tuned on one LIBERO trajectory, SimpleVLA-RL
+Table 2), which leaves GRPO groups with mixed outcomes to learn from.
+"""
+
+from __future__ import annotations
+
+from sims.mujoco.task import ArmTask
+from tasks.robot.drawer import OpenDrawer
+from tasks.robot.pick import PickCube
+from tasks.robot.push import PushCube
+from tasks.robot.reach import Reach
+
+
+def narrowed(base: type[ArmTask], spread: float) -> type[ArmTask]:
+    """A subclass of ``base`` that samples the centred fraction ``spread`` of each initial-state range."""
+    return type(f"{base.__name__}Narrow", (base,), {"spread": spread, "__doc__": f"{base.__name__} with "
+                                                    f"{spread:g} of its initial-state ranges."})
+
+
+ReachNarrow = narrowed(Reach, 0.5)
+OpenDrawerNarrow = narrowed(OpenDrawer, 0.5)
+PickCubeNarrow = narrowed(PickCube, 0.3)
+PushCubeNarrow = narrowed(PushCube, 0.2)
