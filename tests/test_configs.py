@@ -7,9 +7,10 @@ import pytest
 from vla_rl.config import load_config
 from vla_rl.evaluation import EvalConfig
 from vla_rl.trainers.grpo import GRPOConfig
+from vla_rl.trainers.quickstart import QuickstartConfig
 from vla_rl.trainers.sft import SFTConfig
 
-SCHEMAS = {"eval": EvalConfig, "sft": SFTConfig, "vla_grpo": GRPOConfig}
+SCHEMAS = {"eval": EvalConfig, "sft": SFTConfig, "vla_grpo": GRPOConfig, "quickstart": QuickstartConfig}
 PRESETS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -191,29 +192,56 @@ def _sft(argv: list[str]) -> int:
     return 0
 
 
-@command("train", "GRPO on robot tasks from an SFT checkpoint (configs/vla_grpo*.yaml)")
+@command("train", "RL training by the config's `type`: vla_grpo, quickstart, text_grpo, text_quickstart")
 def _train(argv: list[str]) -> int:
-    from vla_rl.trainers.grpo import GRPOConfig, GRPOTrainer
+    from vla_rl.registry import RegistryError
+    from vla_rl.trainers import TRAIN_JOBS
 
-    cfg = parse_args(GRPOConfig, argv, "train")
-    trainer = GRPOTrainer(cfg, _console())  # type: ignore[arg-type]
     try:
-        s = trainer.train()
-    finally:
-        trainer.close()
-    print(f"GRPO done: {s['iterations']} iterations, {s['env_steps']} env steps in {s['wall_s']:.0f} s; "
-          f"best val success {s['best_val_success']:.1%}")
+        schema = TRAIN_JOBS.get(_job_type(argv))
+    except RegistryError as e:
+        raise ConfigError(f"type: {e}") from None
+    cfg = parse_args(schema, argv, "train")
+    cfg.run(_console())  # type: ignore[attr-defined]
     return 0
 
 
-@command("plot", "draw a run's curves (success, loss, entropy, stability, throughput) to PNG")
+def _job_type(argv: list[str]) -> str:
+    """The ``type`` a `train` command line asks for: a ``type=`` override, else the YAML's, else vla_grpo."""
+    import yaml
+
+    for a in argv:
+        if a.startswith(("type=", "--type=")):
+            return a.split("=", 1)[1]
+    for i, a in enumerate(argv[:-1]):
+        if a == "--type":
+            return argv[i + 1]
+    path = next((a for a in argv if a.endswith((".yaml", ".yml")) and "=" not in a), None)
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError):
+            return "vla_grpo"  # let the config loader report the problem with its usual message
+        if isinstance(data, dict) and isinstance(data.get("type"), str):
+            return data["type"]
+    return "vla_grpo"
+
+
+@command("plot", "draw a run's curves to PNG and print the entropy-performance fit R = -a exp(H) + b")
 def _plot(argv: list[str]) -> int:
     from vla_rl.plot import plot_run
+    from vla_rl.trainers.metrics import read_metrics
+    from vla_rl.trainers.text import entropy_fit
 
     if not argv or argv[0].startswith("-"):
         print("usage: vla-rl plot <run folder> [out.png]")
         return 2
     print(f"wrote {plot_run(argv[0], argv[1] if len(argv) > 1 else None)}")
+    rows = [r for r in read_metrics(argv[0]) if "rollout/policy_entropy" in r and "rollout/reward" in r]
+    if len(rows) >= 3:  # the rollout's own entropy and reward, step by step (Cui et al. 2025)
+        fit = entropy_fit([r["rollout/policy_entropy"] for r in rows], [r["rollout/reward"] for r in rows])
+        print(f"entropy-performance fit over {len(rows)} steps: R = -a exp(H) + b with a = {fit['a']:.4g}, "
+              f"b = {fit['b']:.4g} (R^2 {fit['r2']:.3f})")
     return 0
 
 
@@ -253,16 +281,15 @@ def _grade_exam(argv: list[str]) -> int:
     return 0
 
 
-@command("bench", "benchmarks: `vla-rl bench env` (vector env) and `vla-rl bench rollout` (rollout loop)")
+@command("bench", "benchmarks: env (vector env), rollout (rollout loop), ablation (GRPO variants)")
 def _bench(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("env", "rollout"):
-        print("usage: vla-rl bench env|rollout [key=value ...]   (writes bench/results/<name>.json)")
+    import importlib
+
+    names = {"env": "bench.env_bench", "rollout": "bench.rollout_bench", "ablation": "bench.ablation"}
+    if not argv or argv[0] not in names:
+        print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")
         return 2
-    if argv[0] == "env":
-        from bench.env_bench import main as bench_main
-    else:
-        from bench.rollout_bench import main as bench_main
-    bench_main(argv[1:])
+    importlib.import_module(names[argv[0]]).main(argv[1:])
     return 0
 
 

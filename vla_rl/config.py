@@ -101,6 +101,8 @@ def format_validation_error(err: ValidationError, schema: type[Config], source: 
             parent = _model_at(schema, [str(p) for p in item["loc"][:-1]])
             valid = ", ".join(sorted(parent.model_fields)) if parent is not None else "?"
             lines.append(f"  {key}: unknown key; valid keys here: {valid}")
+        elif not key:  # a check of the whole config: its message says what is wrong
+            lines.append("  " + item["msg"].removeprefix("Value error, "))
         else:
             lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
     return "\n".join(lines)

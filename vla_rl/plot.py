@@ -8,7 +8,7 @@ from vla_rl.trainers.metrics import read_metrics
 
 # (panel title, metric keys drawn in it); keys absent from the run are skipped
 PANELS = (
-    ("success", ("rollout/success", "eval/success")),
+    ("success", ("rollout/success", "rollout/reward", "eval/success")),
     ("reward / loss", ("loss/pg", "loss/ce")),
     ("entropy", ("actor/entropy", "rollout/policy_entropy")),
     ("update stability", ("actor/clip_frac", "actor/ppo_kl", "actor/token_acc")),

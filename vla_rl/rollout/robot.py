@@ -54,6 +54,15 @@ class RobotRollout:
     def env_steps(self) -> int:
         return int(self.steps.sum())
 
+    @property
+    def reward(self) -> torch.Tensor:
+        """float32 (N,): the outcome reward, 1 for success."""
+        return self.success.float()
+
+    def counts(self) -> dict[str, int]:
+        """Work done, for the trainer's throughput metrics."""
+        return {"env_steps": self.env_steps}
+
     def batch(self, idx: torch.Tensor):
         """The policy inputs (`VLABatch`) of samples ``idx``."""
         from vla_rl.policies.vla.modeling_vla import VLABatch

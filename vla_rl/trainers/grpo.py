@@ -1,8 +1,10 @@
-"""The GRPO trainer (robot modality): rollouts with temperature, outcome rewards, group advantages,
-PPO-style epochs over the samples with any registered policy loss.
+"""The GRPO trainer, one for every modality: rollouts with temperature, outcome rewards, group advantages,
+PPO-style epochs over the samples with any registered policy loss. A backend supplies what differs between
+modalities: the policy class, the rollouts of one task (`RobotBackend` here: vector envs; text: the
+language-model backend in `vla_rl.trainers.text`) and the held-out evaluation.
 
-One iteration: ``seeds_per_iter`` train-split initial states x ``group_size`` rollouts each, for every
-task in turn; success is the reward; group advantages (`vla_rl.algos.ADVANTAGES`) are spread over all
+One iteration: ``seeds_per_iter`` train-split initial states (prompts) x ``group_size`` rollouts each, for
+every task in turn; the outcome is the reward; group advantages (`vla_rl.algos.ADVANTAGES`) are spread over all
 action tokens of the trajectory's samples; lost episodes are dropped; with ``dynamic_sampling`` groups
 whose rewards are all equal are dropped and new seeds are rolled out (up to ``max_resample`` rounds).
 Checkpoints (policy + optimizer + RNG + counters) are written atomically every ``checkpoint_every``
@@ -17,7 +19,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -27,14 +29,13 @@ from vla_rl.config import Config
 from vla_rl.envs import EnvConfig, check_task_id
 
 
-class GRPOConfig(Config):
-    """`vla-rl train`: GRPO on robot tasks from an SFT checkpoint."""
+class GRPOAlgoConfig(Config):
+    """The GRPO keys shared by every modality (robot: `GRPOConfig`; text: `vla_rl.trainers.text`)."""
 
-    tasks: list[str] = Field(..., min_length=1, description="robot task ids")
     init: str = Field(..., description="checkpoint folder to start from (e.g. runs/sft/best)")
     out: str = Field("runs/grpo", description="run folder")
     iterations: int = Field(20, ge=1)
-    seeds_per_iter: int = Field(8, ge=1, description="initial states per task per iteration")
+    seeds_per_iter: int = Field(8, ge=1, description="initial states (prompts) per task per iteration")
     group_size: int = Field(8, ge=2, description="rollouts per initial state (G)")
     temperature: float = Field(1.6, gt=0, description="sampling temperature (SimpleVLA-RL: 1.6)")
     advantage: str = Field("grpo", description="advantage estimator: grpo, drgrpo, rloo")
@@ -49,8 +50,8 @@ class GRPOConfig(Config):
     grad_clip: float = Field(1.0, gt=0)
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
     minibatch_size: int = Field(128, ge=1, description="samples per gradient step")
-    pipelined: bool = Field(False, description="overlap simulation of one half of the envs with inference "
-                            "for the other (needs >= 2 env workers)")
+    max_update_samples: int | None = Field(None, ge=1, description="samples drawn (without replacement) from "
+                                           "each iteration's rollouts for its update; None: all of them")
     dynamic_sampling: bool = Field(False, description="drop all-equal groups and resample (DAPO)")
     max_resample: int = Field(2, ge=0)
     eval_every: int = Field(5, ge=1)
@@ -60,12 +61,6 @@ class GRPOConfig(Config):
     resume: bool = False
     seed: int = 0
     threads: int | None = Field(None, ge=1)
-    env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
-
-    @field_validator("tasks")
-    @classmethod
-    def _known(cls, v: list[str]) -> list[str]:
-        return [check_task_id(t) for t in v]
 
     @field_validator("advantage")
     @classmethod
@@ -83,30 +78,103 @@ class GRPOConfig(Config):
         POLICY_LOSSES.get(v)
         return v
 
+    def backend(self) -> Any:
+        """The modality's rollout backend (see `RobotBackend`)."""
+        raise NotImplementedError
+
+    def run(self, console: Any = None) -> dict[str, Any]:
+        """Train; returns the run's summary."""
+        trainer = GRPOTrainer(self, console)
+        try:
+            s = trainer.train()
+        finally:
+            trainer.close()
+        if console is not None:
+            console.print(f"GRPO done: {s['iterations']} iterations in {s['wall_s']:.0f} s"
+                          + (f", {s['env_steps']} env steps" if s.get("env_steps") else "")
+                          + f"; best val success {s['best_val_success']:.1%}")
+        return s
+
+
+class GRPOConfig(GRPOAlgoConfig):
+    """`vla-rl train`: GRPO on robot tasks from an SFT checkpoint."""
+
+    type: Literal["vla_grpo"] = "vla_grpo"
+    tasks: list[str] = Field(..., min_length=1, description="robot task ids")
+    pipelined: bool = Field(False, description="overlap simulation of one half of the envs with inference "
+                            "for the other (needs >= 2 env workers)")
+    env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
+
+    @field_validator("tasks")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        return [check_task_id(t) for t in v]
+
+    def backend(self) -> RobotBackend:
+        return RobotBackend(self)
+
+
+class RobotBackend:
+    """Robot rollouts for the trainer: one vector env per task, started once the policy is loaded (the envs
+    render at the policy's resolution and cameras)."""
+
+    def __init__(self, cfg: GRPOConfig) -> None:
+        self.cfg = cfg
+        self.envs: dict[str, Any] = {}
+        self.env_cfg: EnvConfig = cfg.env
+        if not cfg.threads and cfg.pipelined:  # leave cores to the half that simulates (bench/results/rollout.json)
+            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+
+    def load_policy(self, path: str | Path) -> Any:
+        from vla_rl.policies.vla.modeling_vla import VLAPolicy
+
+        return VLAPolicy.from_pretrained(path)
+
+    def start(self, policy: Any) -> None:
+        from vla_rl.envs import make_vector_env
+
+        self.env_cfg = self.cfg.env.for_policy(policy.config)
+        self.envs = {t: make_vector_env(self.env_cfg, t) for t in self.cfg.tasks}
+
+    def rollout(self, policy: Any, task: str, seeds: list[int], generator: torch.Generator, group_offset: int) -> Any:
+        from vla_rl.rollout.robot import collect_rollouts
+
+        return collect_rollouts(self.envs[task], policy, seeds, self.cfg.group_size, self.cfg.temperature, generator,
+                                task, group_offset=group_offset, pipelined=self.cfg.pipelined)
+
+    def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
+        from vla_rl.trainers.sft import evaluate_policy
+
+        return evaluate_policy(policy, list(self.cfg.tasks), split, episodes, self.env_cfg)
+
+    def close(self) -> None:
+        for e in self.envs.values():
+            e.close()
+
 
 class NonFiniteUpdates(RuntimeError):
     """Too many consecutive updates with a NaN/inf loss or gradient."""
 
 
 class GRPOTrainer:
-    """Holds the policy, optimizer and envs of one GRPO run (see the module docstring)."""
+    """Holds the policy, optimizer and rollout backend of one GRPO run (see the module docstring). The
+    algorithm (rollout rounds, dynamic sampling, advantages, PPO epochs, NaN guard, checkpoints, model
+    selection) is the same for every modality; the backend supplies the policy class, the rollouts and the
+    held-out evaluation."""
 
-    def __init__(self, cfg: GRPOConfig, console: Any = None) -> None:
-        from vla_rl.envs import make_vector_env
-        from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    def __init__(self, cfg: GRPOAlgoConfig, console: Any = None) -> None:
         from vla_rl.trainers.metrics import MetricsLogger
 
         self.cfg = cfg
         self.console = console
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        elif cfg.pipelined:  # leave cores to the half that simulates (bench/results/rollout.json)
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+        self.backend = cfg.backend()
         self.out = Path(cfg.out)
         state_dir = self.out / "state"
         resuming = cfg.resume and (state_dir / "trainer.pt").is_file()
-        self.policy = VLAPolicy.from_pretrained(state_dir / "policy" if resuming else cfg.init)
-        self.ref = VLAPolicy.from_pretrained(cfg.init).eval() if cfg.kl_coef > 0 else None
+        self.policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
+        self.ref = self.backend.load_policy(cfg.init).eval() if cfg.kl_coef > 0 else None
         self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      betas=(0.9, 0.95))
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -115,20 +183,19 @@ class GRPOTrainer:
         self.nan_streak = 0
         self.nan_skipped = 0
         self.best = -1.0
+        self.totals: dict[str, int] = {}
         if resuming:
             st = torch.load(state_dir / "trainer.pt", weights_only=False)
             self.opt.load_state_dict(st["opt"])
             self.gen.set_state(st["gen"])
             self.iteration, self.seed_cursor = st["iteration"], st["seed_cursor"]
-            self.nan_skipped, self.best = st["nan_skipped"], st["best"]
+            self.nan_skipped, self.best, self.totals = st["nan_skipped"], st["best"], st["totals"]
             torch.set_rng_state(st["torch_rng"])
-        self.env_cfg = cfg.env.for_policy(self.policy.config)
-        self.envs = {t: make_vector_env(self.env_cfg, t) for t in cfg.tasks}
+        self.backend.start(self.policy)
         self.log = MetricsLogger(self.out)
 
     def close(self) -> None:
-        for e in self.envs.values():
-            e.close()
+        self.backend.close()
         self.log.close()
 
     # ---- one iteration ------------------------------------------------------------------------
@@ -136,27 +203,25 @@ class GRPOTrainer:
         """Rollouts of this iteration for every task (with dynamic sampling if enabled)."""
         from tasks.robot.splits import split_seeds
         from vla_rl.algos.sampling import informative_groups
-        from vla_rl.rollout.robot import RobotRollout, collect_rollouts
 
         cfg = self.cfg
         parts = []
-        for task, env in self.envs.items():
+        for task in cfg.tasks:  # type: ignore[attr-defined]
             kept, rounds = [], 0
             while True:
                 seeds = split_seeds("train", cfg.seeds_per_iter, self.seed_cursor)
                 self.seed_cursor += cfg.seeds_per_iter
-                r = collect_rollouts(env, self.policy, seeds, cfg.group_size, cfg.temperature, self.gen, task,
-                                     group_offset=self.seed_cursor, pipelined=cfg.pipelined)
+                r = self.backend.rollout(self.policy, task, seeds, self.gen, self.seed_cursor)
                 r = r.select_trajectories(~r.lost)
                 if cfg.dynamic_sampling:
-                    r = r.select_trajectories(informative_groups(r.success.float(), r.group))
+                    r = r.select_trajectories(informative_groups(r.reward, r.group))
                 kept.append(r)
                 rounds += 1
                 n = sum(len(k.group) for k in kept)
                 if not cfg.dynamic_sampling or n >= cfg.seeds_per_iter * cfg.group_size or rounds > cfg.max_resample:
                     break
-            parts.append(RobotRollout.concat(kept))
-        return RobotRollout.concat(parts)
+            parts.append(type(kept[0]).concat(kept))
+        return type(parts[0]).concat(parts)
 
     def update(self, r: Any) -> dict[str, float]:
         """PPO epochs over the samples; returns averaged metrics."""
@@ -167,7 +232,7 @@ class GRPOTrainer:
         cfg = self.cfg
         if r.num_samples == 0:
             return {"actor/skipped_empty": 1.0}
-        rewards = r.success.float()
+        rewards = r.reward
         adv_traj = compute_advantages(cfg.advantage, rewards, r.group)
         adv = adv_traj[r.traj]  # (S,)
         _, group_acc, _ = group_stats(rewards, r.group)  # per-sample group accuracy (NFT)
@@ -176,16 +241,20 @@ class GRPOTrainer:
         sums: dict[str, float] = {}
         count = 0
         self.policy.train()
+        n = min(r.num_samples, cfg.max_update_samples or r.num_samples)
+        subset = torch.randperm(r.num_samples, generator=self.gen)[:n]  # every trajectory's steps alike
         for _ in range(cfg.epochs):
-            perm = torch.randperm(r.num_samples, generator=self.gen)
-            for start in range(0, r.num_samples, cfg.minibatch_size):
+            perm = subset[torch.randperm(n, generator=self.gen)]
+            for start in range(0, n, cfg.minibatch_size):
                 idx = perm[start : start + cfg.minibatch_size]
                 batch = r.batch(idx)
                 logp, ent = self.policy.logprobs(batch, r.tokens[idx], cfg.temperature)
                 mask = r.token_mask[idx]
                 traj = r.traj[idx]
-                extra = {"correct": r.success[traj], "group_accuracy": group_acc[traj],
-                         "off_policy": torch.zeros(len(idx), dtype=torch.bool), "generator": self.gen}
+                off = r.off_policy[traj] if getattr(r, "off_policy", None) is not None else torch.zeros(
+                    len(idx), dtype=torch.bool)
+                extra = {"correct": r.success[traj], "group_accuracy": group_acc[traj], "off_policy": off,
+                         "generator": self.gen}
                 loss, metrics = loss_fn(logp, r.old_logp[idx], adv[idx], mask, agg_mode=cfg.agg_mode,
                                         **cfg.loss_kwargs, **extra)
                 if self.ref is not None:
@@ -219,10 +288,8 @@ class GRPOTrainer:
         return out
 
     def evaluate(self, split: str = "val", episodes: int | None = None) -> dict[str, dict[str, Any]]:
-        from vla_rl.trainers.sft import evaluate_policy
-
-        return evaluate_policy(self.policy, list(self.cfg.tasks), split, episodes or self.cfg.eval_episodes,
-                               self.env_cfg)
+        """Greedy success per task over ``episodes`` seeds of ``split``."""
+        return self.backend.evaluate(self.policy, split, episodes or self.cfg.eval_episodes)
 
     def save_state(self) -> None:
         """Policy + optimizer + RNG + counters, atomically, for ``resume``."""
@@ -232,6 +299,7 @@ class GRPOTrainer:
             self.policy.save_pretrained(tmp / "policy", extra={"iteration": self.iteration})
             torch.save({"opt": self.opt.state_dict(), "gen": self.gen.get_state(), "iteration": self.iteration,
                         "seed_cursor": self.seed_cursor, "nan_skipped": self.nan_skipped, "best": self.best,
+                        "totals": self.totals,
                         "torch_rng": torch.get_rng_state()}, tmp / "trainer.pt")
 
         atomic_dir(self.out / "state", write)
@@ -239,7 +307,6 @@ class GRPOTrainer:
     def train(self) -> dict[str, Any]:
         cfg = self.cfg
         t_start = time.time()
-        env_steps = 0
         while self.iteration < cfg.iterations:
             t0 = time.time()
             r = self.rollout()
@@ -247,13 +314,16 @@ class GRPOTrainer:
             m = self.update(r)
             t2 = time.time()
             self.iteration += 1
-            env_steps += r.env_steps
             valid = ~r.lost
             m |= {"rollout/success": float(r.success[valid].float().mean()) if valid.any() else math.nan,
+                  "rollout/reward": float(r.reward[valid].mean()) if valid.any() else math.nan,
                   "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
                   "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
-                  "perf/rollout_s": t1 - t0, "perf/update_s": t2 - t1,
-                  "perf/env_steps_per_s": r.env_steps / max(t1 - t0, 1e-9), "perf/env_steps": float(env_steps)}
+                  "perf/rollout_s": t1 - t0, "perf/update_s": t2 - t1}
+            m |= self.backend.metrics() if hasattr(self.backend, "metrics") else {}
+            for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
+                self.totals[k] = self.totals.get(k, 0) + v
+                m |= {f"perf/{k}_per_s": v / max(t1 - t0, 1e-9), f"perf/{k}": float(self.totals[k])}
             if cfg.eval_episodes and self.iteration % cfg.eval_every == 0:
                 res = self.evaluate()
                 mean = float(np.mean([v["success"] for v in res.values()]))
@@ -272,7 +342,7 @@ class GRPOTrainer:
             if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
                 self.save_state()
         self.policy.save_pretrained(self.out / "last", extra={"iteration": self.iteration})
-        summary = {"iterations": self.iteration, "env_steps": env_steps, "wall_s": time.time() - t_start,
+        summary = {"iterations": self.iteration, **self.totals, "wall_s": time.time() - t_start,
                    "best_val_success": self.best}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary

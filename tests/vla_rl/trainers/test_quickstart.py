@@ -1,0 +1,71 @@
+"""The quickstart job end to end on a micro budget (through `vla-rl train`), and its config checks."""
+
+import json
+
+import pytest
+import yaml
+
+from vla_rl.cli import main
+from vla_rl.config import ConfigError, load_config
+from vla_rl.trainers.quickstart import QuickstartConfig
+
+MICRO_POLICY = {
+    "cameras": ["agentview"],
+    "chunk_size": 4,
+    "vision": {"image_size": 32, "patch_size": 8, "hidden_size": 32, "num_layers": 1, "num_heads": 2,
+               "intermediate_size": 64},
+    "lm": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+}
+
+
+def micro_config(out) -> dict:
+    return {
+        "type": "quickstart",
+        "tasks": ["mujoco/ReachNarrow-v1", "mujoco/OpenDrawerNarrow-v1"],
+        "image_size": 32,
+        "out": str(out),
+        "test_episodes": 3,
+        "env": {"num_envs": 3},
+        "sft": {"policy": MICRO_POLICY, "steps": 4, "batch_size": 8, "warmup_steps": 1, "eval_episodes": 0,
+                "threads": 1},
+        "grpo": {"iterations": 2, "seeds_per_iter": 1, "group_size": 2, "minibatch_size": 16,
+                 "max_update_samples": 24, "eval_every": 1, "eval_episodes": 2, "threads": 1,
+                 "env": {"num_envs": 2}},
+    }
+
+
+def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
+    path = tmp_path / "qs.yaml"
+    path.write_text(yaml.safe_dump(micro_config(tmp_path / "run")))
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    res = json.loads((run / "results.json").read_text())
+    tasks = ["mujoco/ReachNarrow-v1", "mujoco/OpenDrawerNarrow-v1"]
+    for key in ("success_before", "success_after"):
+        assert set(res[key]) == {*tasks, "mean"}
+        assert all(0.0 <= v <= 1.0 for v in res[key].values())
+        assert res[key]["mean"] == pytest.approx(sum(res[key][t] for t in tasks) / 2)
+    assert res["improvement"] == pytest.approx(res["success_after"]["mean"] - res["success_before"]["mean"])
+    assert res["test_episodes"] == 3 and res["env_steps"] > 0 and res["grpo_iterations"] == 2
+    assert res["grpo_checkpoint"].endswith("best")  # chosen on validation seeds
+    assert set(res["phase_wall_s"]) == {"collect", "sft", "test_before", "grpo", "test_after"}
+    assert (run / "data" / "ReachNarrow-v1" / "meta" / "info.json").is_file()
+    assert (run / "curves.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "success before RL" in out and "OpenDrawerNarrow-v1" in out
+
+
+def test_phase_keys_are_checked_at_load(tmp_path):
+    cfg = micro_config(tmp_path)
+    with pytest.raises(ConfigError, match=r"grpo\.bogus: unknown key"):
+        load_config(QuickstartConfig, None, [f"{k}={json.dumps(v)}" for k, v in cfg.items()] + ["grpo.bogus=1"])
+    cfg["sft"]["out"] = "elsewhere"
+    with pytest.raises(Exception, match="set by the quickstart itself"):
+        QuickstartConfig.model_validate(cfg)
+
+
+def test_train_refuses_an_unknown_job_type(capsys):
+    assert main(["train", "type=nope"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "quickstart" in err and "vla_grpo" in err
+

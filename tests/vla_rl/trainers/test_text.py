@@ -1,0 +1,117 @@
+"""Text reasoning through the one GRPO trainer: runs, resumes, TTRL rewards without labels, held-out
+problems, the text quickstart job, and the entropy-performance fit."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from tasks.robot.splits import split_seeds
+from tasks.text.generators import make_text_task
+from vla_rl.cli import main
+from vla_rl.policies.lm.modeling_lm import LMPolicy
+from vla_rl.trainers.grpo import GRPOTrainer
+from vla_rl.trainers.text import TextBackend, TextGRPOConfig, entropy_fit, heldout_questions
+
+
+@pytest.fixture(scope="module")
+def init_lm(tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "init"
+    LMPolicy.from_config("tiny", tasks=["arithmetic"], seed=0).save_pretrained(path)
+    return path
+
+
+def cfg_for(init, out, **kw) -> TextGRPOConfig:
+    base = dict(tasks=["arithmetic"], init=str(init), out=str(out), difficulty=2, iterations=2, seeds_per_iter=2,
+                group_size=4, max_new_tokens=12, minibatch_size=8, eval_every=2, eval_episodes=4, holdout=20,
+                checkpoint_every=1, lr=1e-3, threads=1)
+    return TextGRPOConfig.model_validate(base | kw)
+
+
+def params(policy) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in policy.parameters()])
+
+
+def test_text_grpo_runs_and_resumes_to_the_same_parameters(init_lm, tmp_path, capsys):
+    full = GRPOTrainer(cfg_for(init_lm, tmp_path / "full", iterations=3))
+    try:
+        s = full.train()
+        want = params(full.policy)
+    finally:
+        full.close()
+    assert s["iterations"] == 3 and s["tokens"] > 0
+    rows = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert {"rollout/reward", "perf/tokens_per_s", "actor/entropy", "loss/pg"} <= set(rows[-1])
+    assert "eval/arithmetic/success" in rows[1]
+    assert main(["plot", str(tmp_path / "full")]) == 0  # curves, and the entropy fit over the 3 steps
+    assert "entropy-performance fit over 3 steps: R = -a exp(H) + b" in capsys.readouterr().out
+    part = GRPOTrainer(cfg_for(init_lm, tmp_path / "part", iterations=2))
+    try:
+        part.train()
+    finally:
+        part.close()
+    resumed = GRPOTrainer(cfg_for(init_lm, tmp_path / "part", iterations=3, resume=True))
+    try:
+        assert resumed.iteration == 2
+        resumed.train()
+        assert torch.equal(params(resumed.policy), want)
+    finally:
+        resumed.close()
+
+
+def test_training_problems_exclude_held_out_questions(init_lm, tmp_path):
+    cfg = cfg_for(init_lm, tmp_path, difficulty=1, holdout=100)
+    backend = TextBackend(cfg)
+    task = make_text_task("arithmetic")
+    held = heldout_questions(task, 1, 100)
+    assert task.generate(split_seeds("test", 1)[0], 1).question in held
+    policy = LMPolicy.from_pretrained(init_lm)
+    seeds = split_seeds("train", 40)
+    r = backend.rollout(policy, "arithmetic", seeds, torch.Generator().manual_seed(0), 0)
+    trained = {p.question for p in r.problems}
+    assert trained and not (trained & held)
+    assert len(r.problems) < 40 * cfg.group_size  # some of the 300 difficulty-1 problems were held out
+
+
+def test_majority_vote_rewards_agreement_not_correctness(init_lm, tmp_path):
+    backend = TextBackend(cfg_for(init_lm, tmp_path, reward="majority_vote"))
+    task = backend.tasks["arithmetic"]
+    p = task.generate(0, 2)
+    wrong = str(int(p.answer) + 1)
+    texts = [f"\\boxed{{{wrong}}}", f"\\boxed{{{wrong}}}", f"\\boxed{{{p.answer}}}", "no answer"]
+    rewards = backend._majority_rewards(task, [p] * 4, texts)
+    assert rewards.tolist() == [1.0, 1.0, 0.0, 0.0]  # the (wrong) majority is the pseudo-label
+    m = backend.metrics()
+    assert m["rollout/ttrl_label_accuracy"] == 0.0 and m["rollout/ttrl_majority_ratio"] == 0.5
+    assert backend.metrics() == {}
+
+
+def test_unknown_text_task_is_refused_with_the_valid_names(init_lm, tmp_path):
+    with pytest.raises(ValueError, match="arithmetic"):
+        cfg_for(init_lm, tmp_path, tasks=["arithmetc"])
+
+
+def test_text_quickstart_writes_accuracy_before_and_after(tmp_path, capsys):
+    cfg = {"type": "text_quickstart", "task": "arithmetic", "difficulty": 2, "model": "tiny", "sft_examples": 32,
+           "sft_steps": 3, "test_episodes": 6, "threads": 1, "out": str(tmp_path / "run"),
+           "grpo": {"iterations": 1, "seeds_per_iter": 2, "group_size": 2, "max_new_tokens": 10, "minibatch_size": 4,
+                    "eval_every": 1, "eval_episodes": 2, "holdout": 10}}
+    path = tmp_path / "tq.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 0
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert 0 <= res["accuracy_before"] <= 1 and 0 <= res["accuracy_after"] <= 1
+    assert res["improvement"] == pytest.approx(res["accuracy_after"] - res["accuracy_before"])
+    assert res["test_episodes"] == 6 and res["generated_tokens"] > 0
+    assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_entropy_fit_recovers_known_coefficients():
+    h = np.linspace(0.2, 2.0, 30)
+    r = -0.05 * np.exp(h) + 0.9
+    fit = entropy_fit(h, r)
+    assert fit["a"] == pytest.approx(0.05) and fit["b"] == pytest.approx(0.9) and fit["r2"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 3"):
+        entropy_fit([1.0, float("nan")], [0.5, 0.5])

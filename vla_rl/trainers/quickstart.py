@@ -1,0 +1,189 @@
+"""The headline job (`make train`): ONE expert demo per task, SFT, then GRPO, judged on held-out seeds.
+
+SimpleVLA-RL's phenomenon on a laptop: a policy cloned from one trajectory per task succeeds on a minority
+of initial states; outcome-reward GRPO lifts it. Phases, each in its own sub-folder of ``out``:
+
+1. ``data/<task>``: ``demos_per_task`` expert episodes from the train split (LeRobot v3 datasets);
+2. ``sft``: behaviour cloning of the tiny VLA on them (`vla_rl.trainers.sft`);
+3. success of the SFT policy on ``test_episodes`` test-split seeds per task (greedy) -> ``success_before``;
+4. ``grpo``: GRPO from the SFT checkpoint (`vla_rl.trainers.grpo`); its checkpoint is chosen on
+   validation seeds only (``grpo/best``), never on test seeds;
+5. the same test seeds again -> ``success_after``.
+
+``results.json`` holds both readings per task and their mean (with 95% Wilson intervals), the env steps
+of RL, and the wall time of each phase; ``curves.png`` is the GRPO run's plot.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from vla_rl.config import Config, format_validation_error
+from vla_rl.envs import EnvConfig, check_task_id
+
+QUICKSTART_TASKS = ["mujoco/ReachNarrow-v1", "mujoco/OpenDrawerNarrow-v1", "mujoco/PickCubeNarrow-v1"]
+
+
+class QuickstartConfig(Config):
+    """`vla-rl train configs/quickstart.yaml`: one demo per task -> SFT -> GRPO, before/after on test seeds."""
+
+    type: Literal["quickstart"] = "quickstart"
+    tasks: list[str] = Field(default_factory=lambda: list(QUICKSTART_TASKS), min_length=1)
+    demos_per_task: int = Field(1, ge=1, description="expert demos per task (train split, from its first seed)")
+    image_size: int = Field(64, ge=16, description="camera resolution of the demos (and so of every rollout)")
+    out: str = Field("runs/quickstart", description="run folder")
+    sft: dict[str, Any] = Field(default_factory=dict, description="`vla-rl sft` keys (data and out are set here)")
+    grpo: dict[str, Any] = Field(default_factory=dict,
+                                 description="`vla-rl train` GRPO keys (tasks, init and out are set here)")
+    test_episodes: int = Field(200, ge=1, description="test-split seeds per task, before and after RL")
+    env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=50), description="envs of the test evaluations")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        return [check_task_id(t) for t in v]
+
+    @model_validator(mode="after")
+    def _phases_valid(self) -> QuickstartConfig:
+        self.sft_config()  # refuse bad phase keys at load, not twenty minutes in
+        self.grpo_config()
+        return self
+
+    def dataset(self, task: str) -> Path:
+        return Path(self.out) / "data" / task.split("/")[-1]
+
+    def sft_config(self) -> Any:
+        from vla_rl.trainers.sft import SFTConfig
+
+        fixed = {"data": [str(self.dataset(t)) for t in self.tasks], "out": str(Path(self.out) / "sft")}
+        return sub_config(SFTConfig, self.sft, fixed, "sft")
+
+    def grpo_config(self) -> Any:
+        from vla_rl.trainers.grpo import GRPOConfig
+
+        out = Path(self.out)
+        fixed = {"tasks": list(self.tasks), "init": str(out / "sft" / "best"), "out": str(out / "grpo")}
+        return sub_config(GRPOConfig, self.grpo, fixed, "grpo")
+
+    def run(self, console: Any = None) -> dict[str, Any]:
+        return run_quickstart(self, console)
+
+
+def sub_config(schema: type[Config], keys: dict[str, Any], fixed: dict[str, Any], name: str) -> Any:
+    clash = sorted(set(keys) & set(fixed))
+    if clash:
+        raise ValueError(f"{name}: {clash} are set by the quickstart itself; remove them")
+    try:
+        return schema.model_validate({**keys, **fixed})
+    except ValidationError as e:  # name the keys as the quickstart's YAML spells them
+        problems = format_validation_error(e, schema, name).splitlines()[1:]
+        raise ValueError("; ".join(f"{name}.{p.strip()}" for p in problems)) from None
+
+
+def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]:
+    """Run the five phases; writes ``<out>/results.json`` and returns it."""
+    from vla_rl.data.recorder import collect
+    from vla_rl.plot import plot_run
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.trainers.grpo import GRPOTrainer
+    from vla_rl.trainers.sft import evaluate_policy, train_sft
+    from vla_rl.utils.io import atomic_write_json
+
+    say = console.print if console is not None else (lambda *a, **k: None)
+    out = Path(cfg.out)
+    walls: dict[str, float] = {}
+    t_all = t = time.time()
+
+    say(f"[bold]1/5 collect[/]: {cfg.demos_per_task} expert demo(s) per task of {', '.join(cfg.tasks)}")
+    for task in cfg.tasks:
+        collect(task, cfg.demos_per_task, out=cfg.dataset(task), image_size=cfg.image_size, progress=False,
+                overwrite=True)
+    walls["collect"], t = time.time() - t, time.time()
+
+    say("[bold]2/5 SFT[/] on the demos")
+    sft = train_sft(cfg.sft_config(), console)
+    walls["sft"], t = time.time() - t, time.time()
+
+    def test(checkpoint: str | Path) -> dict[str, dict[str, Any]]:
+        policy = VLAPolicy.from_pretrained(checkpoint).eval()
+        return evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env)
+
+    say(f"[bold]3/5 test[/] the SFT policy on {cfg.test_episodes} test seeds per task")
+    before = test(sft["checkpoint"])
+    _say_success(say, "before RL", before)
+    walls["test_before"], t = time.time() - t, time.time()
+
+    say("[bold]4/5 GRPO[/] from the SFT policy")
+    trainer = GRPOTrainer(cfg.grpo_config(), console)
+    try:
+        grpo = trainer.train()
+    finally:
+        trainer.close()
+    walls["grpo"], t = time.time() - t, time.time()
+    grpo_dir = out / "grpo"
+    chosen = grpo_dir / ("best" if (grpo_dir / "best").is_dir() else "last")
+
+    say(f"[bold]5/5 test[/] the GRPO policy ({chosen.name}, chosen on validation seeds) on the same test seeds")
+    after = test(chosen)
+    _say_success(say, "after RL", after)
+    walls["test_after"] = time.time() - t
+
+    results = {
+        "tasks": list(cfg.tasks),
+        "demos_per_task": cfg.demos_per_task,
+        "test_episodes": cfg.test_episodes,
+        "success_before": _rates(before),
+        "success_after": _rates(after),
+        "ci95_before": {k: v["ci95"] for k, v in before.items()},
+        "ci95_after": {k: v["ci95"] for k, v in after.items()},
+        "env_steps": int(grpo["env_steps"]),
+        "grpo_iterations": int(grpo["iterations"]),
+        "sft_checkpoint": str(sft["checkpoint"]),
+        "grpo_checkpoint": str(chosen),
+        "wall_s": time.time() - t_all,
+        "phase_wall_s": walls,
+    }
+    results["improvement"] = results["success_after"]["mean"] - results["success_before"]["mean"]
+    try:
+        results["plot"] = str(plot_run(grpo_dir, out / "curves.png"))
+    except (FileNotFoundError, ValueError) as e:  # a run too short to draw is not a failure of the job
+        say(f"no plot: {e}")
+    atomic_write_json(out / "results.json", results)
+    if console is not None:
+        console.print(results_table(results))
+    return results
+
+
+def _rates(res: dict[str, dict[str, Any]]) -> dict[str, float]:
+    rates = {task: float(v["success"]) for task, v in res.items()}
+    return rates | {"mean": float(np.mean(list(rates.values())))}
+
+
+def _say_success(say: Any, label: str, res: dict[str, dict[str, Any]]) -> None:
+    say(f"{label}: " + ", ".join(f"{t.split('/')[-1]} {v['success']:.1%}" for t, v in res.items()))
+
+
+def _pct(p: float, ci: list[float] | None) -> str:
+    return f"{p:.1%}" + (f" [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "")
+
+
+def results_table(results: dict[str, Any]) -> Any:
+    """A rich table of success before / after RL per task and their mean."""
+    from rich.table import Table
+
+    table = Table(title=f"quickstart: {results['demos_per_task']} demo(s) per task, "
+                        f"{results['test_episodes']} test seeds per task")
+    for col in ("task", "success before RL", "success after RL", "change"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    before, after = results["success_before"], results["success_after"]
+    for task in [*results["tasks"], "mean"]:
+        ci_b, ci_a = results["ci95_before"].get(task), results["ci95_after"].get(task)
+        table.add_row(task, _pct(before[task], ci_b), _pct(after[task], ci_a), f"{after[task] - before[task]:+.1%}")
+    table.caption = (f"{results['env_steps']} RL env steps, {results['grpo_iterations']} GRPO iterations; "
+                     f"wall {results['wall_s'] / 60:.1f} min")
+    return table

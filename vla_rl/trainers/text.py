@@ -1,0 +1,271 @@
+"""Text reasoning on the one GRPO trainer: the text backend, TTRL rewards, and the text quickstart job.
+
+`TextGRPOConfig` (``type: text_grpo``) runs `vla_rl.trainers.grpo.GRPOTrainer` with `TextBackend`: the policy
+is a causal LM (`vla_rl.policies.lm`), a "task" is a text task family (`tasks.text`), an initial state is a
+generated problem (train-split seed), a rollout is a sampled completion scored by the task's verifier, or,
+with ``reward: majority_vote`` (TTRL, Zuo et al. 2025), by agreement with the majority answer of its group,
+which needs no labels.
+
+Held-out problems: small task families repeat questions across seeds, so a problem is trained on only if
+its question is not among the first ``holdout`` problems of the val and test splits; evaluation uses those
+splits, so every evaluated question is one the policy never trained on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from vla_rl.config import Config
+from vla_rl.trainers.grpo import GRPOAlgoConfig
+
+
+def _check_text_task(name: str) -> str:
+    from tasks.text.generators import TEXT_TASKS
+
+    if not name.startswith("rg/"):
+        TEXT_TASKS.get(name)
+    return name
+
+
+class TextGRPOConfig(GRPOAlgoConfig):
+    """`vla-rl train` with ``type: text_grpo``: GRPO (and its variants) on text tasks from an LM checkpoint."""
+
+    type: Literal["text_grpo"] = "text_grpo"
+    tasks: list[str] = Field(..., min_length=1, description="text task names (tasks.text), e.g. arithmetic")
+    difficulty: int = Field(1, ge=1)
+    max_new_tokens: int = Field(48, ge=1, description="completion budget (tokens)")
+    format_weight: float = Field(0.0, ge=0, description="reward lost for an answer outside \\boxed{}/<answer>")
+    reward: Literal["verifier", "majority_vote"] = Field(
+        "verifier", description="verifier: the task's checker; majority_vote: TTRL, no labels used")
+    chunk_tokens: int | None = Field(None, ge=1, description="chunk-wise rollout (MiniCPM4): tokens per call")
+    gen_batch_size: int | None = Field(None, ge=1, description="rows per generation batch (None: all)")
+    holdout: int = Field(1000, ge=0, description="questions of the first N val and test seeds never trained on")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        return [_check_text_task(t) for t in v]
+
+    def backend(self) -> TextBackend:
+        return TextBackend(self)
+
+
+class TextBackend:
+    """Text rollouts for `GRPOTrainer`: problems from train-split seeds (held-out questions skipped), G sampled
+    completions each, rewards from the verifier or the group's majority vote (TTRL)."""
+
+    def __init__(self, cfg: TextGRPOConfig) -> None:
+        from tasks.text.generators import make_text_task
+        from vla_rl.rollout.text import PendingGenerations
+
+        self.cfg = cfg
+        self.tasks = {name: make_text_task(name) for name in cfg.tasks}
+        self.pending = {name: PendingGenerations() for name in cfg.tasks} if cfg.chunk_tokens else {}
+        self.heldout = {name: heldout_questions(task, cfg.difficulty, cfg.holdout) for name, task in self.tasks.items()}
+        self._metrics: dict[str, float] = {}
+
+    def load_policy(self, path: str | Path) -> Any:
+        from vla_rl.policies.lm.modeling_lm import LMPolicy
+
+        return LMPolicy.from_pretrained(path)
+
+    def start(self, policy: Any) -> None:
+        return None
+
+    def rollout(self, policy: Any, task: str, seeds: list[int], generator: torch.Generator, group_offset: int) -> Any:
+        from vla_rl.rollout.text import collect_text_rollouts
+
+        cfg, t = self.cfg, self.tasks[task]
+        seeds = [s for s in seeds if t.generate(s, cfg.difficulty).question not in self.heldout[task]]
+        reward_fn = None
+        if cfg.reward == "majority_vote":
+            def reward_fn(problems: list, texts: list[str]) -> torch.Tensor:
+                return self._majority_rewards(t, problems, texts)
+        return collect_text_rollouts(policy, t, seeds, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
+                                     generator, difficulty=cfg.difficulty, reward_fn=reward_fn,
+                                     format_weight=cfg.format_weight, group_offset=group_offset,
+                                     batch_size=cfg.gen_batch_size, chunk_tokens=cfg.chunk_tokens,
+                                     pending=self.pending.get(task))
+
+    def _majority_rewards(self, task: Any, problems: list, texts: list[str]) -> torch.Tensor:
+        """TTRL: the pseudo-label is each group's most frequent answer; logs how often it is the true label
+        (label accuracy, which the update never sees) and the majority's share of the votes."""
+        from vla_rl.algos.rewards import majority_vote_rewards
+
+        answers = [_normalise(task.extract(x)) for x in texts]
+        group = [p.seed for p in problems]
+        rewards, info = majority_vote_rewards(answers, group)
+        by_seed = {p.seed: p for p in problems}
+        correct = [info[s]["label"] is not None and task.score(by_seed[s], info[s]["label"]) >= 1.0 for s in info]
+        self._metrics = {"rollout/ttrl_label_accuracy": float(np.mean(correct)) if correct else float("nan"),
+                         "rollout/ttrl_majority_ratio": float(np.mean([v["majority_ratio"] for v in info.values()]))}
+        return rewards
+
+    def metrics(self) -> dict[str, float]:
+        """Metrics of the last rollout that the generic trainer does not compute (TTRL's)."""
+        out, self._metrics = self._metrics, {}
+        return out
+
+    def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
+        """Greedy accuracy per task on the first ``episodes`` problems of ``split``."""
+        return evaluate_text(policy, self.tasks, split, episodes, self.cfg.difficulty, self.cfg.max_new_tokens,
+                             self.cfg.gen_batch_size)
+
+    def close(self) -> None:
+        return None
+
+
+def _normalise(answer: str | None) -> str | None:
+    return None if answer is None else " ".join(answer.split()).lower()
+
+
+def heldout_questions(task: Any, difficulty: int, n: int) -> set[str]:
+    """Questions of the first ``n`` val- and test-split problems of ``task`` at ``difficulty``."""
+    from tasks.robot.splits import split_seeds
+
+    return {task.generate(s, difficulty).question for split in ("val", "test") for s in split_seeds(split, n)}
+
+
+def evaluate_text(policy: Any, tasks: dict[str, Any], split: str, episodes: int, difficulty: int,
+                  max_new_tokens: int, batch_size: int | None = None) -> dict[str, dict[str, Any]]:
+    """Greedy accuracy (verify >= 1) per task over the first ``episodes`` seeds of ``split``, with a Wilson
+    95% interval."""
+    from tasks.robot.splits import split_seeds
+    from vla_rl.rollout.text import collect_text_rollouts
+    from vla_rl.utils.stats import wilson_interval
+
+    out = {}
+    with torch.no_grad():
+        for name, task in tasks.items():
+            r = collect_text_rollouts(policy, task, split_seeds(split, episodes), 1, 1.0, max_new_tokens,
+                                      difficulty=difficulty, greedy=True, batch_size=batch_size or 256)
+            ok = [task.verify(p, x) >= 1.0 for p, x in zip(r.problems, r.texts, strict=True)]
+            k = int(sum(ok))
+            out[name] = {"success": k / len(ok), "ci95": list(wilson_interval(k, len(ok))), "episodes": len(ok)}
+    return out
+
+
+# ---- the text quickstart ------------------------------------------------------------------------------
+
+
+class TextQuickstartConfig(Config):
+    """`vla-rl train configs/text_quickstart.yaml`: a tiny LM fine-tuned on noisy solutions of one task
+    family, then GRPO; greedy accuracy on held-out test problems before and after RL."""
+
+    type: Literal["text_quickstart"] = "text_quickstart"
+    task: str = "arithmetic"
+    difficulty: int = Field(1, ge=1)
+    model: str = Field("mini", description="LM preset (tiny, mini, small)")
+    seed: int = 0
+    sft_examples: int = Field(3000, ge=1, description="train-split problems with a (noisy) worked solution")
+    noise: float = Field(0.4, ge=0, le=1, description="fraction of SFT solutions ending in a wrong answer")
+    sft_steps: int = Field(300, ge=1)
+    sft_lr: float = Field(2e-3, gt=0)
+    sft_batch_size: int = Field(32, ge=1)
+    grpo: dict[str, Any] = Field(default_factory=dict, description="text_grpo keys (tasks, init, out set here)")
+    test_episodes: int = Field(200, ge=1, description="held-out test problems, before and after RL")
+    threads: int | None = Field(None, ge=1)
+    out: str = "runs/text_quickstart"
+
+    @field_validator("task")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _check_text_task(v)
+
+    @model_validator(mode="after")
+    def _grpo_valid(self) -> TextQuickstartConfig:
+        self.grpo_config()
+        return self
+
+    def grpo_config(self) -> TextGRPOConfig:
+        from vla_rl.trainers.quickstart import sub_config
+
+        out = Path(self.out)
+        fixed = {"tasks": [self.task], "init": str(out / "sft"), "out": str(out / "grpo"),
+                 "difficulty": self.difficulty}
+        return sub_config(TextGRPOConfig, self.grpo, fixed, "grpo")
+
+    def run(self, console: Any = None) -> dict[str, Any]:
+        return run_text_quickstart(self, console)
+
+
+def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[str, Any]:
+    """SFT on noisy solutions -> test accuracy -> GRPO -> test accuracy; writes ``<out>/results.json``."""
+    from tasks.robot.splits import split_seeds
+    from tasks.text.generators import make_text_task
+    from vla_rl.policies.lm.modeling_lm import LMPolicy
+    from vla_rl.trainers.text_sft import noisy_solutions, text_sft
+    from vla_rl.utils.io import atomic_write_json
+
+    say = console.print if console is not None else (lambda *a, **k: None)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    task = make_text_task(cfg.task)
+    grpo_cfg = cfg.grpo_config()
+    heldout = heldout_questions(task, cfg.difficulty, grpo_cfg.holdout)
+    walls: dict[str, float] = {}
+    t_all = t = time.time()
+
+    seeds = [s for s in split_seeds("train", cfg.sft_examples * 4)
+             if task.generate(s, cfg.difficulty).question not in heldout][: cfg.sft_examples]
+    if not seeds:
+        raise ValueError(f"{cfg.task} at difficulty {cfg.difficulty}: every question is held out (the family "
+                         "has too few distinct problems); raise the difficulty or lower grpo.holdout")
+    say(f"[bold]1/4 SFT[/] a {cfg.model} LM on {len(seeds)} {cfg.task} solutions ({cfg.noise:.0%} with a wrong answer)")
+    policy = LMPolicy.from_config(cfg.model, tasks=[cfg.task], seed=cfg.seed)
+    examples = noisy_solutions(task, seeds, cfg.difficulty, cfg.noise, cfg.seed)
+    sft = text_sft(policy, examples, cfg.sft_steps, lr=cfg.sft_lr, batch_size=cfg.sft_batch_size, seed=cfg.seed)
+    policy.save_pretrained(out / "sft", extra={"sft_steps": cfg.sft_steps})
+    walls["sft"], t = time.time() - t, time.time()
+
+    def test(p: Any) -> dict[str, Any]:
+        return evaluate_text(p, {cfg.task: task}, "test", cfg.test_episodes, cfg.difficulty,
+                             grpo_cfg.max_new_tokens, grpo_cfg.gen_batch_size)[cfg.task]
+
+    say(f"[bold]2/4 test[/] on {cfg.test_episodes} held-out problems")
+    before = test(policy.eval())
+    say(f"accuracy before RL: {before['success']:.1%}")
+    walls["test_before"], t = time.time() - t, time.time()
+
+    say(f"[bold]3/4 GRPO[/] ({grpo_cfg.loss}, {grpo_cfg.advantage}, reward {grpo_cfg.reward})")
+    summary = grpo_cfg.run(console)
+    walls["grpo"], t = time.time() - t, time.time()
+    chosen = out / "grpo" / ("best" if (out / "grpo" / "best").is_dir() else "last")
+
+    say(f"[bold]4/4 test[/] the GRPO policy ({chosen.name}, chosen on validation problems)")
+    after = test(LMPolicy.from_pretrained(chosen).eval())
+    walls["test_after"] = time.time() - t
+    results = {"task": cfg.task, "difficulty": cfg.difficulty, "model": cfg.model, "test_episodes": cfg.test_episodes,
+               "accuracy_before": before["success"], "accuracy_after": after["success"],
+               "ci95_before": before["ci95"], "ci95_after": after["ci95"],
+               "improvement": after["success"] - before["success"], "sft_final_loss": float(np.mean(sft["loss"][-10:])),
+               "grpo_iterations": summary["iterations"], "generated_tokens": summary.get("tokens", 0),
+               "grpo_checkpoint": str(chosen), "wall_s": time.time() - t_all, "phase_wall_s": walls}
+    atomic_write_json(out / "results.json", results)
+    say(f"held-out accuracy: {before['success']:.1%} before RL -> {after['success']:.1%} after "
+        f"({results['improvement']:+.1%}); {results['wall_s'] / 60:.1f} min; {out / 'results.json'}")
+    return results
+
+
+def entropy_fit(entropy: Sequence[float], reward: Sequence[float]) -> dict[str, float]:
+    """Least-squares fit of R = -a exp(H) + b (The Entropy Mechanism of RL for Reasoning LMs, Cui et al.
+    2025, eq. 1) to per-step policy entropy H and reward R; returns a, b and R^2."""
+    h, r = np.asarray(entropy, dtype=float), np.asarray(reward, dtype=float)
+    ok = np.isfinite(h) & np.isfinite(r)
+    h, r = h[ok], r[ok]
+    if len(h) < 3:
+        raise ValueError(f"the entropy fit needs at least 3 logged steps with entropy and reward, got {len(h)}")
+    x = np.stack([-np.exp(h), np.ones_like(h)], axis=1)
+    (a, b), *_ = np.linalg.lstsq(x, r, rcond=None)
+    pred = x @ np.array([a, b])
+    ss = float(((r - r.mean()) ** 2).sum())
+    return {"a": float(a), "b": float(b), "r2": 1.0 - float(((r - pred) ** 2).sum()) / ss if ss > 0 else float("nan")}
