@@ -18,7 +18,6 @@ TASKS.register("mujoco/StackCube-v1", "tasks.robot.stack:StackCube")
 TASKS.register("mujoco/OpenDrawer-v1", "tasks.robot.drawer:OpenDrawer")
 TASKS.register("mujoco/PlaceThenOpenDrawer-v1", "tasks.robot.long:PlaceThenOpenDrawer")
 # The quickstart suite: narrower initial-state ranges (tasks/robot/narrow.py).
-TASKS.register("mujoco/ReachNarrow-v1", "tasks.robot.narrow:ReachNarrow")
 TASKS.register("mujoco/OpenDrawerNarrow-v1", "tasks.robot.narrow:OpenDrawerNarrow")
 TASKS.register("mujoco/PickCubeNarrow-v1", "tasks.robot.narrow:PickCubeNarrow")
 TASKS.register("mujoco/PushCubeNarrow-v1", "tasks.robot.narrow:PushCubeNarrow")

@@ -12,7 +12,6 @@ from sims.mujoco.task import ArmTask
 from tasks.robot.drawer import OpenDrawer
 from tasks.robot.pick import PickCube
 from tasks.robot.push import PushCube
-from tasks.robot.reach import Reach
 
 
 def narrowed(base: type[ArmTask], spread: float) -> type[ArmTask]:
@@ -21,7 +20,6 @@ def narrowed(base: type[ArmTask], spread: float) -> type[ArmTask]:
                                                     f"{spread:g} of its initial-state ranges."})
 
 
-ReachNarrow = narrowed(Reach, 0.5)
 OpenDrawerNarrow = narrowed(OpenDrawer, 0.5)
 PickCubeNarrow = narrowed(PickCube, 0.3)
 PushCubeNarrow = narrowed(PushCube, 0.2)

@@ -6,7 +6,7 @@ import pytest
 
 from sims.mujoco.task import NarrowedRNG
 from tasks.robot import make
-from tasks.robot.narrow import OpenDrawerNarrow, PickCubeNarrow, ReachNarrow
+from tasks.robot.narrow import OpenDrawerNarrow, PickCubeNarrow, PushCubeNarrow
 from tasks.robot.splits import split_seeds
 
 
@@ -26,19 +26,18 @@ def test_narrowed_rng_refuses_a_bad_spread(spread):
         NarrowedRNG(np.random.default_rng(0), spread)
 
 
-def test_narrow_reach_targets_are_the_full_tasks_pulled_toward_the_centre():
-    full, narrow = make("mujoco/Reach-v1", image_size=16, cameras=()), make("mujoco/ReachNarrow-v1",
-                                                                             image_size=16, cameras=())
-    mid = np.array([0.525, 0.0, 0.175])
+def test_narrow_cubes_are_the_full_tasks_pulled_toward_the_centre():
+    full, narrow = (make(t, image_size=16, cameras=()) for t in ("mujoco/PickCube-v1", "mujoco/PickCubeNarrow-v1"))
+    mid = np.array([0.525, 0.0])
     for seed in split_seeds("test", 10):
         full.reset(seed=seed)
         narrow.reset(seed=seed)
         assert full.instruction == narrow.instruction
-        np.testing.assert_allclose(narrow.sim.data.mocap_pos[0] - mid,
-                                   ReachNarrow.spread * (full.sim.data.mocap_pos[0] - mid), atol=1e-9)
+        np.testing.assert_allclose(narrow.sim.body_pos("cube")[:2] - mid,
+                                   PickCubeNarrow.spread * (full.sim.body_pos("cube")[:2] - mid), atol=1e-6)
     full.close()
     narrow.close()
 
 
 def test_the_quickstart_variants_are_narrower_than_their_tasks():
-    assert all(0 < cls.spread < 1 for cls in (ReachNarrow, OpenDrawerNarrow, PickCubeNarrow))
+    assert all(0 < cls.spread < 1 for cls in (OpenDrawerNarrow, PickCubeNarrow, PushCubeNarrow))

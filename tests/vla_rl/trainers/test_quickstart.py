@@ -21,7 +21,7 @@ MICRO_POLICY = {
 def micro_config(out) -> dict:
     return {
         "type": "quickstart",
-        "tasks": ["mujoco/ReachNarrow-v1", "mujoco/OpenDrawerNarrow-v1"],
+        "tasks": ["mujoco/PickCubeNarrow-v1", "mujoco/OpenDrawerNarrow-v1"],
         "image_size": 32,
         "out": str(out),
         "test_episodes": 3,
@@ -40,7 +40,7 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
     assert main(["train", str(path)]) == 0
     run = tmp_path / "run"
     res = json.loads((run / "results.json").read_text())
-    tasks = ["mujoco/ReachNarrow-v1", "mujoco/OpenDrawerNarrow-v1"]
+    tasks = ["mujoco/PickCubeNarrow-v1", "mujoco/OpenDrawerNarrow-v1"]
     for key in ("success_before", "success_after"):
         assert set(res[key]) == {*tasks, "mean"}
         assert all(0.0 <= v <= 1.0 for v in res[key].values())
@@ -49,7 +49,7 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
     assert res["test_episodes"] == 3 and res["env_steps"] > 0 and res["grpo_iterations"] == 2
     assert res["grpo_checkpoint"].endswith("best")  # chosen on validation seeds
     assert set(res["phase_wall_s"]) == {"collect", "sft", "test_before", "grpo", "test_after"}
-    assert (run / "data" / "ReachNarrow-v1" / "meta" / "info.json").is_file()
+    assert (run / "data" / "PickCubeNarrow-v1" / "meta" / "info.json").is_file()
     assert (run / "curves.png").stat().st_size > 0
     out = capsys.readouterr().out
     assert "success before RL" in out and "OpenDrawerNarrow-v1" in out
