@@ -14,12 +14,15 @@ from tasks.robot.pick import PickCube
 from tasks.robot.push import PushCube
 
 
-def narrowed(base: type[ArmTask], spread: float) -> type[ArmTask]:
-    """A subclass of ``base`` that samples the centred fraction ``spread`` of each initial-state range."""
-    return type(f"{base.__name__}Narrow", (base,), {"spread": spread, "__doc__": f"{base.__name__} with "
-                                                    f"{spread:g} of its initial-state ranges."})
+def narrowed(base: type[ArmTask], spread: float, max_steps: int) -> type[ArmTask]:
+    """A subclass of ``base`` that samples the centred fraction ``spread`` of each initial-state range and
+    truncates episodes at ``max_steps`` (about 2.5x its expert's longest episode: failed rollouts, most of
+    them early in RL, stop sooner)."""
+    return type(f"{base.__name__}Narrow", (base,), {
+        "spread": spread, "max_steps": max_steps,
+        "__doc__": f"{base.__name__} with {spread:g} of its initial-state ranges, {max_steps} steps."})
 
 
-OpenDrawerNarrow = narrowed(OpenDrawer, 0.5)
-PickCubeNarrow = narrowed(PickCube, 0.3)
-PushCubeNarrow = narrowed(PushCube, 0.2)
+OpenDrawerNarrow = narrowed(OpenDrawer, 0.5, max_steps=60)
+PickCubeNarrow = narrowed(PickCube, 0.3, max_steps=50)
+PushCubeNarrow = narrowed(PushCube, 0.2, max_steps=70)

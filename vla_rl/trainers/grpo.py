@@ -46,6 +46,8 @@ class GRPOAlgoConfig(Config):
     kl_coef: float = Field(0.0, ge=0, description="KL-to-reference loss coefficient (0: no reference model)")
     kl_kind: str = "k3"
     lr: float = Field(1e-4, gt=0)
+    warmup_iterations: int = Field(0, ge=0, description="linear learning-rate warmup over the first iterations "
+                                   "(Adam's first steps move a freshly cloned policy far: PPO KL ~1 nat)")
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
@@ -241,6 +243,9 @@ class GRPOTrainer:
         sums: dict[str, float] = {}
         count = 0
         self.policy.train()
+        lr = cfg.lr * min(1.0, (self.iteration + 1) / cfg.warmup_iterations) if cfg.warmup_iterations else cfg.lr
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         n = min(r.num_samples, cfg.max_update_samples or r.num_samples)
         subset = torch.randperm(r.num_samples, generator=self.gen)[:n]  # every trajectory's steps alike
         for _ in range(cfg.epochs):
@@ -285,6 +290,7 @@ class GRPOTrainer:
                 count += 1
         out = {k: v / max(count, 1) for k, v in sums.items()}
         out["actor/nan_skipped"] = float(self.nan_skipped)
+        out["actor/lr"] = lr
         return out
 
     def evaluate(self, split: str = "val", episodes: int | None = None) -> dict[str, dict[str, Any]]:

@@ -115,3 +115,13 @@ def test_entropy_fit_recovers_known_coefficients():
     assert fit["a"] == pytest.approx(0.05) and fit["b"] == pytest.approx(0.9) and fit["r2"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="at least 3"):
         entropy_fit([1.0, float("nan")], [0.5, 0.5])
+
+
+def test_learning_rate_warms_up_linearly(init_lm, tmp_path):
+    t = GRPOTrainer(cfg_for(init_lm, tmp_path / "w", iterations=3, warmup_iterations=2, eval_episodes=0, lr=1e-3))
+    try:
+        t.train()
+    finally:
+        t.close()
+    rows = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["actor/lr"] for r in rows] == pytest.approx([5e-4, 1e-3, 1e-3])
