@@ -192,7 +192,7 @@ def _sft(argv: list[str]) -> int:
     return 0
 
 
-@command("train", "RL training by the config's `type`: vla_grpo, quickstart, text_grpo, text_quickstart")
+@command("train", "RL training by the config's `type`: vla_grpo, quickstart, text_grpo, text_quickstart, text_rlccf")
 def _train(argv: list[str]) -> int:
     from vla_rl.registry import RegistryError
     from vla_rl.trainers import TRAIN_JOBS
@@ -285,7 +285,12 @@ def _grade_exam(argv: list[str]) -> int:
 def _bench(argv: list[str]) -> int:
     import importlib
 
-    names = {"env": "bench.env_bench", "rollout": "bench.rollout_bench", "ablation": "bench.ablation"}
+    names = {
+        "env": "bench.env_bench",
+        "rollout": "bench.rollout_bench",
+        "ablation": "bench.ablation",
+        "update": "bench.update_bench",
+    }
     if not argv or argv[0] not in names:
         print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")
         return 2

@@ -66,6 +66,7 @@ class TextRollout:
     problems: list[Problem] = field(default_factory=list)
     wall_s: float = 0.0
     policy_s: float = 0.0
+    off_policy: torch.Tensor | None = None  # bool (N,): trajectories not sampled from the policy (LUFFY)
 
     @property
     def num_samples(self) -> int:
@@ -111,6 +112,7 @@ class TextRollout:
             [self.problems[i] for i in idx],
             self.wall_s,
             self.policy_s,
+            None if self.off_policy is None else self.off_policy[keep],
         )
 
     @staticmethod
@@ -145,6 +147,9 @@ class TextRollout:
             [x for r in parts for x in r.problems],
             sum(r.wall_s for r in parts),
             sum(r.policy_s for r in parts),
+            None if all(r.off_policy is None for r in parts) else cat([
+                r.off_policy if r.off_policy is not None else torch.zeros(len(r.group), dtype=torch.bool)
+                for r in parts]),
         )
 
 
@@ -303,3 +308,21 @@ def _to_rollout(
         wall_s,
         policy_s,
     )
+
+
+def reference_rollout(policy: LMPolicy, task: TextTask, problems: Sequence[Problem], groups: Sequence[int],
+                      format_weight: float = 0.0) -> TextRollout:
+    """Off-policy trajectories for LUFFY: each problem's reference solution as a completion, in group
+    ``groups[i]``, flagged ``off_policy``. Their ``old_logp`` are zeros: the behaviour policy's log-probs are
+    unknown, and the LUFFY loss does not use them (no ratio, no clip on off-policy tokens)."""
+    trajs = []
+    for p, g, ids in zip(problems, groups, policy.prompt_ids([prompt_text(task, p) for p in problems]), strict=True):
+        tr = _Trajectory(task, p, int(g), ids)
+        tr.tokens = policy.completion_ids([p.solution])[0]
+        tr.logp = [0.0] * len(tr.tokens)
+        tr.entropy = [0.0] * len(tr.tokens)
+        tr.done, tr.chunks = True, 1
+        trajs.append(tr)
+    r = _to_rollout(trajs, policy, None, format_weight, 0.0, 0.0)
+    r.off_policy = torch.ones(len(trajs), dtype=torch.bool)
+    return r

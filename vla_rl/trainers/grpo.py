@@ -311,44 +311,55 @@ class GRPOTrainer:
         atomic_dir(self.out / "state", write)
 
     def train(self) -> dict[str, Any]:
-        cfg = self.cfg
-        t_start = time.time()
-        while self.iteration < cfg.iterations:
+        """Iterate to ``iterations`` (from where a resumed run stopped); returns the run's summary."""
+        self.t_start = time.time()
+        while self.iteration < self.cfg.iterations:
             t0 = time.time()
             r = self.rollout()
-            t1 = time.time()
-            m = self.update(r)
-            t2 = time.time()
-            self.iteration += 1
-            valid = ~r.lost
-            m |= {"rollout/success": float(r.success[valid].float().mean()) if valid.any() else math.nan,
-                  "rollout/reward": float(r.reward[valid].mean()) if valid.any() else math.nan,
-                  "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
-                  "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
-                  "perf/rollout_s": t1 - t0, "perf/update_s": t2 - t1}
-            m |= self.backend.metrics() if hasattr(self.backend, "metrics") else {}
-            for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
-                self.totals[k] = self.totals.get(k, 0) + v
-                m |= {f"perf/{k}_per_s": v / max(t1 - t0, 1e-9), f"perf/{k}": float(self.totals[k])}
-            if cfg.eval_episodes and self.iteration % cfg.eval_every == 0:
-                res = self.evaluate()
-                mean = float(np.mean([v["success"] for v in res.values()]))
-                m |= {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
-                if mean > self.best:  # model selection on validation seeds only
-                    self.best = mean
-                    self.policy.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
-                                                                         "val_success": mean})
-            self.log.log(self.iteration, m)
-            if self.console is not None:
-                self.console.print(
-                    f"iter {self.iteration}/{cfg.iterations}: success {m['rollout/success']:.2f} "
-                    f"clip {m.get('actor/clip_frac', 0):.2f} kl {m.get('actor/ppo_kl', 0):.4f} "
-                    f"entropy {m.get('actor/entropy', 0):.2f} ({t1 - t0:.0f}+{t2 - t1:.0f} s)"
-                    + (f" val {m['eval/success']:.2f}" if "eval/success" in m else ""))
-            if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
-                self.save_state()
+            self.step(r, time.time() - t0)
+        return self.finish()
+
+    def step(self, r: Any, rollout_s: float) -> dict[str, float]:
+        """Update on rollouts ``r``, then log, evaluate and checkpoint: one iteration after its rollout.
+        Separate from `rollout` so that a caller may change the rewards in between (RLCCF's collective vote)."""
+        cfg = self.cfg
+        t1 = time.time()
+        m = self.update(r)
+        t2 = time.time()
+        self.iteration += 1
+        valid = ~r.lost
+        m |= {"rollout/success": float(r.success[valid].float().mean()) if valid.any() else math.nan,
+              "rollout/reward": float(r.reward[valid].mean()) if valid.any() else math.nan,
+              "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
+              "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
+              "perf/rollout_s": rollout_s, "perf/update_s": t2 - t1}
+        m |= self.backend.metrics() if hasattr(self.backend, "metrics") else {}
+        for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
+            self.totals[k] = self.totals.get(k, 0) + v
+            m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}
+        if cfg.eval_episodes and self.iteration % cfg.eval_every == 0:
+            res = self.evaluate()
+            mean = float(np.mean([v["success"] for v in res.values()]))
+            m |= {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
+            if mean > self.best:  # model selection on validation seeds only
+                self.best = mean
+                self.policy.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
+                                                                     "val_success": mean})
+        self.log.log(self.iteration, m)
+        if self.console is not None:
+            self.console.print(
+                f"iter {self.iteration}/{cfg.iterations}: success {m['rollout/success']:.2f} "
+                f"clip {m.get('actor/clip_frac', 0):.2f} kl {m.get('actor/ppo_kl', 0):.4f} "
+                f"entropy {m.get('actor/entropy', 0):.2f} ({rollout_s:.0f}+{t2 - t1:.0f} s)"
+                + (f" val {m['eval/success']:.2f}" if "eval/success" in m else ""))
+        if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+            self.save_state()
+        return m
+
+    def finish(self) -> dict[str, Any]:
+        """Write the last policy and ``summary.json``; returns the summary."""
         self.policy.save_pretrained(self.out / "last", extra={"iteration": self.iteration})
-        summary = {"iterations": self.iteration, **self.totals, "wall_s": time.time() - t_start,
-                   "best_val_success": self.best}
+        summary = {"iterations": self.iteration, **self.totals,
+                   "wall_s": time.time() - getattr(self, "t_start", time.time()), "best_val_success": self.best}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary

@@ -47,6 +47,8 @@ class TextGRPOConfig(GRPOAlgoConfig):
     chunk_tokens: int | None = Field(None, ge=1, description="chunk-wise rollout (MiniCPM4): tokens per call")
     gen_batch_size: int | None = Field(None, ge=1, description="rows per generation batch (None: all)")
     holdout: int = Field(1000, ge=0, description="questions of the first N val and test seeds never trained on")
+    off_policy_per_group: int = Field(0, ge=0, description="LUFFY: reference solutions joined to each group "
+                                      "(use with loss: luffy)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature")
 
     @field_validator("tasks")
@@ -89,11 +91,19 @@ class TextBackend:
         if cfg.reward == "majority_vote":
             def reward_fn(problems: list, texts: list[str]) -> torch.Tensor:
                 return self._majority_rewards(t, problems, texts)
-        return collect_text_rollouts(policy, t, seeds, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
-                                     generator, difficulty=cfg.difficulty, reward_fn=reward_fn,
-                                     format_weight=cfg.format_weight, group_offset=group_offset,
-                                     batch_size=cfg.gen_batch_size, chunk_tokens=cfg.chunk_tokens,
-                                     pending=self.pending.get(task))
+        r = collect_text_rollouts(policy, t, seeds, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
+                                  generator, difficulty=cfg.difficulty, reward_fn=reward_fn,
+                                  format_weight=cfg.format_weight, group_offset=group_offset,
+                                  batch_size=cfg.gen_batch_size, chunk_tokens=cfg.chunk_tokens,
+                                  pending=self.pending.get(task))
+        if cfg.off_policy_per_group and len(r.group):
+            from vla_rl.rollout.text import TextRollout, reference_rollout
+
+            first = {int(g): i for i, g in reversed(list(enumerate(r.group.tolist())))}
+            groups = [g for g in first for _ in range(cfg.off_policy_per_group)]
+            off = reference_rollout(policy, t, [r.problems[first[g]] for g in groups], groups, cfg.format_weight)
+            r = TextRollout.concat([r, off])
+        return r
 
     def _majority_rewards(self, task: Any, problems: list, texts: list[str]) -> torch.Tensor:
         """TTRL: the pseudo-label is each group's most frequent answer; logs how often it is the true label
@@ -151,6 +161,91 @@ def evaluate_text(policy: Any, tasks: dict[str, Any], split: str, episodes: int,
             k = int(sum(ok))
             out[name] = {"success": k / len(ok), "ci95": list(wilson_interval(k, len(ok))), "episodes": len(ok)}
     return out
+
+
+# ---- RLCCF: several models trained together on a collective vote -----------------------------------------
+
+
+class RLCCFConfig(Config):
+    """`vla-rl train` with ``type: text_rlccf``: two or more LMs trained together, each rewarded by agreement
+    with the collective answer, a vote weighted by each model's self-consistency
+    (`vla_rl.algos.rewards.collective_vote_rewards`); no labels are used."""
+
+    type: Literal["text_rlccf"] = "text_rlccf"
+    models: list[str] = Field(..., min_length=2, description="checkpoint folders, one per model")
+    out: str = "runs/rlccf"
+    grpo: dict[str, Any] = Field(default_factory=dict, description="text_grpo keys shared by every model "
+                                 "(init and out are set per model)")
+
+    @model_validator(mode="after")
+    def _grpo_valid(self) -> RLCCFConfig:
+        cfgs = self.model_configs()
+        if cfgs[0].dynamic_sampling:
+            raise ValueError("grpo.dynamic_sampling: RLCCF's rewards come from the collective vote after the "
+                             "rollouts; dynamic sampling would filter on each model's own rewards. Set it false")
+        return self
+
+    def model_configs(self) -> list[TextGRPOConfig]:
+        from vla_rl.trainers.quickstart import sub_config
+
+        return [sub_config(TextGRPOConfig, self.grpo, {"init": m, "out": str(Path(self.out) / f"model{k}")}, "grpo")
+                for k, m in enumerate(self.models)]
+
+    def run(self, console: Any = None) -> dict[str, Any]:
+        return run_rlccf(self, console)
+
+
+def run_rlccf(cfg: RLCCFConfig, console: Any = None) -> dict[str, Any]:
+    """Each iteration: every model rolls out the same problems (their seed cursors move together), the
+    rewards of all their samples are replaced by the collective vote's, then each model takes its own update
+    step. Logs each model's run in ``<out>/model<k>`` plus the vote's label accuracy."""
+    from vla_rl.algos.rewards import collective_vote_rewards
+    from vla_rl.trainers.grpo import GRPOTrainer
+    from vla_rl.utils.io import atomic_write_json
+
+    trainers = [GRPOTrainer(c, console) for c in cfg.model_configs()]
+    try:
+        for t in trainers:
+            t.t_start = time.time()
+        n_iter = trainers[0].cfg.iterations
+        while trainers[0].iteration < n_iter:
+            t0 = time.time()
+            rolls = [t.rollout() for t in trainers]
+            rollout_s = (time.time() - t0) / len(trainers)
+            acc = _collective_rewards(trainers, rolls, collective_vote_rewards)
+            for t, r in zip(trainers, rolls, strict=True):
+                t.backend._metrics = {"rollout/rlccf_label_accuracy": acc}
+                t.step(r, rollout_s)
+        summaries = [t.finish() for t in trainers]
+    finally:
+        for t in trainers:
+            t.close()
+    result = {"models": cfg.models, "summaries": summaries}
+    atomic_write_json(Path(cfg.out) / "summary.json", result)
+    return result
+
+
+def _collective_rewards(trainers: list[Any], rolls: list[Any], vote: Any) -> float:
+    """Replace every sample's reward and success by the collective vote's; returns the vote's label accuracy
+    (against the true answers, logged only)."""
+    answers, model, prompt, where = [], [], [], []
+    for k, (t, r) in enumerate(zip(trainers, rolls, strict=True)):
+        for i, (p, x) in enumerate(zip(r.problems, r.texts, strict=True)):
+            task = t.backend.tasks[p.task]
+            answers.append(_normalise(task.extract(x)))
+            model.append(k)
+            prompt.append(hash((p.task, p.seed)))
+            where.append((k, i))
+    rewards, info = vote(answers, model, prompt)
+    for (k, i), v in zip(where, rewards.tolist(), strict=True):
+        rolls[k].reward[i] = v
+        rolls[k].success[i] = v >= 1.0
+    first = {}
+    for (k, i), q in zip(where, prompt, strict=True):
+        first.setdefault(q, rolls[k].problems[i])
+    ok = [info[q]["label"] is not None
+          and trainers[0].backend.tasks[p.task].score(p, info[q]["label"]) >= 1.0 for q, p in first.items()]
+    return float(np.mean(ok)) if ok else float("nan")
 
 
 # ---- the text quickstart ------------------------------------------------------------------------------

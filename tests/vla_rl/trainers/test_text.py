@@ -125,3 +125,63 @@ def test_learning_rate_warms_up_linearly(init_lm, tmp_path):
         t.close()
     rows = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     assert [r["actor/lr"] for r in rows] == pytest.approx([5e-4, 1e-3, 1e-3])
+
+
+@pytest.mark.parametrize("loss,extra", [
+    ("ppo_clip", {"advantage": "drgrpo"}),
+    ("ppo_clip", {"dynamic_sampling": True, "loss_kwargs": {"eps_low": 0.2, "eps_high": 0.28}}),
+    ("clip_cov", {}),
+    ("kl_cov", {}),
+    ("nft", {}),
+    ("luffy", {"off_policy_per_group": 1}),
+    ("ppo_clip", {"chunk_tokens": 4, "max_new_tokens": 8, "kl_coef": 0.05}),  # groups finish in the 2nd call
+])
+def test_every_algorithm_trains_on_text_through_the_one_trainer(init_lm, tmp_path, loss, extra, monkeypatch):
+    # An untrained LM is never right: reward completions of even length so that groups have mixed outcomes.
+    from tasks.text.base import TextTask
+
+    monkeypatch.setattr(TextTask, "verify", lambda self, problem, text: float(len(text or "") % 2 == 0))
+    kw = {"loss_kwargs": {}} | extra
+    t = GRPOTrainer(cfg_for(init_lm, tmp_path / "run", loss=loss, iterations=2, eval_episodes=0, **kw))
+    before = params(t.policy).clone()
+    try:
+        s = t.train()
+    finally:
+        t.close()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert s["iterations"] == 2 and all(np.isfinite(r["loss/pg"]) for r in rows if "loss/pg" in r)
+    assert not torch.equal(params(t.policy), before)
+    if loss == "luffy":
+        assert any(r.get("actor/off_policy_frac", 0) > 0 for r in rows)
+
+
+def test_luffy_groups_carry_each_problems_reference_solution(init_lm, tmp_path):
+    backend = TextBackend(cfg_for(init_lm, tmp_path, off_policy_per_group=1))
+    r = backend.rollout(LMPolicy.from_pretrained(init_lm), "arithmetic", [3, 4], torch.Generator().manual_seed(0), 0)
+    off = r.off_policy
+    assert off is not None and int(off.sum()) == 2 and len(r.group) == 2 * 4 + 2
+    assert set(r.group[off].tolist()) == set(r.group[~off].tolist())
+    assert r.reward[off].tolist() == [1.0, 1.0]  # reference solutions verify
+    refs = [(x, p) for x, p, o in zip(r.texts, r.problems, off, strict=True) if o]
+    assert all(x.endswith(p.solution.split("\\boxed")[-1]) for x, p in refs)
+
+
+def test_rlccf_trains_two_models_on_the_collective_vote(tmp_path, capsys):
+    paths = []
+    for seed in (0, 1):
+        paths.append(tmp_path / f"m{seed}")
+        LMPolicy.from_config("tiny", tasks=["arithmetic"], seed=seed).save_pretrained(paths[-1])
+    cfg = {"type": "text_rlccf", "models": [str(p) for p in paths], "out": str(tmp_path / "rlccf"),
+           "grpo": {"tasks": ["arithmetic"], "difficulty": 2, "iterations": 2, "seeds_per_iter": 2, "group_size": 3,
+                    "max_new_tokens": 8, "minibatch_size": 8, "eval_episodes": 0, "holdout": 10, "threads": 1}}
+    path = tmp_path / "rlccf.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 0
+    for k in (0, 1):
+        rows = [json.loads(x) for x in (tmp_path / "rlccf" / f"model{k}" / "metrics.jsonl").read_text().splitlines()]
+        assert len(rows) == 2 and "rollout/rlccf_label_accuracy" in rows[-1]
+    assert json.loads((tmp_path / "rlccf" / "summary.json").read_text())["summaries"][1]["iterations"] == 2
+    cfg["grpo"]["dynamic_sampling"] = True
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(path)]) == 2
+    assert "dynamic_sampling" in capsys.readouterr().err
