@@ -186,3 +186,23 @@ def test_chunked_rollout_needs_a_buffer(policy):
 def test_batch_is_a_text_batch(policy):
     r = collect_text_rollouts(policy, TASK, [0], 2, 1.0, 3, torch.Generator().manual_seed(0))
     assert isinstance(r.batch(torch.tensor([1])), TextBatch)
+
+
+def test_shared_prompt_prefill_gives_the_same_rollouts(policy):
+    """Each group's prompt is prefilled once (`LMPolicy.share_prompts`): same completions and log-probs as a
+    per-row prefill, also with groups split across batches, and the same re-scored log-probs."""
+    pol = eos_prone(policy)
+    runs = []
+    for share in (False, True):
+        pol.share_prompts = share
+        gen = torch.Generator().manual_seed(2)
+        runs.append(collect_text_rollouts(pol, TASK, [3, 4, 5], 4, 1.0, 10, gen, batch_size=5))
+    full, shared = runs
+    assert torch.equal(shared.tokens, full.tokens) and torch.equal(shared.token_mask, full.token_mask)
+    assert shared.texts == full.texts and torch.equal(shared.reward, full.reward)
+    torch.testing.assert_close(shared.old_logp, full.old_logp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.entropy, full.entropy, atol=1e-5, rtol=0)
+    rescored = rescore(pol, shared, 1.0)
+    pol.share_prompts = False
+    torch.testing.assert_close(rescored, rescore(pol, shared, 1.0), atol=1e-5, rtol=0)
+    torch.testing.assert_close(rescored * shared.token_mask, shared.old_logp, atol=1e-4, rtol=0)

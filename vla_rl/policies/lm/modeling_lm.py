@@ -10,6 +10,11 @@ when re-scoring, so the sampled log-probs equal the re-computed ones and PPO's r
 same convention as `VLAPolicy`). `LMPolicy.logprobs(batch, tokens, temperature)` has `VLAPolicy`'s call
 shape, so the GRPO update loop can score either policy.
 
+Shared prompts: the G completions of a GRPO group repeat one prompt. Generation (its prefill) and scoring run each
+distinct prompt of a batch once, copy its KV cache to the rows (`prompt_groups`, `LMPolicy.completion_logits`),
+then run only the completions per row; the backward goes through the shared prompt pass once, and values and
+gradients equal the per-row pass (``LMPolicy.share_prompts = False``, also taken when all prompts differ).
+
 Backends: ``torch`` (this process; CPU or one GPU) and ``vllm`` (`VLLMGenerator`, GPU servers; needs the
 ``vllm`` extra, checked through `vla_rl.availability`).
 """
@@ -118,6 +123,25 @@ def sample_tokens(
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1), entropy
 
 
+def prompt_groups(batch: TextBatch) -> tuple[TextBatch, torch.Tensor] | None:
+    """The distinct prompts of ``batch`` (B, P), for running each once: (prompts (U, P'), rows int64 (B,)), row b
+    reading ``prompts[rows[b]]``; None when all B rows differ. Two rows are the same prompt when their masks and
+    their unpadded ids are equal. Leading columns that are padding in every row are dropped (P' <= P), so the
+    prompts stay left-padded and ``prompts.attention_mask[rows]`` is the batch's mask without those columns."""
+    b = len(batch)
+    if b < 2:
+        return None
+    mask = batch.attention_mask
+    _, rows = torch.unique(torch.cat([batch.input_ids * mask, mask], 1), dim=0, return_inverse=True)
+    u = int(rows.max()) + 1
+    if u == b:
+        return None
+    first = torch.full((u,), b, dtype=torch.long, device=rows.device)
+    first = first.scatter_reduce(0, rows, torch.arange(b, device=rows.device), "amin")  # a row of each prompt
+    start = int(mask.any(0).long().argmax())  # the first column holding a real token
+    return TextBatch(batch.input_ids[first, start:], mask[first, start:]), rows
+
+
 def build_causal_lm(
     cfg: LMPolicyConfig, vocab_size: int, bos_id: int | None, eos_id: int | None, pad_id: int | None
 ) -> nn.Module:
@@ -162,6 +186,8 @@ class LMPolicy(nn.Module):
         config: the architecture it was built from (None for a model loaded from a foreign folder).
         backend: ``torch`` or ``vllm`` (raises `DependencyNotInstalled` with the install line if missing).
         chat_template: wrap prompts in the tokenizer's chat template (None: when it has one).
+
+    Attribute ``share_prompts`` (True): run each distinct prompt of a batch once (see the module docstring).
     """
 
     def __init__(
@@ -190,6 +216,7 @@ class LMPolicy(nn.Module):
             raise ValueError(f"unknown backend {backend!r}; valid: torch, vllm")
         self.backend = backend
         self._vllm = VLLMGenerator() if backend == "vllm" else None
+        self.share_prompts = True  # run each distinct prompt of a batch once (`prompt_groups`)
 
     # ---- construction -----------------------------------------------------------------------
     @classmethod
@@ -287,7 +314,20 @@ class LMPolicy(nn.Module):
 
     # ---- scoring ------------------------------------------------------------------------------
     def completion_logits(self, batch: TextBatch, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) predicting each completion token (B, T), in one teacher-forced forward pass."""
+        """Logits (B, T, V) predicting each completion token (B, T), teacher-forced.
+
+        Rows that share a prompt (a GRPO group) share its forward pass (`prompt_groups`): each distinct prompt
+        is run once, its KV cache indexed out to its rows, and only the completions run per row. Gradients
+        flow through the shared prompt pass (the backward of the indexing sums the rows' cache gradients), so
+        values and gradients equal the one-pass path's (`full_completion_logits`, used when every prompt is
+        distinct or ``share_prompts`` is off)."""
+        groups = prompt_groups(batch) if self.share_prompts and tokens.shape[1] > 0 else None
+        if groups is None:
+            return self.full_completion_logits(batch, tokens)
+        return self._shared_completion_logits(*groups, tokens)
+
+    def full_completion_logits(self, batch: TextBatch, tokens: torch.Tensor) -> torch.Tensor:
+        """`completion_logits` in one forward pass over [prompt, completion] per row (no prompt sharing)."""
         ids = torch.cat([batch.input_ids, tokens], 1)
         mask = torch.cat([batch.attention_mask, torch.ones_like(tokens)], 1)  # causal: right padding is harmless
         pos = (mask.cumsum(1) - 1).clamp(min=0)
@@ -295,6 +335,43 @@ class LMPolicy(nn.Module):
             input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=tokens.shape[1] + 1
         )
         return out.logits[:, :-1]  # the last prompt position predicts token 0
+
+    def _prefill(self, prompts: TextBatch, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, Any]:
+        """Run ``prompts`` (U, P) once -> (last-position logits (B, V), their `DynamicCache` of B rows), row b
+        reading prompt ``rows[b]`` (None: B = U, row b reads prompt b)."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        mask = prompts.attention_mask
+        out = self.model(
+            input_ids=prompts.input_ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(1) - 1).clamp(min=0),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        if rows is None:
+            return out.logits[:, -1], cache
+        cache.batch_select_indices(rows)  # (U, H, P, D) -> (B, H, P, D) per layer; differentiable indexing
+        return out.logits[rows, -1], cache
+
+    def _shared_completion_logits(self, prompts: TextBatch, rows: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """`completion_logits` with the distinct ``prompts`` (U, P) run once; row b has prompt ``rows[b]``."""
+        first, cache = self._prefill(prompts, rows)  # the last prompt position predicts token 0
+        if tokens.shape[1] == 1:
+            return first[:, None]
+        inputs = tokens[:, :-1]  # the last token predicts nothing we score
+        mask = prompts.attention_mask[rows]
+        pos = mask.sum(1, keepdim=True) + torch.arange(inputs.shape[1], device=mask.device)
+        out = self.model(
+            input_ids=inputs,
+            attention_mask=torch.cat([mask, torch.ones_like(inputs)], 1),
+            position_ids=pos,
+            cache=cache,
+            use_cache=True,
+        )
+        return torch.cat([first[:, None], out.logits], 1)
 
     def logprobs(
         self, batch: TextBatch, tokens: torch.Tensor, temperature: float = 1.0
@@ -316,15 +393,14 @@ class LMPolicy(nn.Module):
     ) -> Generation:
         """Sample a completion per prompt, all rows in one batch with the KV cache.
 
-        ``prompts``: texts, or an encoded `TextBatch` (B, P) (e.g. a prompt plus a paused completion).
+        ``prompts``: texts, or an encoded `TextBatch` (B, P) (e.g. a prompt plus a paused completion). Rows
+        with the same prompt (a GRPO group) share one prefill (`prompt_groups`), its KV cache copied to each row.
         ``max_new_tokens``: an int or a per-row int64 (B,) budget. A row stops after a stop token (kept,
         mask 1) or at its budget; a finished row stays finished (pad id, log-prob 0, mask 0).
         """
         batch = prompts if isinstance(prompts, TextBatch) else self.encode(prompts)
         if self._vllm is not None:
             return self._vllm.generate(self, batch, max_new_tokens, temperature, generator, greedy)
-        from transformers import DynamicCache
-
         device = batch.input_ids.device
         b = len(batch)
         limits = torch.as_tensor(max_new_tokens, dtype=torch.long, device=device).expand(b)
@@ -336,22 +412,13 @@ class LMPolicy(nn.Module):
         tmask = torch.zeros((b, steps), device=device)
         done = limits <= 0
         finished = torch.zeros(b, dtype=torch.bool, device=device)
-        mask = batch.attention_mask
-        pos = (mask.cumsum(1) - 1).clamp(min=0)
-        cache = DynamicCache()
-        if steps > 0:
-            out = self.model(
-                input_ids=batch.input_ids,
-                attention_mask=mask,
-                position_ids=pos,
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-        next_pos = pos[:, -1:] + 1
+        distinct, rows = (prompt_groups(batch) if self.share_prompts else None) or (batch, None)
+        mask = distinct.attention_mask if rows is None else distinct.attention_mask[rows]
+        logits, cache = self._prefill(distinct, rows) if steps > 0 else (None, None)
+        next_pos = mask.sum(1, keepdim=True)
         t = -1
         for t in range(steps):
-            tok, lp, en = sample_tokens(out.logits[:, -1], temperature, greedy, generator)
+            tok, lp, en = sample_tokens(logits, temperature, greedy, generator)
             live = ~done
             tokens[:, t] = torch.where(live, tok, self.pad_id)
             logps[:, t] = torch.where(live, lp, 0.0)
@@ -366,6 +433,7 @@ class LMPolicy(nn.Module):
             out = self.model(
                 input_ids=tokens[:, t : t + 1], attention_mask=mask, position_ids=next_pos, cache=cache, use_cache=True
             )
+            logits = out.logits[:, -1]
             next_pos = next_pos + 1
         n = t + 1
         tokens, logps, ents, tmask = tokens[:, :n], logps[:, :n], ents[:, :n], tmask[:, :n]

@@ -1,5 +1,6 @@
 """The text LM policy: presets, the digit-splitting tokenizer, batched KV-cache generation that re-scores
-to the same log-probs, determinism, checkpoints, foreign Hugging Face folders and the vLLM guard."""
+to the same log-probs, shared prompt passes (values and gradients equal to the per-row pass), determinism,
+checkpoints, foreign Hugging Face folders and the vLLM guard."""
 
 import json
 
@@ -8,7 +9,7 @@ import torch
 
 from vla_rl.availability import DependencyNotInstalled, is_available
 from vla_rl.policies.lm.configuration_lm import LMPolicyConfig, lm_preset
-from vla_rl.policies.lm.modeling_lm import LMPolicy, TextBatch, right_pad
+from vla_rl.policies.lm.modeling_lm import LMPolicy, TextBatch, prompt_groups, right_pad
 from vla_rl.policies.lm.tokenization_lm import build_text_tokenizer, task_corpus
 
 PROMPTS = ["Compute 3 + 4.\n", "Compute 12 * (7 - 5).\n", "hi", "Sort these numbers: 3, 1, 2.\n"]
@@ -104,6 +105,94 @@ def test_same_generator_seed_same_completions(policy):
     assert torch.equal(runs[0].tokens, runs[1].tokens) and runs[0].texts == runs[1].texts
     assert torch.equal(runs[0].logprobs, runs[1].logprobs)
     assert not torch.equal(runs[0].tokens, runs[2].tokens)
+
+
+def test_prompt_groups_finds_repeated_prompts():
+    b = TextBatch(
+        torch.tensor([[0, 0, 5, 6], [0, 0, 7, 8], [9, 9, 5, 6], [0, 4, 5, 6]]),  # rows 0 and 2 differ in padding only
+        torch.tensor([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0, 1, 1, 1]]),
+    )
+    prompts, rows = prompt_groups(b)
+    assert rows.tolist()[0] == rows.tolist()[2] and len(set(rows.tolist())) == 3 and len(prompts) == 3
+    assert sorted(prompts.rows()) == [[4, 5, 6], [5, 6], [7, 8]] and prompts.input_ids.shape[1] == 3
+    assert [prompts.rows()[int(r)] for r in rows] == b.rows()
+    assert prompt_groups(b.index(slice(0, 2))) is None and prompt_groups(b.index(slice(0, 1))) is None
+    narrow, rows = prompt_groups(b.index([0, 1, 0]))  # the all-padding first two columns are dropped
+    assert narrow.input_ids.shape[1] == 2 and torch.equal(narrow.attention_mask[rows], torch.ones(3, 2).long())
+
+
+def grouped_batch(policy: LMPolicy, seed: int) -> tuple[TextBatch, torch.Tensor, torch.Tensor]:
+    """Groups of repeated prompts of different lengths, shuffled (a GRPO minibatch), and completions of 1-9 tokens
+    (right-padded): (batch, tokens, token mask)."""
+    g = torch.Generator().manual_seed(seed)
+    texts = [PROMPTS[i] for i in torch.randperm(12, generator=g) % 3]  # 3 prompts x 4
+    lengths = torch.randint(1, 10, (len(texts),), generator=g)
+    lengths[0] = 9
+    tokens, mask = right_pad(
+        [torch.randint(3, len(policy.tokenizer), (int(n),), generator=g) for n in lengths], policy.pad_id
+    )
+    return policy.encode(texts), tokens, mask
+
+
+def scored(policy: LMPolicy, batch: TextBatch, tokens: torch.Tensor, mask: torch.Tensor, share: bool):
+    """Log-probs, entropies and the parameter gradients of a token-mean loss over both, shared or per row."""
+    policy.share_prompts = share
+    policy.zero_grad()
+    logp, ent = policy.logprobs(batch, tokens, 0.7)
+    ((logp + 0.1 * ent) * mask).sum().div(mask.sum()).backward()
+    return logp.detach(), ent.detach(), {n: p.grad.clone() for n, p in policy.named_parameters()}
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_shared_prompt_scoring_equals_the_per_row_pass_with_gradients(tok, arch):
+    cfg = lm_preset("tiny", type=arch, num_kv_heads=2 if arch == "qwen2" else None)
+    policy = LMPolicy.from_config(cfg, tok, seed=1).train()
+    embedded = []
+    policy.model.get_input_embeddings().register_forward_hook(lambda m, i, o: embedded.append(i[0].numel()))
+    for seed in (0, 1):
+        batch, tokens, mask = grouped_batch(policy, seed)
+        embedded.clear()
+        full = scored(policy, batch, tokens, mask, share=False)
+        assert embedded == [batch.input_ids.numel() + tokens.numel()]
+        embedded.clear()
+        shared = scored(policy, batch, tokens, mask, share=True)
+        p, t = batch.input_ids.shape[1], tokens.shape[1]
+        assert embedded == [3 * p, 12 * (t - 1)], "each distinct prompt once, then the completions"
+        torch.testing.assert_close(shared[0], full[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(shared[1], full[1], atol=1e-5, rtol=0)
+        assert full[2].keys() == shared[2].keys()
+        for name, grad in full[2].items():
+            assert grad.abs().sum() > 0, name
+            torch.testing.assert_close(shared[2][name], grad, atol=1e-5, rtol=0, msg=name)
+
+
+def test_shared_prompt_scoring_edge_cases(policy):
+    batch, tokens, _ = grouped_batch(policy, 2)
+    wide = TextBatch.left_pad(batch.rows() + [list(range(3, 40))], policy.pad_id)  # a long extra prompt
+    sub = wide.index(torch.arange(12))  # a minibatch with all-padding leading columns
+    with torch.no_grad():
+        for b, toks in [(sub, tokens), (sub, tokens[:, :1]), (sub, tokens[:, :0])]:
+            policy.share_prompts = False
+            ref = policy.logprobs(b, toks)
+            policy.share_prompts = True
+            out = policy.logprobs(b, toks)
+            assert out[0].shape == toks.shape
+            torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_shared_prefill_generates_the_same_completions(policy):
+    pol = eos_prone(policy, 30.0)
+    batch = pol.encode([PROMPTS[i] for i in [0, 1, 0, 2, 3, 1, 0, 2, 3, 3]])
+    runs = []
+    for share in (False, True):
+        pol.share_prompts = share
+        runs.append(pol.generate(batch, torch.arange(10) + 3, 0.9, torch.Generator().manual_seed(5)))
+    full, shared = runs
+    assert full.finished.any() and not full.finished.all(), "need rows that stop and rows that run on"
+    assert torch.equal(shared.tokens, full.tokens) and torch.equal(shared.mask, full.mask)
+    assert torch.equal(shared.finished, full.finished) and shared.texts == full.texts
+    torch.testing.assert_close(shared.logprobs, full.logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shared.entropy, full.entropy, atol=1e-5, rtol=0)
 
 
 def test_save_and_load_gives_identical_logits(policy, tmp_path):
