@@ -53,3 +53,19 @@ def rloo_advantages(rewards: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
 def compute_advantages(name: str, rewards: torch.Tensor, group: torch.Tensor, **kwargs: float) -> torch.Tensor:
     """Look up ``name`` in `ADVANTAGES` and apply it."""
     return ADVANTAGES.get(name)(rewards, group, **kwargs)
+
+
+def sample_advantages(adv_traj: torch.Tensor, traj: torch.Tensor,
+                      equal_trajectory_weight: bool = False) -> torch.Tensor:
+    """Each sample (a policy call: one action chunk, or one text completion) takes its trajectory's advantage.
+
+    With ``equal_trajectory_weight`` the advantage is also scaled by (mean samples per trajectory) / (samples
+    of its trajectory), so under a token-mean loss every trajectory carries the same total weight: failed robot
+    episodes run to the step limit and would otherwise outweigh the short successful ones several times.
+    adv_traj float (N,), traj int64 (S,) -> float (S,).
+    """
+    adv = adv_traj[traj]
+    if not equal_trajectory_weight:
+        return adv
+    length = torch.bincount(traj, minlength=len(adv_traj)).float()
+    return adv * (length[length > 0].mean() / length.clamp(min=1))[traj]

@@ -55,6 +55,9 @@ class GRPOAlgoConfig(Config):
     max_update_samples: int | None = Field(None, ge=1, description="samples drawn (without replacement) from "
                                            "each iteration's rollouts for its update; None: all of them")
     dynamic_sampling: bool = Field(False, description="drop all-equal groups and resample (DAPO)")
+    equal_trajectory_weight: bool = Field(False, description="scale each sample's advantage by (mean samples per "
+                                          "trajectory) / (its trajectory's samples): every episode weighs the same "
+                                          "(failed episodes run to the step limit and would otherwise dominate)")
     max_resample: int = Field(2, ge=0)
     eval_every: int = Field(5, ge=1)
     eval_episodes: int = Field(50, ge=0, description="validation episodes per task (greedy); 0: none")
@@ -228,7 +231,7 @@ class GRPOTrainer:
     def update(self, r: Any) -> dict[str, float]:
         """PPO epochs over the samples; returns averaged metrics."""
         from vla_rl.algos import POLICY_LOSSES, compute_advantages, kl_penalty
-        from vla_rl.algos.advantages import group_stats
+        from vla_rl.algos.advantages import group_stats, sample_advantages
         from vla_rl.algos.losses import masked_mean
 
         cfg = self.cfg
@@ -236,7 +239,7 @@ class GRPOTrainer:
             return {"actor/skipped_empty": 1.0}
         rewards = r.reward
         adv_traj = compute_advantages(cfg.advantage, rewards, r.group)
-        adv = adv_traj[r.traj]  # (S,)
+        adv = sample_advantages(adv_traj, r.traj, cfg.equal_trajectory_weight)  # (S,)
         _, group_acc, _ = group_stats(rewards, r.group)  # per-sample group accuracy (NFT)
         group_acc = group_acc.float()
         loss_fn = POLICY_LOSSES.get(cfg.loss)

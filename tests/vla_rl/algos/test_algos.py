@@ -303,3 +303,16 @@ def test_unknown_loss_lists_registered():
         POLICY_LOSSES.get("grpo_plus")
     for name in ("ppo_clip", "clip_cov", "kl_cov", "nft", "luffy"):
         assert name in str(e.value)
+
+
+def test_equal_trajectory_weight_gives_every_trajectory_the_same_total_weight():
+    from vla_rl.algos.advantages import sample_advantages
+
+    adv_traj = torch.tensor([1.0, -1.0, 0.5])
+    traj = torch.tensor([0, 1, 1, 1, 1, 2, 2, 0])  # lengths 2, 4, 2 (mean 8/3)
+    plain = sample_advantages(adv_traj, traj)
+    assert plain.tolist() == [1.0, -1.0, -1.0, -1.0, -1.0, 0.5, 0.5, 1.0]
+    eq = sample_advantages(adv_traj, traj, equal_trajectory_weight=True)
+    for k in range(3):  # loop reference: total |weight| of each trajectory = mean length * |advantage|
+        total = sum(float(eq[i]) for i in range(len(traj)) if traj[i] == k)
+        assert total == pytest.approx(8 / 3 * float(adv_traj[k]))
