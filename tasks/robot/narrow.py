@@ -16,13 +16,13 @@ from tasks.robot.push import PushCube
 
 def narrowed(base: type[ArmTask], spread: float, max_steps: int) -> type[ArmTask]:
     """A subclass of ``base`` that samples the centred fraction ``spread`` of each initial-state range and
-    truncates episodes at ``max_steps`` (about 2.5x its expert's longest episode: failed rollouts, most of
-    them early in RL, stop sooner)."""
+    truncates episodes at ``max_steps`` (2.5-5x its expert's longest episode, below the full task's limit:
+    failed rollouts, most of them early in RL, stop sooner)."""
     return type(f"{base.__name__}Narrow", (base,), {
         "spread": spread, "max_steps": max_steps,
         "__doc__": f"{base.__name__} with {spread:g} of its initial-state ranges, {max_steps} steps."})
 
 
-OpenDrawerNarrow = narrowed(OpenDrawer, 0.5, max_steps=60)
+OpenDrawerNarrow = narrowed(OpenDrawer, 0.5, max_steps=100)
 PickCubeNarrow = narrowed(PickCube, 0.3, max_steps=50)
 PushCubeNarrow = narrowed(PushCube, 0.2, max_steps=70)

@@ -52,6 +52,8 @@ class GRPOAlgoConfig(Config):
     grad_clip: float = Field(1.0, gt=0)
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
     minibatch_size: int = Field(128, ge=1, description="samples per gradient step")
+    target_kl: float | None = Field(None, gt=0, description="stop the iteration's epochs once the mean KL to the "
+                                    "rollout policy exceeds 1.5x this (SB3's target_kl); None: never")
     max_update_samples: int | None = Field(None, ge=1, description="samples drawn (without replacement) from "
                                            "each iteration's rollouts for its update; None: all of them")
     dynamic_sampling: bool = Field(False, description="drop all-equal groups and resample (DAPO)")
@@ -251,7 +253,10 @@ class GRPOTrainer:
             group["lr"] = lr
         n = min(r.num_samples, cfg.max_update_samples or r.num_samples)
         subset = torch.randperm(r.num_samples, generator=self.gen)[:n]  # every trajectory's steps alike
+        stopped = False
         for _ in range(cfg.epochs):
+            if stopped:
+                break
             perm = subset[torch.randperm(n, generator=self.gen)]
             for start in range(0, n, cfg.minibatch_size):
                 idx = perm[start : start + cfg.minibatch_size]
@@ -265,6 +270,10 @@ class GRPOTrainer:
                          "generator": self.gen}
                 loss, metrics = loss_fn(logp, r.old_logp[idx], adv[idx], mask, agg_mode=cfg.agg_mode,
                                         **cfg.loss_kwargs, **extra)
+                kl_now = metrics.get("actor/ppo_kl")
+                if cfg.target_kl is not None and kl_now is not None and float(kl_now) > 1.5 * cfg.target_kl:
+                    stopped = True  # the policy has moved far enough from the one that collected the data
+                    break
                 if self.ref is not None:
                     with torch.no_grad():
                         ref_logp, _ = self.ref.logprobs(batch, r.tokens[idx], cfg.temperature)
@@ -293,6 +302,8 @@ class GRPOTrainer:
                 count += 1
         out = {k: v / max(count, 1) for k, v in sums.items()}
         out["actor/nan_skipped"] = float(self.nan_skipped)
+        out["actor/kl_early_stop"] = float(stopped)
+        out["actor/updates"] = float(count)
         out["actor/lr"] = lr
         return out
 

@@ -16,6 +16,7 @@ of RL, and the wall time of each phase; ``curves.png`` is the GRPO run's plot.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -96,6 +97,9 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
 
     say = console.print if console is not None else (lambda *a, **k: None)
     out = Path(cfg.out)
+    for old in ("sft", "grpo"):  # a fresh run: no metrics appended to, or checkpoints resumed from, an old one
+        if (out / old).exists():
+            shutil.rmtree(out / old)
     walls: dict[str, float] = {}
     t_all = t = time.time()
 

@@ -185,3 +185,21 @@ def test_rlccf_trains_two_models_on_the_collective_vote(tmp_path, capsys):
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path)]) == 2
     assert "dynamic_sampling" in capsys.readouterr().err
+
+
+def test_target_kl_stops_the_epochs_early(init_lm, tmp_path, monkeypatch):
+    from tasks.text.base import TextTask
+
+    monkeypatch.setattr(TextTask, "verify", lambda self, problem, text: float(len(text or "") % 2 == 0))
+    kw = dict(iterations=1, epochs=20, minibatch_size=2, lr=3e-2, eval_episodes=0, loss_kwargs={})
+    free = GRPOTrainer(cfg_for(init_lm, tmp_path / "free", **kw))
+    capped = GRPOTrainer(cfg_for(init_lm, tmp_path / "capped", target_kl=1e-3, **kw))
+    try:
+        free.train()
+        capped.train()
+    finally:
+        free.close()
+        capped.close()
+    row = lambda d: json.loads((tmp_path / d / "metrics.jsonl").read_text().splitlines()[-1])  # noqa: E731
+    assert row("free")["actor/kl_early_stop"] == 0.0 and row("free")["actor/updates"] == 20 * 4
+    assert row("capped")["actor/kl_early_stop"] == 1.0 and row("capped")["actor/updates"] < 20 * 4
