@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 train: install
-	$(BIN)/vla-rl eval configs/eval_expert.yaml
+	$(BIN)/vla-rl train configs/quickstart.yaml
 
 test: install
 	$(BIN)/ruff check .
