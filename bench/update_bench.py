@@ -89,10 +89,9 @@ class UpdateBenchConfig(Config):
     @field_validator("model")
     @classmethod
     def _preset(cls, v: str) -> str:
-        from vla_rl.policies.lm.configuration_lm import LM_PRESETS
+        from vla_rl.policies.lm.configuration_lm import lm_preset
 
-        if v not in LM_PRESETS:
-            raise ValueError(f"unknown LM preset {v!r}; valid: {', '.join(LM_PRESETS)}")
+        lm_preset(v)  # an unknown name raises with the valid ones
         return v
 
     @field_validator("task")

@@ -12,17 +12,13 @@ from collections.abc import Iterable
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 
 
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 512, n_action_tokens: int = 256):
-    """A `PreTrainedTokenizerFast` trained on ``texts``; returns it with ``action_token_offset`` set.
-
-    The base vocabulary (BPE merges + bytes + specials) has at most ``vocab_size`` ids; the action ids
-    follow, so ``len(tok) == tok.action_token_offset + n_action_tokens``.
-    """
+def train_byte_bpe(texts: Iterable[str], vocab_size: int, pre_tokenizer=None):
+    """A `tokenizers.Tokenizer`: byte-level BPE with the `SPECIAL` tokens, trained on ``texts`` to at most
+    ``vocab_size`` ids. ``pre_tokenizer`` (default: plain byte-level) splits text before the merges."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.BPE(unk_token=SPECIAL["unk_token"]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.pre_tokenizer = pre_tokenizer or pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -31,6 +27,18 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 512, n_action_tokens
         show_progress=False,
     )
     core.train_from_iterator(list(texts), trainer=trainer)
+    return core
+
+
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 512, n_action_tokens: int = 256):
+    """A `PreTrainedTokenizerFast` trained on ``texts``; returns it with ``action_token_offset`` set.
+
+    The base vocabulary (BPE merges + bytes + specials) has at most ``vocab_size`` ids; the action ids
+    follow, so ``len(tok) == tok.action_token_offset + n_action_tokens``.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    core = train_byte_bpe(texts, vocab_size)
     tok = PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)
     base = len(tok)
     tok.add_tokens([f"<act_{i}>" for i in range(n_action_tokens)], special_tokens=True)

@@ -154,6 +154,10 @@ class RobotBackend:
 
         return evaluate_policy(policy, list(self.cfg.tasks), split, episodes, self.env_cfg)
 
+    def metrics(self) -> dict[str, float]:
+        """Backend-specific metrics of the last rollout (none for robots)."""
+        return {}
+
     def close(self) -> None:
         for e in self.envs.values():
             e.close()
@@ -347,7 +351,7 @@ class GRPOTrainer:
               "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
               "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
               "perf/rollout_s": rollout_s, "perf/update_s": t2 - t1}
-        m |= self.backend.metrics() if hasattr(self.backend, "metrics") else {}
+        m |= self.backend.metrics()
         for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
             self.totals[k] = self.totals.get(k, 0) + v
             m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}

@@ -26,7 +26,8 @@ from vla_rl.config import Config
 from vla_rl.trainers.grpo import GRPOAlgoConfig
 
 
-def _check_text_task(name: str) -> str:
+def check_text_task(name: str) -> str:
+    """``name`` if it is a registered text task or ``rg/<dataset>``; else the registry's error with the names."""
     from tasks.text.generators import TEXT_TASKS
 
     if not name.startswith("rg/"):
@@ -54,7 +55,7 @@ class TextGRPOConfig(GRPOAlgoConfig):
     @field_validator("tasks")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        return [_check_text_task(t) for t in v]
+        return [check_text_task(t) for t in v]
 
     def backend(self) -> TextBackend:
         return TextBackend(self)
@@ -273,7 +274,7 @@ class TextQuickstartConfig(Config):
     @field_validator("task")
     @classmethod
     def _known(cls, v: str) -> str:
-        return _check_text_task(v)
+        return check_text_task(v)
 
     @model_validator(mode="after")
     def _grpo_valid(self) -> TextQuickstartConfig:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-SPECIAL = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
-
 
 def build_text_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     """A `PreTrainedTokenizerFast` trained on ``texts`` with at most ``vocab_size`` ids.
@@ -19,21 +17,18 @@ def build_text_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     Encoding with ``add_special_tokens=True`` prepends ``<s>``; decoding is lossless for any text
     (byte fallback).
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    core = Tokenizer(models.BPE(unk_token=SPECIAL["unk_token"]))
-    core.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    from vla_rl.policies.tokenizer import SPECIAL, train_byte_bpe
+
+    core = train_byte_bpe(
+        texts,
+        vocab_size,
+        pre_tokenizers.Sequence(
+            [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        ),
     )
-    core.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=list(SPECIAL.values()),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    core.train_from_iterator(list(texts), trainer=trainer)
     bos = SPECIAL["bos_token"]
     core.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, core.token_to_id(bos))]
