@@ -281,7 +281,7 @@ def _grade_exam(argv: list[str]) -> int:
     return 0
 
 
-@command("bench", "benchmarks: env (vector env), rollout (rollout loop), ablation (GRPO variants)")
+@command("bench", "benchmarks: env (vector env), rollout (rollout loop), ablation (GRPO variants), update (vs TRL), vla7b (7B-shape VLA on a GPU)")
 def _bench(argv: list[str]) -> int:
     import importlib
 
@@ -290,6 +290,7 @@ def _bench(argv: list[str]) -> int:
         "rollout": "bench.rollout_bench",
         "ablation": "bench.ablation",
         "update": "bench.update_bench",
+        "vla7b": "bench.vla7b_bench",
     }
     if not argv or argv[0] not in names:
         print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")
