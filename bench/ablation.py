@@ -42,6 +42,8 @@ class AblationConfig(Config):
     base: str = Field("configs/quickstart.yaml", description="quickstart preset whose grpo keys and tasks are used")
     variants: list[str] = Field(default_factory=lambda: list(VARIANTS))
     iterations: int = Field(8, ge=1, description="the fixed budget, GRPO iterations per variant")
+    grpo: dict[str, Any] = Field(default_factory=dict, description="GRPO keys set for every variant on top of "
+                                 "the preset's (e.g. grpo.threads=1 beside another job)")
     test_episodes: int = Field(100, ge=1)
     out: str = "runs/ablation"
     results: str = "bench/results/ablation.json"
@@ -62,7 +64,7 @@ def run_ablation(cfg: AblationConfig, console: Any = None) -> dict[str, Any]:
                              cfg.env)
     rows: dict[str, Any] = {}
     for name in cfg.variants:
-        keys = {**qs.grpo, **VARIANTS[name], "iterations": cfg.iterations, "eval_episodes": 0,
+        keys = {**qs.grpo, **cfg.grpo, **VARIANTS[name], "iterations": cfg.iterations, "eval_episodes": 0,
                 "checkpoint_every": cfg.iterations, "tasks": qs.tasks, "init": cfg.init,
                 "out": str(Path(cfg.out) / name.strip("+"))}
         t0 = time.time()

@@ -9,16 +9,17 @@ and must be excluded from the update, never scored as failures.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from vla_rl.envs import VectorEnv
+from vla_rl.rollout.base import Rollout, per_sample, per_trajectory
 
 
 @dataclass
-class RobotRollout:
+class RobotRollout(Rollout):
     """One round of rollouts. S samples, N trajectories, K action tokens per sample.
 
     images uint8 (S, C, 3, H, W); input_ids, attention_mask int64 (S, L); state float32 (S, D) as the
@@ -28,27 +29,23 @@ class RobotRollout:
     Per trajectory: group int64 (N,), success / lost bool (N,), steps int64 (N,), seeds, task ids.
     """
 
-    images: torch.Tensor
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    state: torch.Tensor | None
-    tokens: torch.Tensor
-    old_logp: torch.Tensor
-    entropy: torch.Tensor
-    token_mask: torch.Tensor
-    traj: torch.Tensor
-    group: torch.Tensor
-    success: torch.Tensor
-    lost: torch.Tensor
-    steps: torch.Tensor
-    seeds: list[int] = field(default_factory=list)
-    tasks: list[str] = field(default_factory=list)
+    images: torch.Tensor = per_sample()
+    input_ids: torch.Tensor = per_sample()
+    attention_mask: torch.Tensor = per_sample()
+    state: torch.Tensor | None = per_sample()
+    tokens: torch.Tensor = per_sample()
+    old_logp: torch.Tensor = per_sample()
+    entropy: torch.Tensor = per_sample()
+    token_mask: torch.Tensor = per_sample()
+    traj: torch.Tensor = per_sample()
+    group: torch.Tensor = per_trajectory()
+    success: torch.Tensor = per_trajectory()
+    lost: torch.Tensor = per_trajectory()
+    steps: torch.Tensor = per_trajectory()
+    seeds: list[int] = per_trajectory(list)
+    tasks: list[str] = per_trajectory(list)
     wall_s: float = 0.0
     policy_s: float = 0.0
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.tokens.shape[0])
 
     @property
     def env_steps(self) -> int:
@@ -69,32 +66,6 @@ class RobotRollout:
 
         return VLABatch(self.images[idx].float().div(127.5).sub(1.0), self.input_ids[idx], self.attention_mask[idx],
                         None if self.state is None else self.state[idx])
-
-    def select_trajectories(self, keep: torch.Tensor) -> RobotRollout:
-        """Keep trajectories where ``keep`` (bool (N,)) and their samples; trajectory ids are renumbered."""
-        new_id = torch.full((len(keep),), -1, dtype=torch.long)
-        new_id[keep] = torch.arange(int(keep.sum()))
-        s = keep[self.traj]
-        idx = keep.nonzero().squeeze(-1).tolist()
-        return RobotRollout(
-            self.images[s], self.input_ids[s], self.attention_mask[s], None if self.state is None else self.state[s],
-            self.tokens[s], self.old_logp[s], self.entropy[s], self.token_mask[s], new_id[self.traj[s]],
-            self.group[keep], self.success[keep], self.lost[keep], self.steps[keep],
-            [self.seeds[i] for i in idx], [self.tasks[i] for i in idx], self.wall_s, self.policy_s)
-
-    @staticmethod
-    def concat(parts: list[RobotRollout]) -> RobotRollout:
-        """Join rounds; trajectory ids are offset so they stay unique (group ids must already be)."""
-        offsets = np.cumsum([0] + [len(p.group) for p in parts[:-1]])
-        cat = torch.cat
-        return RobotRollout(
-            cat([p.images for p in parts]), cat([p.input_ids for p in parts]), cat([p.attention_mask for p in parts]),
-            None if parts[0].state is None else cat([p.state for p in parts]),
-            cat([p.tokens for p in parts]), cat([p.old_logp for p in parts]), cat([p.entropy for p in parts]),
-            cat([p.token_mask for p in parts]), cat([p.traj + int(o) for p, o in zip(parts, offsets, strict=True)]),
-            cat([p.group for p in parts]), cat([p.success for p in parts]), cat([p.lost for p in parts]),
-            cat([p.steps for p in parts]), [s for p in parts for s in p.seeds], [t for p in parts for t in p.tasks],
-            sum(p.wall_s for p in parts), sum(p.policy_s for p in parts))
 
 
 def env_halves(env: VectorEnv) -> list[np.ndarray]:

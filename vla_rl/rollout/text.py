@@ -21,12 +21,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tasks.text.base import Problem, TextTask
 from vla_rl.policies.lm.modeling_lm import LMPolicy, TextBatch, right_pad
+from vla_rl.rollout.base import Rollout, per_sample, per_trajectory
 
 RewardFn = Callable[[list[Problem], list[str]], "torch.Tensor | Sequence[float]"]
 
@@ -37,7 +36,7 @@ def prompt_text(task: TextTask, problem: Problem) -> str:
 
 
 @dataclass
-class TextRollout:
+class TextRollout(Rollout):
     """One round of text rollouts. S samples, N trajectories (S == N: one sample per trajectory), prompts
     of P tokens, completions of T tokens.
 
@@ -50,27 +49,24 @@ class TextRollout:
     chunk-wise rollout); texts (decoded completions) and problems, N each.
     """
 
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    tokens: torch.Tensor
-    old_logp: torch.Tensor
-    entropy: torch.Tensor
-    token_mask: torch.Tensor
-    traj: torch.Tensor
-    group: torch.Tensor
-    reward: torch.Tensor
-    success: torch.Tensor
-    lost: torch.Tensor
-    chunks: torch.Tensor
-    texts: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    input_ids: torch.Tensor = per_sample(pad="left")
+    attention_mask: torch.Tensor = per_sample(pad="left")
+    tokens: torch.Tensor = per_sample(pad="right")
+    old_logp: torch.Tensor = per_sample(pad="right")
+    entropy: torch.Tensor = per_sample(pad="right")
+    token_mask: torch.Tensor = per_sample(pad="right")
+    traj: torch.Tensor = per_sample()
+    group: torch.Tensor = per_trajectory()
+    reward: torch.Tensor = per_trajectory()
+    success: torch.Tensor = per_trajectory()
+    lost: torch.Tensor = per_trajectory()
+    chunks: torch.Tensor = per_trajectory()
+    texts: list[str] = per_trajectory(list)
+    problems: list[Problem] = per_trajectory(list)
     wall_s: float = 0.0
     policy_s: float = 0.0
-    off_policy: torch.Tensor | None = None  # bool (N,): trajectories not sampled from the policy (LUFFY)
-
-    @property
-    def num_samples(self) -> int:
-        return int(self.tokens.shape[0])
+    off_policy: torch.Tensor | None = per_trajectory(  # bool (N,): not sampled from the policy (LUFFY)
+        fill=lambda n: torch.zeros(n, dtype=torch.bool))
 
     @property
     def env_steps(self) -> int:
@@ -88,69 +84,6 @@ class TextRollout:
     def batch(self, idx: torch.Tensor) -> TextBatch:
         """The policy inputs (`TextBatch`) of samples ``idx``."""
         return TextBatch(self.input_ids[idx], self.attention_mask[idx])
-
-    def select_trajectories(self, keep: torch.Tensor) -> TextRollout:
-        """Keep trajectories where ``keep`` (bool (N,)) and their samples; trajectory ids are renumbered."""
-        new_id = torch.full((len(keep),), -1, dtype=torch.long)
-        new_id[keep] = torch.arange(int(keep.sum()))
-        s = keep[self.traj]
-        idx = keep.nonzero().squeeze(-1).tolist()
-        return TextRollout(
-            self.input_ids[s],
-            self.attention_mask[s],
-            self.tokens[s],
-            self.old_logp[s],
-            self.entropy[s],
-            self.token_mask[s],
-            new_id[self.traj[s]],
-            self.group[keep],
-            self.reward[keep],
-            self.success[keep],
-            self.lost[keep],
-            self.chunks[keep],
-            [self.texts[i] for i in idx],
-            [self.problems[i] for i in idx],
-            self.wall_s,
-            self.policy_s,
-            None if self.off_policy is None else self.off_policy[keep],
-        )
-
-    @staticmethod
-    def concat(parts: list[TextRollout]) -> TextRollout:
-        """Join rounds: prompts re-padded on the left, completions on the right; trajectory ids are offset
-        so they stay unique (group ids must already be)."""
-        p = max(r.input_ids.shape[1] for r in parts)
-        t = max(r.tokens.shape[1] for r in parts)
-
-        def left(x: torch.Tensor, value: float = 0) -> torch.Tensor:
-            return F.pad(x, (p - x.shape[1], 0), value=value)
-
-        def right(x: torch.Tensor) -> torch.Tensor:
-            return F.pad(x, (0, t - x.shape[1]))
-
-        offsets = np.cumsum([0] + [len(r.group) for r in parts[:-1]])
-        cat = torch.cat
-        return TextRollout(
-            cat([left(r.input_ids) for r in parts]),
-            cat([left(r.attention_mask) for r in parts]),
-            cat([right(r.tokens) for r in parts]),
-            cat([right(r.old_logp) for r in parts]),
-            cat([right(r.entropy) for r in parts]),
-            cat([right(r.token_mask) for r in parts]),
-            cat([r.traj + int(o) for r, o in zip(parts, offsets, strict=True)]),
-            cat([r.group for r in parts]),
-            cat([r.reward for r in parts]),
-            cat([r.success for r in parts]),
-            cat([r.lost for r in parts]),
-            cat([r.chunks for r in parts]),
-            [x for r in parts for x in r.texts],
-            [x for r in parts for x in r.problems],
-            sum(r.wall_s for r in parts),
-            sum(r.policy_s for r in parts),
-            None if all(r.off_policy is None for r in parts) else cat([
-                r.off_policy if r.off_policy is not None else torch.zeros(len(r.group), dtype=torch.bool)
-                for r in parts]),
-        )
 
 
 @dataclass

@@ -60,6 +60,11 @@ class GRPOAlgoConfig(Config):
     equal_trajectory_weight: bool = Field(False, description="scale each sample's advantage by (mean samples per "
                                           "trajectory) / (its trajectory's samples): every episode weighs the same "
                                           "(failed episodes run to the step limit and would otherwise dominate)")
+    negative_scale: float = Field(1.0, ge=0, le=1, description="multiplies negative advantages: < 1 damps the "
+                                  "push-down on failed episodes' tokens (most samples when success is rare), "
+                                  "which otherwise raises the entropy of a freshly cloned policy")
+    freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes kept fixed (e.g. "
+                              "[vision] for the image encoder): not updated, no gradients computed")
     max_resample: int = Field(2, ge=0)
     eval_every: int = Field(5, ge=1)
     eval_episodes: int = Field(50, ge=0, description="validation episodes per task (greedy); 0: none")
@@ -163,6 +168,20 @@ class RobotBackend:
             e.close()
 
 
+def frozen_split(policy: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.Parameter]:
+    """Turn off gradients of the parameters whose names start with one of ``prefixes``; returns the rest.
+    A prefix that matches nothing is an error (a typo would silently train everything)."""
+    named = dict(policy.named_parameters())
+    for p in prefixes:
+        hits = [n for n in named if n == p or n.startswith(p + ".")]
+        if not hits:
+            tops = sorted({n.split(".")[0] for n in named})
+            raise ValueError(f"freeze: no parameter under {p!r}; top-level modules: {', '.join(tops)}")
+        for n in hits:
+            named[n].requires_grad_(False)
+    return [t for t in named.values() if t.requires_grad]
+
+
 class NonFiniteUpdates(RuntimeError):
     """Too many consecutive updates with a NaN/inf loss or gradient."""
 
@@ -186,7 +205,8 @@ class GRPOTrainer:
         resuming = cfg.resume and (state_dir / "trainer.pt").is_file()
         self.policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
         self.ref = self.backend.load_policy(cfg.init).eval() if cfg.kl_coef > 0 else None
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        trainable = frozen_split(self.policy, cfg.freeze)
+        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      betas=(0.9, 0.95))
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.iteration = 0
@@ -246,6 +266,8 @@ class GRPOTrainer:
         rewards = r.reward
         adv_traj = compute_advantages(cfg.advantage, rewards, r.group)
         adv = sample_advantages(adv_traj, r.traj, cfg.equal_trajectory_weight)  # (S,)
+        if cfg.negative_scale != 1.0:
+            adv = torch.where(adv < 0, adv * cfg.negative_scale, adv)
         _, group_acc, _ = group_stats(rewards, r.group)  # per-sample group accuracy (NFT)
         group_acc = group_acc.float()
         loss_fn = POLICY_LOSSES.get(cfg.loss)

@@ -116,12 +116,16 @@ class TextBackend:
         rewards, info = majority_vote_rewards(answers, group)
         by_seed = {p.seed: p for p in problems}
         correct = [info[s]["label"] is not None and task.score(by_seed[s], info[s]["label"]) >= 1.0 for s in info]
-        self._metrics = {"rollout/ttrl_label_accuracy": float(np.mean(correct)) if correct else float("nan"),
-                         "rollout/ttrl_majority_ratio": float(np.mean([v["majority_ratio"] for v in info.values()]))}
+        self.add_metrics({"rollout/ttrl_label_accuracy": float(np.mean(correct)) if correct else float("nan"),
+                          "rollout/ttrl_majority_ratio": float(np.mean([v["majority_ratio"] for v in info.values()]))})
         return rewards
 
+    def add_metrics(self, values: dict[str, float]) -> None:
+        """Metrics of this iteration's rollout that the generic trainer does not compute (TTRL's, RLCCF's)."""
+        self._metrics.update(values)
+
     def metrics(self) -> dict[str, float]:
-        """Metrics of the last rollout that the generic trainer does not compute (TTRL's)."""
+        """The metrics added since the last call (logged with the iteration's row)."""
         out, self._metrics = self._metrics, {}
         return out
 
@@ -215,7 +219,7 @@ def run_rlccf(cfg: RLCCFConfig, console: Any = None) -> dict[str, Any]:
             rollout_s = (time.time() - t0) / len(trainers)
             acc = _collective_rewards(trainers, rolls, collective_vote_rewards)
             for t, r in zip(trainers, rolls, strict=True):
-                t.backend._metrics = {"rollout/rlccf_label_accuracy": acc}
+                t.backend.add_metrics({"rollout/rlccf_label_accuracy": acc})
                 t.step(r, rollout_s)
         summaries = [t.finish() for t in trainers]
     finally:

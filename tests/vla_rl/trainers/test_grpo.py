@@ -115,3 +115,43 @@ def test_unknown_loss_lists_the_registered_ones(init_ckpt, tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(GRPOConfig, None, ["tasks=[mujoco/Reach-v1]", f"init={init_ckpt}", "loss=ppo_clipp"])
     assert "ppo_clip" in str(e.value) and "clip_cov" in str(e.value) and "nft" in str(e.value)
+
+
+def test_frozen_modules_stay_fixed(init_ckpt, tmp_path):
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "frz", lr=3e-3, eval_episodes=0, freeze=["vision"]))
+    try:
+        r = t.rollout()
+        vision0 = params(t.policy.vision).clone()
+        lm0 = params(t.policy.lm).clone()
+        r.success[:] = torch.arange(len(r.success)) % 2 == 0
+        t.update(r)
+        assert not torch.equal(params(t.policy.lm), lm0)
+        torch.testing.assert_close(params(t.policy.vision), vision0, rtol=0, atol=0)
+    finally:
+        t.close()
+    with pytest.raises(ValueError, match="no parameter under 'visoin'.*vision"):
+        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "typo", freeze=["visoin"]))
+
+
+def test_negative_scale_damps_the_push_down_on_failed_episodes(init_ckpt, tmp_path):
+    change = {}
+    for scale in (1.0, 0.0):
+        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / f"neg{scale}", epochs=2, lr=3e-3, eval_episodes=0,
+                                negative_scale=scale))
+        try:
+            r = t.rollout()  # the same rollouts for both: same seed, same initial policy
+            r.success[:] = torch.arange(len(r.success)) % 2 == 0
+            lose = ~r.success[r.traj]
+            idx = torch.arange(r.num_samples)
+
+            def mean_logp():
+                with torch.no_grad():
+                    lp, _ = t.policy.logprobs(r.batch(idx), r.tokens, t.cfg.temperature)
+                return float((lp * r.token_mask)[lose].sum() / r.token_mask[lose].sum())
+
+            before = mean_logp()
+            t.update(r)
+            change[scale] = mean_logp() - before
+        finally:
+            t.close()
+    assert change[1.0] < 0 and change[0.0] > change[1.0], change
