@@ -281,7 +281,7 @@ def _grade_exam(argv: list[str]) -> int:
     return 0
 
 
-@command("bench", "benchmarks: env (vector env), rollout (rollout loop), ablation (GRPO variants), update (vs TRL), vla7b (7B-shape VLA on a GPU)")
+@command("bench", "benchmarks: env, rollout, ablation (GRPO variants), update (vs TRL), vla7b (7B shape, GPU)")
 def _bench(argv: list[str]) -> int:
     import importlib
 

@@ -150,21 +150,37 @@ def heldout_questions(task: Any, difficulty: int, n: int) -> set[str]:
 
 
 def evaluate_text(policy: Any, tasks: dict[str, Any], split: str, episodes: int, difficulty: int,
-                  max_new_tokens: int, batch_size: int | None = None) -> dict[str, dict[str, Any]]:
+                  max_new_tokens: int, batch_size: int | None = None, samples: int = 0, temperature: float = 0.6,
+                  seed: int = 0) -> dict[str, dict[str, Any]]:
     """Greedy accuracy (verify >= 1) per task over the first ``episodes`` seeds of ``split``, with a Wilson
-    95% interval."""
+    95% interval. With ``samples`` > 0 also ``samples`` completions per problem at ``temperature``:
+    ``sampled_success`` (pass@1 estimated from them, the TTRL paper's avg@k) and ``majority_success`` (the
+    most frequent answer is right, maj@k)."""
     from tasks.robot.splits import split_seeds
+    from vla_rl.algos.rewards import majority_vote_rewards
     from vla_rl.rollout.text import collect_text_rollouts
     from vla_rl.utils.stats import wilson_interval
 
     out = {}
     with torch.no_grad():
         for name, task in tasks.items():
-            r = collect_text_rollouts(policy, task, split_seeds(split, episodes), 1, 1.0, max_new_tokens,
+            seeds = split_seeds(split, episodes)
+            r = collect_text_rollouts(policy, task, seeds, 1, 1.0, max_new_tokens,
                                       difficulty=difficulty, greedy=True, batch_size=batch_size or 256)
             ok = [task.verify(p, x) >= 1.0 for p, x in zip(r.problems, r.texts, strict=True)]
             k = int(sum(ok))
             out[name] = {"success": k / len(ok), "ci95": list(wilson_interval(k, len(ok))), "episodes": len(ok)}
+            if samples:
+                gen = torch.Generator().manual_seed(seed)
+                r = collect_text_rollouts(policy, task, seeds, samples, temperature, max_new_tokens, gen,
+                                          difficulty=difficulty, batch_size=batch_size or 256)
+                _, info = majority_vote_rewards([_normalise(task.extract(x)) for x in r.texts],
+                                                [p.seed for p in r.problems])
+                by_seed = {p.seed: p for p in r.problems}
+                maj = [v["label"] is not None and task.score(by_seed[s], v["label"]) >= 1.0 for s, v in info.items()]
+                out[name] |= {"sampled_success": float(r.success.float().mean()),
+                              "majority_success": float(np.mean(maj)), "samples": samples,
+                              "temperature": temperature}
     return out
 
 
@@ -272,6 +288,11 @@ class TextQuickstartConfig(Config):
     sft_batch_size: int = Field(32, ge=1)
     grpo: dict[str, Any] = Field(default_factory=dict, description="text_grpo keys (tasks, init, out set here)")
     test_episodes: int = Field(200, ge=1, description="held-out test problems, before and after RL")
+    test_samples: int = Field(0, ge=0, description="also sample this many completions per test problem: "
+                              "sampled accuracy (avg@k) and majority-vote accuracy (maj@k); 0: greedy only")
+    test_temperature: float = Field(0.6, gt=0, description="temperature of those samples (TTRL reports 0.6)")
+    select: Literal["best", "last"] = Field("best", description="GRPO checkpoint tested after RL: best on "
+                                             "validation problems (uses their labels) or last (label-free)")
     threads: int | None = Field(None, ge=1)
     out: str = "runs/text_quickstart"
 
@@ -329,7 +350,8 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
 
     def test(p: Any) -> dict[str, Any]:
         return evaluate_text(p, {cfg.task: task}, "test", cfg.test_episodes, cfg.difficulty,
-                             grpo_cfg.max_new_tokens, grpo_cfg.gen_batch_size)[cfg.task]
+                             grpo_cfg.max_new_tokens, grpo_cfg.gen_batch_size, cfg.test_samples,
+                             cfg.test_temperature, cfg.seed)[cfg.task]
 
     say(f"[bold]2/4 test[/] on {cfg.test_episodes} held-out problems")
     before = test(policy.eval())
@@ -339,9 +361,10 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
     say(f"[bold]3/4 GRPO[/] ({grpo_cfg.loss}, {grpo_cfg.advantage}, reward {grpo_cfg.reward})")
     summary = grpo_cfg.run(console)
     walls["grpo"], t = time.time() - t, time.time()
-    chosen = out / "grpo" / ("best" if (out / "grpo" / "best").is_dir() else "last")
+    chosen = out / "grpo" / ("best" if cfg.select == "best" and (out / "grpo" / "best").is_dir() else "last")
 
-    say(f"[bold]4/4 test[/] the GRPO policy ({chosen.name}, chosen on validation problems)")
+    how = "chosen on validation problems" if chosen.name == "best" else "the last iteration's"
+    say(f"[bold]4/4 test[/] the GRPO policy ({chosen.name}: {how})")
     after = test(LMPolicy.from_pretrained(chosen).eval())
     walls["test_after"] = time.time() - t
     results = {"task": cfg.task, "difficulty": cfg.difficulty, "model": cfg.model, "test_episodes": cfg.test_episodes,
@@ -350,9 +373,17 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
                "improvement": after["success"] - before["success"], "sft_final_loss": float(np.mean(sft["loss"][-10:])),
                "grpo_iterations": summary["iterations"], "generated_tokens": summary.get("tokens", 0),
                "grpo_checkpoint": str(chosen), "wall_s": time.time() - t_all, "phase_wall_s": walls}
+    if cfg.test_samples:
+        for key in ("sampled_success", "majority_success"):
+            results[f"{key}_before"], results[f"{key}_after"] = before[key], after[key]
+        results["test_sampling"] = {"samples": cfg.test_samples, "temperature": cfg.test_temperature}
     atomic_write_json(out / "results.json", results)
     say(f"held-out accuracy: {before['success']:.1%} before RL -> {after['success']:.1%} after "
         f"({results['improvement']:+.1%}); {results['wall_s'] / 60:.1f} min; {out / 'results.json'}")
+    if cfg.test_samples:
+        say(f"sampled (avg@{cfg.test_samples}, T {cfg.test_temperature:g}): {before['sampled_success']:.1%} -> "
+            f"{after['sampled_success']:.1%}; majority vote (maj@{cfg.test_samples}): "
+            f"{before['majority_success']:.1%} -> {after['majority_success']:.1%}")
     return results
 
 

@@ -133,6 +133,13 @@ def test_frozen_modules_stay_fixed(init_ckpt, tmp_path):
         GRPOTrainer(cfg_for(init_ckpt, tmp_path / "typo", freeze=["visoin"]))
 
 
+def mean_logp_of(t, r, rows) -> float:
+    """Mean log-prob of the valid tokens of samples ``rows`` (bool (S,)) under the trainer's policy."""
+    with torch.no_grad():
+        lp, _ = t.policy.logprobs(r.batch(torch.arange(r.num_samples)), r.tokens, t.cfg.temperature)
+    return float((lp * r.token_mask)[rows].sum() / r.token_mask[rows].sum())
+
+
 def test_negative_scale_damps_the_push_down_on_failed_episodes(init_ckpt, tmp_path):
     change = {}
     for scale in (1.0, 0.0):
@@ -142,16 +149,9 @@ def test_negative_scale_damps_the_push_down_on_failed_episodes(init_ckpt, tmp_pa
             r = t.rollout()  # the same rollouts for both: same seed, same initial policy
             r.success[:] = torch.arange(len(r.success)) % 2 == 0
             lose = ~r.success[r.traj]
-            idx = torch.arange(r.num_samples)
-
-            def mean_logp():
-                with torch.no_grad():
-                    lp, _ = t.policy.logprobs(r.batch(idx), r.tokens, t.cfg.temperature)
-                return float((lp * r.token_mask)[lose].sum() / r.token_mask[lose].sum())
-
-            before = mean_logp()
+            before = mean_logp_of(t, r, lose)
             t.update(r)
-            change[scale] = mean_logp() - before
+            change[scale] = mean_logp_of(t, r, lose) - before
         finally:
             t.close()
     assert change[1.0] < 0 and change[0.0] > change[1.0], change

@@ -13,7 +13,7 @@ from tasks.text.generators import make_text_task
 from vla_rl.cli import main
 from vla_rl.policies.lm.modeling_lm import LMPolicy
 from vla_rl.trainers.grpo import GRPOTrainer
-from vla_rl.trainers.text import TextBackend, TextGRPOConfig, entropy_fit, heldout_questions
+from vla_rl.trainers.text import TextBackend, TextGRPOConfig, entropy_fit, evaluate_text, heldout_questions
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_unknown_text_task_is_refused_with_the_valid_names(init_lm, tmp_path):
 
 def test_text_quickstart_writes_accuracy_before_and_after(tmp_path, capsys):
     cfg = {"type": "text_quickstart", "task": "arithmetic", "difficulty": 2, "model": "tiny", "sft_examples": 32,
-           "sft_steps": 3, "test_episodes": 6, "threads": 1, "out": str(tmp_path / "run"),
+           "sft_steps": 3, "test_episodes": 6, "test_samples": 3, "select": "last", "threads": 1,
+           "out": str(tmp_path / "run"),
            "grpo": {"iterations": 1, "seeds_per_iter": 2, "group_size": 2, "max_new_tokens": 10, "minibatch_size": 4,
                     "eval_every": 1, "eval_episodes": 2, "holdout": 10}}
     path = tmp_path / "tq.yaml"
@@ -105,7 +106,19 @@ def test_text_quickstart_writes_accuracy_before_and_after(tmp_path, capsys):
     assert 0 <= res["accuracy_before"] <= 1 and 0 <= res["accuracy_after"] <= 1
     assert res["improvement"] == pytest.approx(res["accuracy_after"] - res["accuracy_before"])
     assert res["test_episodes"] == 6 and res["generated_tokens"] > 0
+    assert res["grpo_checkpoint"].endswith("last") and res["test_sampling"] == {"samples": 3, "temperature": 0.6}
+    assert all(0 <= res[f"{k}_{w}"] <= 1 for k in ("sampled_success", "majority_success") for w in ("before", "after"))
     assert "held-out accuracy" in capsys.readouterr().out
+
+
+def test_sampled_accuracy_at_a_vanishing_temperature_is_the_greedy_accuracy():
+    policy = LMPolicy.from_config("tiny", tasks=["sorting"], seed=0).eval()
+    task = make_text_task("sorting")
+    # a near-zero temperature samples the argmax: every sample is the greedy completion
+    res = evaluate_text(policy, {"sorting": task}, "test", 5, 1, 12, samples=3, temperature=1e-4)["sorting"]
+    assert res["sampled_success"] == res["success"] == res["majority_success"] and res["samples"] == 3
+    low = evaluate_text(policy, {"sorting": task}, "test", 5, 1, 12, samples=4, temperature=5.0)["sorting"]
+    assert low["success"] == res["success"] and "majority_success" in low
 
 
 def test_entropy_fit_recovers_known_coefficients():
