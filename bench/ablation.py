@@ -14,7 +14,6 @@ Writes ``bench/results/ablation.json`` and prints a markdown table (pasted into 
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -55,6 +54,7 @@ def run_ablation(cfg: AblationConfig, console: Any = None) -> dict[str, Any]:
     from vla_rl.trainers.grpo import GRPOConfig
     from vla_rl.trainers.quickstart import QuickstartConfig
     from vla_rl.trainers.sft import evaluate_policy
+    from vla_rl.utils.io import atomic_write_json
 
     unknown = [v for v in cfg.variants if v not in VARIANTS]
     if unknown:
@@ -63,6 +63,10 @@ def run_ablation(cfg: AblationConfig, console: Any = None) -> dict[str, Any]:
     before = evaluate_policy(VLAPolicy.from_pretrained(cfg.init).eval(), qs.tasks, "test", cfg.test_episodes,
                              cfg.env)
     rows: dict[str, Any] = {}
+    base_rates = {t: v["success"] for t, v in before.items()}
+    result = {"tasks": qs.tasks, "init": cfg.init, "iterations": cfg.iterations, "test_episodes": cfg.test_episodes,
+              "grpo": cfg.grpo, "before": {"success": base_rates, "mean": sum(base_rates.values()) / len(base_rates)},
+              "variants": rows, "machine": platform.platform()}
     for name in cfg.variants:
         keys = {**qs.grpo, **cfg.grpo, **VARIANTS[name], "iterations": cfg.iterations, "eval_episodes": 0,
                 "checkpoint_every": cfg.iterations, "tasks": qs.tasks, "init": cfg.init,
@@ -76,12 +80,8 @@ def run_ablation(cfg: AblationConfig, console: Any = None) -> dict[str, Any]:
                       "wall_s": time.time() - t0}
         if console is not None:
             console.print(f"{name}: mean test success {rows[name]['mean']:.1%}")
-    base_rates = {t: v["success"] for t, v in before.items()}
-    result = {"tasks": qs.tasks, "init": cfg.init, "iterations": cfg.iterations, "test_episodes": cfg.test_episodes,
-              "before": {"success": base_rates, "mean": sum(base_rates.values()) / len(base_rates)},
-              "variants": rows, "machine": platform.platform()}
-    Path(cfg.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(cfg.results).write_text(json.dumps(result, indent=2))
+        result["variants"] = rows
+        atomic_write_json(cfg.results, result)  # after every variant: a stopped run keeps what it measured
     print(markdown_table(result))
     return result
 

@@ -104,7 +104,8 @@ class GRPOAlgoConfig(Config):
         if console is not None:
             console.print(f"GRPO done: {s['iterations']} iterations in {s['wall_s']:.0f} s"
                           + (f", {s['env_steps']} env steps" if s.get("env_steps") else "")
-                          + f"; best val success {s['best_val_success']:.1%}")
+                          + (f"; best val success {s['best_val_success']:.1%}" if s["best_val_success"] >= 0
+                             else "; no validation"))
         return s
 
 
