@@ -178,7 +178,11 @@ def evaluate_text(policy: Any, tasks: dict[str, Any], split: str, episodes: int,
                                                 [p.seed for p in r.problems])
                 by_seed = {p.seed: p for p in r.problems}
                 maj = [v["label"] is not None and task.score(by_seed[s], v["label"]) >= 1.0 for s, v in info.items()]
+                per: dict[int, list[float]] = {}
+                for p, ok_ in zip(r.problems, r.success.tolist(), strict=True):
+                    per.setdefault(p.seed, []).append(float(ok_))
                 out[name] |= {"sampled_success": float(r.success.float().mean()),
+                              "sampled_per_problem": [float(np.mean(per[s])) for s in seeds],
                               "majority_success": float(np.mean(maj)), "samples": samples,
                               "temperature": temperature}
     return out
@@ -325,6 +329,7 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
     from vla_rl.policies.lm.modeling_lm import LMPolicy
     from vla_rl.trainers.text_sft import noisy_solutions, text_sft
     from vla_rl.utils.io import atomic_write_json
+    from vla_rl.utils.stats import paired_bootstrap_ci
 
     say = console.print if console is not None else (lambda *a, **k: None)
     if cfg.threads:
@@ -377,12 +382,15 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
         for key in ("sampled_success", "majority_success"):
             results[f"{key}_before"], results[f"{key}_after"] = before[key], after[key]
         results["test_sampling"] = {"samples": cfg.test_samples, "temperature": cfg.test_temperature}
+        results["sampled_success_gain_ci95"] = list(paired_bootstrap_ci(before["sampled_per_problem"],
+                                                                         after["sampled_per_problem"]))
     atomic_write_json(out / "results.json", results)
     say(f"held-out accuracy: {before['success']:.1%} before RL -> {after['success']:.1%} after "
         f"({results['improvement']:+.1%}); {results['wall_s'] / 60:.1f} min; {out / 'results.json'}")
     if cfg.test_samples:
         say(f"sampled (avg@{cfg.test_samples}, T {cfg.test_temperature:g}): {before['sampled_success']:.1%} -> "
-            f"{after['sampled_success']:.1%}; majority vote (maj@{cfg.test_samples}): "
+            f"{after['sampled_success']:.1%} (gain 95% CI {results['sampled_success_gain_ci95'][0]:+.1%} to "
+            f"{results['sampled_success_gain_ci95'][1]:+.1%}); majority vote (maj@{cfg.test_samples}): "
             f"{before['majority_success']:.1%} -> {after['majority_success']:.1%}")
     return results
 

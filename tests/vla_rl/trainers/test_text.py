@@ -108,6 +108,8 @@ def test_text_quickstart_writes_accuracy_before_and_after(tmp_path, capsys):
     assert res["test_episodes"] == 6 and res["generated_tokens"] > 0
     assert res["grpo_checkpoint"].endswith("last") and res["test_sampling"] == {"samples": 3, "temperature": 0.6}
     assert all(0 <= res[f"{k}_{w}"] <= 1 for k in ("sampled_success", "majority_success") for w in ("before", "after"))
+    lo, hi = res["sampled_success_gain_ci95"]
+    assert -1 <= lo <= hi <= 1
     assert "held-out accuracy" in capsys.readouterr().out
 
 
