@@ -9,10 +9,10 @@ from vla_rl.evaluation import EvalConfig
 from vla_rl.trainers.grpo import GRPOConfig
 from vla_rl.trainers.quickstart import QuickstartConfig
 from vla_rl.trainers.sft import SFTConfig
-from vla_rl.trainers.text import TextQuickstartConfig
+from vla_rl.trainers.text import RLCCFConfig, TextQuickstartConfig
 
 SCHEMAS = {"eval": EvalConfig, "sft": SFTConfig, "vla_grpo": GRPOConfig, "quickstart": QuickstartConfig,
-           "text_quickstart": TextQuickstartConfig}
+           "text_quickstart": TextQuickstartConfig, "text_rlccf": RLCCFConfig}
 PRESETS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 

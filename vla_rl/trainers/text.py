@@ -201,6 +201,10 @@ class RLCCFConfig(Config):
     out: str = "runs/rlccf"
     grpo: dict[str, Any] = Field(default_factory=dict, description="text_grpo keys shared by every model "
                                  "(init and out are set per model)")
+    test_episodes: int = Field(0, ge=0, description="held-out test problems per task, scored for every model "
+                               "before and after (labels used for the report only); 0: none")
+    test_samples: int = Field(16, ge=0, description="samples per test problem for sampled / maj@k accuracy")
+    test_temperature: float = Field(0.6, gt=0)
 
     @model_validator(mode="after")
     def _grpo_valid(self) -> RLCCFConfig:
@@ -229,7 +233,24 @@ def run_rlccf(cfg: RLCCFConfig, console: Any = None) -> dict[str, Any]:
     from vla_rl.utils.io import atomic_write_json
 
     trainers = [GRPOTrainer(c, console) for c in cfg.model_configs()]
+    tests: list[dict[str, Any]] = [{} for _ in trainers]
+
+    def test(when: str) -> None:
+        for k, t in enumerate(trainers):
+            c = t.cfg
+            res = evaluate_text(t.policy.eval(), t.backend.tasks, "test", cfg.test_episodes, c.difficulty,
+                                c.max_new_tokens, c.gen_batch_size, cfg.test_samples, cfg.test_temperature)
+            tests[k][when] = res
+            if console is not None:
+                console.print(f"model {k} {when} RL: " + ", ".join(
+                    f"{name} greedy {v['success']:.1%}" + (f", sampled {v['sampled_success']:.1%}, "
+                                                            f"maj@{cfg.test_samples} {v['majority_success']:.1%}"
+                                                            if cfg.test_samples else "")
+                    for name, v in res.items()))
+
     try:
+        if cfg.test_episodes:
+            test("before")
         for t in trainers:
             t.t_start = time.time()
         n_iter = trainers[0].cfg.iterations
@@ -242,12 +263,34 @@ def run_rlccf(cfg: RLCCFConfig, console: Any = None) -> dict[str, Any]:
                 t.backend.add_metrics({"rollout/rlccf_label_accuracy": acc})
                 t.step(r, rollout_s)
         summaries = [t.finish() for t in trainers]
+        if cfg.test_episodes:
+            test("after")
     finally:
         for t in trainers:
             t.close()
-    result = {"models": cfg.models, "summaries": summaries}
+    result: dict[str, Any] = {"models": cfg.models, "summaries": summaries}
+    if cfg.test_episodes:
+        result["test"] = [_test_report(x, cfg.test_samples) for x in tests]
     atomic_write_json(Path(cfg.out) / "summary.json", result)
     return result
+
+
+def _test_report(res: dict[str, dict[str, Any]], samples: int) -> dict[str, Any]:
+    """Per task: greedy (and sampled / majority) accuracy before -> after, with the paired bootstrap interval of
+    the sampled gain."""
+    from vla_rl.utils.stats import paired_bootstrap_ci
+
+    out = {}
+    for name, b in res["before"].items():
+        a = res["after"][name]
+        row = {"accuracy_before": b["success"], "accuracy_after": a["success"]}
+        if samples:
+            row |= {"sampled_success_before": b["sampled_success"], "sampled_success_after": a["sampled_success"],
+                    "majority_success_before": b["majority_success"], "majority_success_after": a["majority_success"],
+                    "sampled_success_gain_ci95": list(paired_bootstrap_ci(b["sampled_per_problem"],
+                                                                          a["sampled_per_problem"]))}
+        out[name] = row
+    return out
 
 
 def _collective_rewards(trainers: list[Any], rolls: list[Any], vote: Any) -> float:
