@@ -109,13 +109,7 @@ class TextBackend:
     def _majority_rewards(self, task: Any, problems: list, texts: list[str]) -> torch.Tensor:
         """TTRL: the pseudo-label is each group's most frequent answer; logs how often it is the true label
         (label accuracy, which the update never sees) and the majority's share of the votes."""
-        from vla_rl.algos.rewards import majority_vote_rewards
-
-        answers = [_normalise(task.extract(x)) for x in texts]
-        group = [p.seed for p in problems]
-        rewards, info = majority_vote_rewards(answers, group)
-        by_seed = {p.seed: p for p in problems}
-        correct = [info[s]["label"] is not None and task.score(by_seed[s], info[s]["label"]) >= 1.0 for s in info]
+        rewards, info, correct = vote_and_check(task, problems, texts)
         self.add_metrics({"rollout/ttrl_label_accuracy": float(np.mean(correct)) if correct else float("nan"),
                           "rollout/ttrl_majority_ratio": float(np.mean([v["majority_ratio"] for v in info.values()]))})
         return rewards
@@ -142,6 +136,18 @@ def _normalise(answer: str | None) -> str | None:
     return None if answer is None else " ".join(answer.split()).lower()
 
 
+def vote_and_check(task: Any, problems: list, texts: list[str]) -> tuple[torch.Tensor, dict, list[bool]]:
+    """Majority vote over each problem's completions (grouped by problem seed): the TTRL rewards float32 (N,),
+    the per-group info of `majority_vote_rewards`, and whether each group's voted answer is right (labels
+    used for reporting only)."""
+    from vla_rl.algos.rewards import majority_vote_rewards
+
+    rewards, info = majority_vote_rewards([_normalise(task.extract(x)) for x in texts], [p.seed for p in problems])
+    by_seed = {p.seed: p for p in problems}
+    correct = [v["label"] is not None and task.score(by_seed[s], v["label"]) >= 1.0 for s, v in info.items()]
+    return rewards, info, correct
+
+
 def heldout_questions(task: Any, difficulty: int, n: int) -> set[str]:
     """Questions of the first ``n`` val- and test-split problems of ``task`` at ``difficulty``."""
     from tasks.robot.splits import split_seeds
@@ -157,7 +163,6 @@ def evaluate_text(policy: Any, tasks: dict[str, Any], split: str, episodes: int,
     ``sampled_success`` (pass@1 estimated from them, the TTRL paper's avg@k) and ``majority_success`` (the
     most frequent answer is right, maj@k)."""
     from tasks.robot.splits import split_seeds
-    from vla_rl.algos.rewards import majority_vote_rewards
     from vla_rl.rollout.text import collect_text_rollouts
     from vla_rl.utils.stats import wilson_interval
 
@@ -174,10 +179,7 @@ def evaluate_text(policy: Any, tasks: dict[str, Any], split: str, episodes: int,
                 gen = torch.Generator().manual_seed(seed)
                 r = collect_text_rollouts(policy, task, seeds, samples, temperature, max_new_tokens, gen,
                                           difficulty=difficulty, batch_size=batch_size or 256)
-                _, info = majority_vote_rewards([_normalise(task.extract(x)) for x in r.texts],
-                                                [p.seed for p in r.problems])
-                by_seed = {p.seed: p for p in r.problems}
-                maj = [v["label"] is not None and task.score(by_seed[s], v["label"]) >= 1.0 for s, v in info.items()]
+                _, _, maj = vote_and_check(task, r.problems, r.texts)
                 per: dict[int, list[float]] = {}
                 for p, ok_ in zip(r.problems, r.success.tolist(), strict=True):
                     per.setdefault(p.seed, []).append(float(ok_))
@@ -372,7 +374,6 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
     from vla_rl.policies.lm.modeling_lm import LMPolicy
     from vla_rl.trainers.text_sft import noisy_solutions, text_sft
     from vla_rl.utils.io import atomic_write_json
-    from vla_rl.utils.stats import paired_bootstrap_ci
 
     say = console.print if console is not None else (lambda *a, **k: None)
     if cfg.threads:
@@ -422,11 +423,8 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
                "grpo_iterations": summary["iterations"], "generated_tokens": summary.get("tokens", 0),
                "grpo_checkpoint": str(chosen), "wall_s": time.time() - t_all, "phase_wall_s": walls}
     if cfg.test_samples:
-        for key in ("sampled_success", "majority_success"):
-            results[f"{key}_before"], results[f"{key}_after"] = before[key], after[key]
+        results |= _test_report({"before": {cfg.task: before}, "after": {cfg.task: after}}, cfg.test_samples)[cfg.task]
         results["test_sampling"] = {"samples": cfg.test_samples, "temperature": cfg.test_temperature}
-        results["sampled_success_gain_ci95"] = list(paired_bootstrap_ci(before["sampled_per_problem"],
-                                                                         after["sampled_per_problem"]))
     atomic_write_json(out / "results.json", results)
     say(f"held-out accuracy: {before['success']:.1%} before RL -> {after['success']:.1%} after "
         f"({results['improvement']:+.1%}); {results['wall_s'] / 60:.1f} min; {out / 'results.json'}")
