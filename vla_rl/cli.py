@@ -116,6 +116,8 @@ class CollectConfig(Config):
     start: int = Field(0, ge=0, description="index of the first seed within the split")
     image_size: int = Field(128, ge=16, le=1024)
     only_success: bool | None = Field(None, description="keep successful episodes only (default: expert yes)")
+    noise: float = Field(0.0, ge=0, description="expert only: DART noise std on the executed translation "
+                         "(the recorded action stays the expert's; replay regenerates the noise from the seed)")
     overwrite: bool = False
 
     @field_validator("task")
@@ -135,7 +137,8 @@ def _collect(argv: list[str]) -> int:
     if cfg.policy != "expert":
         policy = _checkpoint_chunk_fn(cfg.policy)
     s = collect(cfg.task, cfg.episodes, policy, cfg.out, fmt=cfg.format, split=cfg.split, start=cfg.start,
-                image_size=cfg.image_size, only_success=cfg.only_success, overwrite=cfg.overwrite)
+                image_size=cfg.image_size, only_success=cfg.only_success, overwrite=cfg.overwrite,
+                noise=cfg.noise)
     print(f"{s['task']}: kept {s['kept']}/{s['attempted']} episodes ({s['frames']} frames, "
           f"success {s['success_rate']:.0%}) -> {s['out']} in {s['elapsed_s']:.1f} s")
     return 0

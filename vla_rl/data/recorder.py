@@ -44,6 +44,7 @@ def collect(
     max_steps: int | None = None,
     overwrite: bool = False,
     lossless: bool = True,
+    noise: float = 0.0,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``task_id`` in one env and record them to ``out``.
 
@@ -58,6 +59,10 @@ def collect(
             callable policy (rollouts, e.g. for RL or failure analysis). Dropped ones count as discarded.
         max_steps: cap the episode length below the task's own limit.
         lossless: LeRobot only: bit-exact video (see `vla_rl.data.lerobot`).
+        noise: expert only: DART-style noise injection (Laskey et al. 2017). Each executed action's translation
+            gets Gaussian noise of this std (action units; 1 = `POS_SCALE` per step) while the recorded action
+            is the expert's own, so the demos show the expert correcting from states a learner drifts into.
+            The noise comes from the episode seed (`expert_noise_rng`), so replay regenerates it exactly.
 
     Returns:
         A summary: attempted, kept, discarded, successes, success_rate, frames, seeds kept, only_success,
@@ -75,6 +80,10 @@ def collect(
         raise TypeError("policy must be 'expert' or a callable policy(obs, instruction) -> (T, 7) actions")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if noise and not is_expert:
+        raise ValueError("noise injection perturbs the scripted expert only; record a checkpoint without noise")
     if only_success is None:
         only_success = is_expert
     seeds = split_seeds(split, episodes, start)
@@ -84,6 +93,8 @@ def collect(
         env.max_steps = min(env.max_steps, int(max_steps))
     extra = {"env_task": task_id, "split": split, "policy": "expert" if is_expert else getattr(
         policy, "__name__", type(policy).__name__)}
+    if noise:
+        extra["expert_noise"] = float(noise)
     try:
         if fmt == "lerobot":
             from vla_rl.data.lerobot import LeRobotWriter
@@ -104,7 +115,7 @@ def collect(
     bar = _progress_bar(progress, f"{task_id} -> {out}", episodes)
     try:
         for seed in seeds:
-            success = _run_episode(env, writer, seed, policy, is_expert)
+            success = _run_episode(env, writer, seed, policy, is_expert, noise)
             successes += success
             if only_success and not success:
                 writer.discard_episode()
@@ -137,15 +148,31 @@ def collect(
     }
 
 
-def _run_episode(env: Any, writer: Any, seed: int, policy: str | Policy, is_expert: bool) -> bool:
+def expert_noise_rng(seed: int) -> np.random.Generator:
+    """The noise stream of a noisy-expert episode (a pure function of its seed)."""
+    return np.random.default_rng([0x4441_5254, seed])  # "DART"
+
+
+def perturb(action: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
+    """The executed action of a noisy expert: ``action`` (7,) with N(0, noise) added to the translation (3 dims),
+    clipped to [-1, 1]. Draws 3 normals from ``rng`` per call (replay relies on that)."""
+    out = np.array(action, dtype=np.float32, copy=True)
+    out[:3] = np.clip(out[:3] + noise * rng.standard_normal(3), -1.0, 1.0)
+    return out
+
+
+def _run_episode(env: Any, writer: Any, seed: int, policy: str | Policy, is_expert: bool,
+                 noise: float = 0.0) -> bool:
     obs, info = env.reset(seed=seed)
+    rng = expert_noise_rng(seed) if noise else None
     writer.start(env.instruction, seed=seed)
     done = False
     success = False
     while not done:
         chunk = _as_chunk(env.expert_action() if is_expert else policy(obs, env.instruction))  # type: ignore[operator]
         for action in chunk:
-            next_obs, _, terminated, truncated, info = env.step(action)
+            executed = perturb(action, rng, noise) if rng is not None else action
+            next_obs, _, terminated, truncated, info = env.step(executed)
             success = success or bool(info["success"])
             writer.add_frame(obs, action, bool(info["success"]))
             obs = next_obs

@@ -24,6 +24,7 @@ def replay_episode(root: str | Path, episode: int, video: str | Path | None = No
     """
     from tasks.robot import make
     from vla_rl.data.lerobot import LeRobotReader
+    from vla_rl.data.recorder import expert_noise_rng, perturb
 
     reader = LeRobotReader(root)
     ep = reader.episode(episode)
@@ -34,6 +35,8 @@ def replay_episode(root: str | Path, episode: int, video: str | Path | None = No
     if ep.seed is None:
         raise DatasetError(Path(root), f"episode {episode} has no seed: it cannot be replayed in the sim")
     size = next(iter(ep.frames.values())).shape[1] if ep.frames else 128
+    noise = float(reader.info.get("vla_rl", {}).get("expert_noise", 0.0))
+    rng = expert_noise_rng(ep.seed) if noise else None  # a noisy expert's demo: regenerate what it executed
     env = make(task, image_size=size, cameras=tuple(ep.frames) or ("agentview",))
     try:
         obs, _ = env.reset(seed=ep.seed)
@@ -45,7 +48,8 @@ def replay_episode(root: str | Path, episode: int, video: str | Path | None = No
             if video is not None:
                 frames.append(np.concatenate([ep.frames[c][t] for c in ep.frames] +
                                              [obs[c] for c in ep.frames], axis=1))
-            obs, _, term, trunc, info = env.step(ep.action[t])
+            action = perturb(ep.action[t], rng, noise) if rng is not None else ep.action[t]
+            obs, _, term, trunc, info = env.step(action)
             success = success or bool(info["success"])
     finally:
         env.close()

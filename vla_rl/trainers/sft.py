@@ -35,6 +35,8 @@ class SFTConfig(Config):
     warmup_steps: int = Field(50, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     augment_shift: int = Field(4, ge=0, description="random image shift in pixels (DrQ-style)")
+    label_sigma: float = Field(0.0, ge=0, description="HL-Gauss soft labels: the target bin spread as a normal of "
+                               "this std (in bins) over its neighbours (0: one-hot cross-entropy)")
     eval_every: int = Field(500, ge=1)
     eval_episodes: int = Field(20, ge=0, description="validation episodes per task (0: no eval)")
     seed: int = 0
@@ -116,13 +118,30 @@ def random_shift(x, pad: int, generator):
     return out.reshape(b, c, ch, s, s)
 
 
-def sft_loss(policy, batch, tokens, mask):
-    """Mean cross-entropy over real action tokens. tokens int64 (B, K) in [0, n_bins); mask bool (B, K).
-    Returns (loss, metrics) with token accuracy."""
+def soft_labels(tokens, n_bins: int, sigma: float):
+    """HL-Gauss targets (Imani & White 2018; Farebrother et al. 2024): the probability each bin gets under a
+    normal centred on the target bin's centre with std ``sigma`` bins, renormalised over the bins.
+    tokens int64 (...,) in [0, n_bins) -> float (..., n_bins) summing to 1."""
+    import torch
+
+    edges = torch.arange(n_bins + 1, dtype=torch.float32)  # bin j spans [j, j + 1)
+    z = (edges - (tokens[..., None].float() + 0.5)) / (sigma * math.sqrt(2.0))
+    cdf = 0.5 * (1 + torch.erf(z))
+    p = cdf[..., 1:] - cdf[..., :-1]
+    return p / p.sum(-1, keepdim=True)
+
+
+def sft_loss(policy, batch, tokens, mask, label_sigma: float = 0.0):
+    """Mean cross-entropy over real action tokens (one-hot, or HL-Gauss soft labels with ``label_sigma`` > 0).
+    tokens int64 (B, K) in [0, n_bins); mask bool (B, K). Returns (loss, metrics) with token accuracy."""
     import torch.nn.functional as F
 
     logits = policy.action_logits(batch, tokens)  # (B, K, n_bins)
-    ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
+    if label_sigma > 0:
+        target = soft_labels(tokens, logits.shape[-1], label_sigma)
+        ce = -(target * F.log_softmax(logits.float(), -1)).sum(-1)
+    else:
+        ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
     m = mask.float()
     loss = (ce * m).sum() / m.sum().clamp(min=1)
     acc = ((logits.argmax(-1) == tokens).float() * m).sum() / m.sum().clamp(min=1)
@@ -177,7 +196,7 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
             idx = torch.randint(0, len(demos), (cfg.batch_size,), generator=gen)
             px = random_shift(demos.images[idx], cfg.augment_shift, gen).div(127.5).sub(1.0)
             batch = VLABatch(px, ids[idx], amask[idx], s_norm[idx] if vcfg.use_proprio else None)
-            loss, metrics = sft_loss(policy, batch, targets[idx], tmask[idx])
+            loss, metrics = sft_loss(policy, batch, targets[idx], tmask[idx], cfg.label_sigma)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)

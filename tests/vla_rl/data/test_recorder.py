@@ -47,6 +47,35 @@ def test_expert_demos_replay_exactly(tmp_path):
         env.close()
 
 
+def test_noisy_expert_records_its_own_actions_and_replays_exactly(tmp_path):
+    from vla_rl.data.replay import replay_episode
+
+    clean = collect("mujoco/Reach-v1", 2, out=tmp_path / "clean", image_size=32, progress=False)
+    noisy = collect("mujoco/Reach-v1", 2, out=tmp_path / "noisy", image_size=32, progress=False, noise=0.5)
+    data = read_lerobot(tmp_path / "noisy")
+    assert data.info["vla_rl"]["expert_noise"] == 0.5
+    # perturbed states, so other frames and corrections: the demos differ from the clean expert's
+    first_clean = read_lerobot(tmp_path / "clean")[0].state
+    assert noisy["frames"] != clean["frames"] or not np.array_equal(data[0].state, first_clean)
+    for ep in range(2):
+        r = replay_episode(tmp_path / "noisy", ep)
+        assert r["max_state_deviation"] == 0 and r["max_pixel_deviation"] == 0 and r["replayed_success"]
+    # the recorded actions are the expert's, not what was executed: replaying them without the noise drifts
+    env = make("mujoco/Reach-v1", image_size=32)
+    try:
+        ep = data[0]
+        obs, _ = env.reset(seed=ep.seed)
+        drift = 0.0
+        for t in range(len(ep)):
+            drift = max(drift, float(np.abs(obs["state"] - ep.state[t]).max()))
+            obs, *_ = env.step(ep.action[t])
+        assert drift > 1e-3
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="expert only"):
+        collect("mujoco/Reach-v1", 1, policy=lambda o, i: np.zeros(7), out=tmp_path / "p", noise=0.1, progress=False)
+
+
 def test_policy_rollouts_to_zarr_keep_failures(tmp_path):
     calls = []
 

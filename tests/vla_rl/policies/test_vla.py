@@ -154,3 +154,37 @@ def test_conv_stem_hybrid_encoder_round_trips(tmp_path):
     torch.testing.assert_close(again.action_logits(batch), ref, rtol=0, atol=0)
     with pytest.raises(ValueError, match="power-of-two"):
         VisionConfig(image_size=30, patch_size=6, conv_stem=True)
+
+
+def test_spatial_softmax_finds_a_bright_spot():
+    from vla_rl.policies.vla.modeling_vla import SpatialSoftmax
+
+    kp = SpatialSoftmax(1)
+    kp.convs = torch.nn.Identity()  # the feature map is the image's first channel itself (S x S)
+    kp.log_temp.data.fill_(np.log(0.02))
+    img = torch.zeros(3, 1, 16, 16)
+    spots = [(2, 13), (8, 8), (15, 0)]  # (row, col)
+    for i, (r, c) in enumerate(spots):
+        img[i, 0, r, c] = 1.0
+    xy = kp(img)[:, 0]  # (3, 2)
+    grid = torch.linspace(-1, 1, 16)
+    want = torch.tensor([[grid[c].item(), grid[r].item()] for r, c in spots])
+    torch.testing.assert_close(xy, want, atol=1e-3, rtol=0)
+
+
+def test_keypoint_tokens_carry_image_positions_and_round_trip(tmp_path):
+    cfg = micro()
+    cfg = cfg.model_copy(update={"vision": cfg.vision.model_copy(update={"keypoints": 4})})
+    pol = make(cfg)
+    batch = pol.processor()(obs(), ["open the drawer"] * 5)
+    emb, mask = pol._prefix(batch)
+    plain, _ = make(micro())._prefix(batch)
+    assert emb.shape[1] == plain.shape[1] + 2 and mask.shape == emb.shape[:2]  # one extra token per camera
+    ref = pol.action_logits(batch)
+    ref.sum().backward()
+    assert pol.keypoints.convs[0].weight.grad.abs().sum() > 0  # the branch is trained
+    pol.save_pretrained(tmp_path / "k")
+    again = VLAPolicy.from_pretrained(tmp_path / "k", expect=cfg)
+    torch.testing.assert_close(again.action_logits(batch), ref.detach(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="keypoints"):
+        VLAPolicy.from_pretrained(tmp_path / "k", expect=micro())

@@ -21,6 +21,8 @@ class VisionConfig(Config):
     intermediate_size: int = Field(256, ge=8)
     conv_stem: bool = Field(False, description="hybrid ViT: a stride-2 conv stack replaces the linear patch "
                             "embedding (patch_size must be a power of two)")
+    keypoints: int = Field(0, ge=0, description="spatial-softmax keypoints per camera from a small conv branch at "
+                           "half resolution, read out as one extra image token (0: off)")
 
     @model_validator(mode="after")
     def _divisible(self) -> VisionConfig:

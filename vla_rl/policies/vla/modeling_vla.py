@@ -111,6 +111,32 @@ def conv_stem(patch: int, hidden: int) -> ConvStem:
     return ConvStem(*layers)
 
 
+class SpatialSoftmax(nn.Module):
+    """Keypoints from pixels (Levine et al. 2016, "deep spatial autoencoders"): two 3x3 convs (the second
+    stride 2) and a 1x1 conv give K feature maps at half resolution; a softmax over each map's positions (with
+    a learned temperature per map) gives the expected image coordinates of that feature, in [-1, 1].
+
+    A from-scratch ViT has to learn where things are from its position embeddings; this branch reads positions
+    out directly, the bias few-demo behaviour cloning needs to place a target it has not seen at that spot.
+    """
+
+    def __init__(self, keypoints: int, channels: int = 32) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(nn.Conv2d(3, channels // 2, 3, padding=1), nn.GELU(),
+                                   nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1), nn.GELU(),
+                                   nn.Conv2d(channels, keypoints, 1))
+        self.log_temp = nn.Parameter(torch.zeros(keypoints))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (N, 3, S, S) -> expected (x, y) of each keypoint (N, K, 2) in [-1, 1]."""
+        maps = self.convs(pixels)  # (N, K, S/2, S/2)
+        n, k, hgt, wid = maps.shape
+        attn = F.softmax(maps.flatten(2).float() / self.log_temp.exp()[:, None], -1).to(maps.dtype)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, hgt, device=maps.device, dtype=maps.dtype),
+                                torch.linspace(-1, 1, wid, device=maps.device, dtype=maps.dtype), indexing="ij")
+        return torch.stack([(attn * xs.flatten()).sum(-1), (attn * ys.flatten()).sum(-1)], -1)
+
+
 def _lm(cfg: VLAConfig, vocab_size: int) -> nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -145,6 +171,9 @@ class VLAPolicy(nn.Module):
         self.vision = _vision_model(config)
         self.projector = nn.Sequential(nn.Linear(config.vision.hidden_size, h), nn.GELU(), nn.Linear(h, h))
         self.camera_embed = nn.Parameter(torch.zeros(len(config.cameras), h))
+        kp = config.vision.keypoints
+        self.keypoints = SpatialSoftmax(kp) if kp else None
+        self.keypoint_proj = (nn.Sequential(nn.Linear(2 * kp, h), nn.GELU(), nn.Linear(h, h)) if kp else None)
         self.lm = _lm(config, self.vocab_size)
         self.proprio = nn.Linear(config.state_dim, h) if config.use_proprio else None
         self.action_slots = nn.Parameter(torch.randn(config.num_action_tokens, h) * 0.02)
@@ -153,8 +182,12 @@ class VLAPolicy(nn.Module):
     def _prefix(self, batch: VLABatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings (B, P, h) and mask (B, P) of images + instruction + proprio."""
         b, c = batch.pixels.shape[:2]
-        feats = self.vision(pixel_values=batch.pixels.flatten(0, 1)).last_hidden_state  # (B*C, patches, hv)
-        img = self.projector(feats).unflatten(0, (b, c)) + self.camera_embed[None, :, None, :]
+        flat = batch.pixels.flatten(0, 1)  # (B*C, 3, S, S)
+        img = self.projector(self.vision(pixel_values=flat).last_hidden_state)  # (B*C, patches, h)
+        if self.keypoints is not None:  # one more token per camera: its keypoints' coordinates
+            kp = self.keypoint_proj(self.keypoints(flat).flatten(1))  # (B*C, h)
+            img = torch.cat([img, kp[:, None]], 1)
+        img = img.unflatten(0, (b, c)) + self.camera_embed[None, :, None, :]
         img = img.flatten(1, 2)  # (B, C * patches, h)
         txt = self.lm.get_input_embeddings()(batch.input_ids)
         parts, masks = [img, txt], [torch.ones(img.shape[:2], dtype=torch.long, device=img.device),

@@ -1,0 +1,33 @@
+"""SFT's loss: HL-Gauss soft labels against a slow reference, and their limit at sigma -> 0."""
+
+import math
+
+import torch
+
+from vla_rl.trainers.sft import soft_labels
+
+
+def _slow_soft_labels(token: int, n: int, sigma: float) -> list[float]:
+    def cdf(x: float) -> float:
+        return 0.5 * (1 + math.erf(x / (sigma * math.sqrt(2))))
+
+    centre = token + 0.5
+    p = [cdf(j + 1 - centre) - cdf(j - centre) for j in range(n)]
+    total = sum(p)
+    return [v / total for v in p]
+
+
+def test_soft_labels_match_a_loop_over_bins():
+    tokens = torch.tensor([[0, 7], [15, 3]])
+    got = soft_labels(tokens, 16, 1.5)
+    for i in range(2):
+        for j in range(2):
+            want = torch.tensor(_slow_soft_labels(int(tokens[i, j]), 16, 1.5))
+            torch.testing.assert_close(got[i, j], want, atol=1e-6, rtol=0)
+    assert got[0, 1].argmax() == 7 and torch.allclose(got[0, 1, 6], got[0, 1, 8])  # symmetric about the bin
+    assert got[0, 0, 0] > got[0, 1, 7]  # truncated at the edge and renormalised
+
+
+def test_tiny_sigma_is_one_hot():
+    tokens = torch.tensor([4, 9])
+    torch.testing.assert_close(soft_labels(tokens, 12, 1e-3), torch.nn.functional.one_hot(tokens, 12).float())
