@@ -24,7 +24,8 @@ class RobotRollout(Rollout):
 
     images uint8 (S, C, 3, H, W); input_ids, attention_mask int64 (S, L); state float32 (S, D) as the
     policy reads it (normalised; None without proprio); tokens int64 (S, K) in [0, n_bins); old_logp and
-    entropy float32 (S, K); token_mask float32 (S, K) (1 for tokens of control steps that were executed);
+    entropy float32 (S, K); token_mask float32 (S, K) (1 for tokens of control steps that were executed, 0 for
+    the tokens of dims that decode to a constant, `ActionTokenizer.acting_dims`: they carry no outcome credit);
     traj int64 (S,).
     Per trajectory: group int64 (N,), success / lost bool (N,), steps int64 (N,), seeds, task ids.
     """
@@ -91,6 +92,7 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
     proc = policy.processor()
     k_tokens = policy.config.num_action_tokens
     dim = policy.config.action_dim
+    acting = torch.from_numpy(np.tile(policy.action_tokenizer.acting_dims(), policy.config.chunk_size)).float()
     n_env = env.num_envs
     halves = env_halves(env) if pipelined else [np.ones(n_env, bool)]
     plan = [(s, group_offset + i) for i, s in enumerate(seeds) for _ in range(group_size)]
@@ -120,7 +122,7 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
                     for key in obs:
                         obs[key][rows] = res_obs[key][rows]
                     executed = torch.from_numpy(sinfo["steps"][rows])
-                    tmask = (torch.arange(k_tokens)[None] // dim < executed[:, None]).float()
+                    tmask = (torch.arange(k_tokens)[None] // dim < executed[:, None]).float() * acting
                     for key, val in (("images", images), ("ids", batch.input_ids), ("amask", batch.attention_mask),
                                      ("tokens", out.tokens), ("logp", out.logprobs), ("ent", out.entropy),
                                      ("tmask", tmask), ("traj", torch.from_numpy(traj_ids[rows]))):

@@ -79,3 +79,22 @@ def test_async_step_refuses_overlapping_calls(env):
         env.step_chunk(acts)
     _, _, _, _, info = env.step_wait(h)
     assert info["steps"].tolist() == [2, 2, 0, 0]
+
+
+def test_tokens_of_constant_dims_are_masked_out(policy, env):
+    """Dims the demos held constant decode to that constant from any bin: their tokens get no credit."""
+    from vla_rl.policies.vla.processor_vla import ActionTokenizer
+
+    q01, q99 = -np.ones(7), np.ones(7)
+    q01[3:6] = q99[3:6] = 0.0  # roll, pitch, yaw constant
+    q01[6] = q99[6] = -1.0  # the gripper constant too, but binary dims always act
+    tok = ActionTokenizer(NormStats(q01, q99), policy.action_offset, 256, (6,))
+    assert tok.acting_dims().tolist() == [True] * 3 + [False] * 3 + [True]
+    saved, policy.action_tokenizer = policy.action_tokenizer, tok
+    try:
+        r = collect_rollouts(env, policy, [0], group_size=2, temperature=1.0,
+                             generator=torch.Generator().manual_seed(0))
+    finally:
+        policy.action_tokenizer = saved
+    per_dim = r.token_mask.view(r.num_samples, -1, 7).sum((0, 1))
+    assert (per_dim[3:6] == 0).all() and (per_dim[[0, 1, 2, 6]] == int(r.steps.sum())).all()

@@ -99,6 +99,11 @@ class ActionTokenizer:
         binary = np.where(t >= self.n_bins // 2, 1.0, -1.0)
         return np.where(self.binary, binary, raw).astype(np.float32)
 
+    def acting_dims(self) -> np.ndarray:
+        """bool (D,): the dims whose token changes the decoded action. A dim the data held constant (q01 == q99)
+        decodes to that constant from every bin; binary dims always act (their bin's half picks the sign)."""
+        return self.binary | (self.stats.q99 - self.stats.q01 > 1e-8)
+
     def bin_width(self) -> np.ndarray:
         """Raw width of one bin per dim (D,)."""
         return (self._span * 2.0 / self.n_bins).astype(np.float32)
