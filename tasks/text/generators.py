@@ -757,6 +757,8 @@ class MultipleChoice(TextTask):
                 a, b = a * g, b * g
                 value, q = _gcd(a, b), f"What is the greatest common divisor of {a} and {b}?"
             spread = max(2, 10 - 2 * difficulty)
+            while value + spread - max(1, value - spread) + 1 < n_opts:  # a small value (gcd 2) near the floor of 1
+                spread += 1
             values = {value}
             while len(values) < n_opts:
                 values.add(max(1, value + rng.randint(-spread, spread)))

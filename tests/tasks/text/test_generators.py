@@ -217,3 +217,11 @@ def test_multiple_choice_letter_forms():
         assert task.verify(p, f"\\boxed{{{ok}}}") == 1.0, ok
     for bad in ["A", "E", "BC", "42"]:
         assert task.verify(p, f"\\boxed{{{bad}}}") == 0.0, bad
+
+
+def test_multiple_choice_with_a_value_near_the_floor_still_has_every_option():
+    """gcd 2 at difficulty 5 once looped forever: only 1..4 lay within the distractor spread of 2."""
+    p = make_text_task("multiple_choice").generate(51, 5)
+    assert p.solution.startswith("the value is 2,")
+    options = [line.split(") ", 1)[1] for line in p.question.splitlines()[1:]]
+    assert len(options) == len(set(options)) == 5
