@@ -155,7 +155,10 @@ def expert_noise_rng(seed: int) -> np.random.Generator:
 
 def perturb(action: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:
     """The executed action of a noisy expert: ``action`` (7,) with N(0, noise) added to the translation (3 dims),
-    clipped to [-1, 1]. Draws 3 normals from ``rng`` per call (replay relies on that)."""
+    clipped to [-1, 1]. Draws 3 normals from ``rng`` per call (replay relies on that); ``noise`` 0: ``action``
+    itself, nothing drawn."""
+    if not noise:
+        return action
     out = np.array(action, dtype=np.float32, copy=True)
     out[:3] = np.clip(out[:3] + noise * rng.standard_normal(3), -1.0, 1.0)
     return out
@@ -164,15 +167,14 @@ def perturb(action: np.ndarray, rng: np.random.Generator, noise: float) -> np.nd
 def _run_episode(env: Any, writer: Any, seed: int, policy: str | Policy, is_expert: bool,
                  noise: float = 0.0) -> bool:
     obs, info = env.reset(seed=seed)
-    rng = expert_noise_rng(seed) if noise else None
+    rng = expert_noise_rng(seed)
     writer.start(env.instruction, seed=seed)
     done = False
     success = False
     while not done:
         chunk = _as_chunk(env.expert_action() if is_expert else policy(obs, env.instruction))  # type: ignore[operator]
         for action in chunk:
-            executed = perturb(action, rng, noise) if rng is not None else action
-            next_obs, _, terminated, truncated, info = env.step(executed)
+            next_obs, _, terminated, truncated, info = env.step(perturb(action, rng, noise))
             success = success or bool(info["success"])
             writer.add_frame(obs, action, bool(info["success"]))
             obs = next_obs

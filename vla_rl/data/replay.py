@@ -28,15 +28,16 @@ def replay_episode(root: str | Path, episode: int, video: str | Path | None = No
 
     reader = LeRobotReader(root)
     ep = reader.episode(episode)
-    task = task or reader.info.get("vla_rl", {}).get("env_task")
+    meta = reader.info.get("vla_rl", {})
+    task = task or meta.get("env_task")
     if not task:
         raise DatasetError(Path(root) / "meta/info.json", "no env task recorded (info.vla_rl.env_task); "
                            "pass task= explicitly")
     if ep.seed is None:
         raise DatasetError(Path(root), f"episode {episode} has no seed: it cannot be replayed in the sim")
     size = next(iter(ep.frames.values())).shape[1] if ep.frames else 128
-    noise = float(reader.info.get("vla_rl", {}).get("expert_noise", 0.0))
-    rng = expert_noise_rng(ep.seed) if noise else None  # a noisy expert's demo: regenerate what it executed
+    noise = float(meta.get("expert_noise", 0.0))
+    rng = expert_noise_rng(ep.seed)  # a noisy expert's demo: regenerate what it executed
     env = make(task, image_size=size, cameras=tuple(ep.frames) or ("agentview",))
     try:
         obs, _ = env.reset(seed=ep.seed)
@@ -48,8 +49,7 @@ def replay_episode(root: str | Path, episode: int, video: str | Path | None = No
             if video is not None:
                 frames.append(np.concatenate([ep.frames[c][t] for c in ep.frames] +
                                              [obs[c] for c in ep.frames], axis=1))
-            action = perturb(ep.action[t], rng, noise) if rng is not None else ep.action[t]
-            obs, _, term, trunc, info = env.step(action)
+            obs, _, term, trunc, info = env.step(perturb(ep.action[t], rng, noise))
             success = success or bool(info["success"])
     finally:
         env.close()

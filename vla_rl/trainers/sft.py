@@ -137,11 +137,8 @@ def sft_loss(policy, batch, tokens, mask, label_sigma: float = 0.0):
     import torch.nn.functional as F
 
     logits = policy.action_logits(batch, tokens)  # (B, K, n_bins)
-    if label_sigma > 0:
-        target = soft_labels(tokens, logits.shape[-1], label_sigma)
-        ce = -(target * F.log_softmax(logits.float(), -1)).sum(-1)
-    else:
-        ce = F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
+    target = soft_labels(tokens, logits.shape[-1], label_sigma).flatten(0, 1) if label_sigma > 0 else tokens.flatten()
+    ce = F.cross_entropy(logits.flatten(0, 1), target, reduction="none").view_as(tokens)  # class ids or probabilities
     m = mask.float()
     loss = (ce * m).sum() / m.sum().clamp(min=1)
     acc = ((logits.argmax(-1) == tokens).float() * m).sum() / m.sum().clamp(min=1)

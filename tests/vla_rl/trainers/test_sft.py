@@ -31,3 +31,20 @@ def test_soft_labels_match_a_loop_over_bins():
 def test_tiny_sigma_is_one_hot():
     tokens = torch.tensor([4, 9])
     torch.testing.assert_close(soft_labels(tokens, 12, 1e-3), torch.nn.functional.one_hot(tokens, 12).float())
+
+
+def test_sft_loss_with_soft_labels_is_their_cross_entropy_over_real_tokens():
+    from types import SimpleNamespace
+
+    from vla_rl.trainers.sft import sft_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 16)
+    policy = SimpleNamespace(action_logits=lambda batch, tokens: logits)  # the loss only reads the logits
+    tokens = torch.randint(0, 16, (3, 4))
+    mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 0, 1]], dtype=torch.bool)
+    loss, _ = sft_loss(policy, None, tokens, mask, label_sigma=2.0)
+    per_token = -(soft_labels(tokens, 16, 2.0) * torch.log_softmax(logits, -1)).sum(-1)
+    torch.testing.assert_close(loss, per_token[mask].mean())
+    hard, _ = sft_loss(policy, None, tokens, mask)
+    torch.testing.assert_close(hard, torch.nn.functional.cross_entropy(logits[mask], tokens[mask]))

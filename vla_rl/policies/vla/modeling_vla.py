@@ -188,7 +188,7 @@ class VLAPolicy(nn.Module):
             kp = self.keypoint_proj(self.keypoints(flat).flatten(1))  # (B*C, h)
             img = torch.cat([img, kp[:, None]], 1)
         img = img.unflatten(0, (b, c)) + self.camera_embed[None, :, None, :]
-        img = img.flatten(1, 2)  # (B, C * patches, h)
+        img = img.flatten(1, 2)  # (B, C * tokens per camera, h): its patches (+ its keypoint token)
         txt = self.lm.get_input_embeddings()(batch.input_ids)
         parts, masks = [img, txt], [torch.ones(img.shape[:2], dtype=torch.long, device=img.device),
                                     batch.attention_mask]

@@ -65,8 +65,9 @@ class ActionTokenizer:
                 raise ValueError(f"binary dim {d} outside 0..{self.dim - 1}")
             self.binary[d] = True
         span = stats.q99 - stats.q01
-        # A constant dimension (q01 == q99) would divide by zero: give it a unit span.
-        self._span = np.where(span > 1e-8, span, 1.0).astype(np.float64)
+        self.constant = span <= 1e-8  # (D,) dims the data held fixed: every bin decodes to q01
+        # A constant dimension would divide by zero: give it a unit span.
+        self._span = np.where(self.constant, 1.0, span).astype(np.float64)
         self.centres = (np.arange(self.n_bins) + 0.5) / self.n_bins * 2.0 - 1.0  # in [-1, 1]
 
     def normalize(self, actions: np.ndarray) -> np.ndarray:
@@ -102,7 +103,7 @@ class ActionTokenizer:
     def acting_dims(self) -> np.ndarray:
         """bool (D,): the dims whose token changes the decoded action. A dim the data held constant (q01 == q99)
         decodes to that constant from every bin; binary dims always act (their bin's half picks the sign)."""
-        return self.binary | (self.stats.q99 - self.stats.q01 > 1e-8)
+        return self.binary | ~self.constant
 
     def bin_width(self) -> np.ndarray:
         """Raw width of one bin per dim (D,)."""
