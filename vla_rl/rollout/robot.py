@@ -69,6 +69,42 @@ class RobotRollout(Rollout):
                         None if self.state is None else self.state[idx])
 
 
+class QuantileNoise:
+    """Temporally correlated sampling quantiles for the action tokens of ``n_env`` envs: coloured exploration
+    noise (Eberhard et al. 2023, "Pink Noise Is All You Need", here an AR(1) process) for a categorical policy
+    over ordered bins.
+
+    Each env and action dimension carries a Gaussian state z, drawn afresh at `reset` and advanced once per
+    control step, ``z <- rho z + sqrt(1 - rho^2) eps``; a token's quantile is Phi(z). Phi(z) is uniform at every
+    step, so each token is still distributed as the policy says (rho = 0 is ordinary sampling); rho > 0
+    correlates the draws over time, so an episode explores a consistent deviation from the policy's median
+    (rho = 1: one quantile per dimension for the whole episode) instead of a random walk whose steps cancel.
+    """
+
+    def __init__(self, n_env: int, dim: int, rho: float, generator: torch.Generator | None = None) -> None:
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"noise correlation must be in [0, 1], got {rho}")
+        self.rho, self.gen = rho, generator
+        self.z = torch.zeros(n_env, dim)
+
+    def reset(self, rows: np.ndarray | None = None) -> None:
+        """Fresh states for ``rows`` (all envs if None)."""
+        idx = torch.arange(len(self.z)) if rows is None else torch.as_tensor(rows)
+        self.z[idx] = torch.randn(len(idx), self.z.shape[1], generator=self.gen)
+
+    def next(self, rows: np.ndarray, steps: int) -> torch.Tensor:
+        """Quantiles float (len(rows), steps * dim) in (0, 1) for the next ``steps`` control steps of ``rows``,
+        laid out like the action tokens (step-major)."""
+        idx = torch.as_tensor(rows)
+        z, out = self.z[idx], []
+        for _ in range(steps):
+            eps = torch.randn(z.shape, generator=self.gen)
+            z = self.rho * z + (1.0 - self.rho**2) ** 0.5 * eps
+            out.append(z)
+        self.z[idx] = z
+        return torch.special.ndtr(torch.cat(out, 1)).clamp(1e-6, 1 - 1e-6)
+
+
 def env_halves(env: VectorEnv) -> list[np.ndarray]:
     """Two disjoint bool (N,) masks, each a whole set of workers, for pipelining (one half simulates
     while the policy infers for the other). Needs at least two workers."""
@@ -81,13 +117,16 @@ def env_halves(env: VectorEnv) -> list[np.ndarray]:
 
 def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, temperature: float,
                      generator: torch.Generator | None = None, task: str = "", group_offset: int = 0,
-                     greedy: bool = False, pipelined: bool = False) -> RobotRollout:
+                     greedy: bool = False, pipelined: bool = False, noise_correlation: float = 0.0) -> RobotRollout:
     """Run ``group_size`` episodes from each seed (same seed G times: one GRPO group), ``env.num_envs``
     at a time. Group ids are ``group_offset + index of the seed``.
 
     ``pipelined``: the envs are split into two halves of workers; while one half simulates its chunk,
     the policy infers for the other (`SubprocVectorEnv.step_chunk_async`). The samples are the same
     kind either way; only the interleaving (and so the sampling order of the generator) differs.
+
+    ``noise_correlation`` > 0: tokens are drawn at AR(1)-correlated quantiles (`QuantileNoise`) instead of
+    independently at every step.
     """
     proc = policy.processor()
     k_tokens = policy.config.num_action_tokens
@@ -96,6 +135,7 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
     n_env = env.num_envs
     halves = env_halves(env) if pipelined else [np.ones(n_env, bool)]
     plan = [(s, group_offset + i) for i, s in enumerate(seeds) for _ in range(group_size)]
+    noise = QuantileNoise(n_env, dim, noise_correlation, generator) if noise_correlation > 0 and not greedy else None
     buf: dict[str, list] = {k: [] for k in ("images", "ids", "amask", "state", "tokens", "logp", "ent", "tmask",
                                             "traj")}
     group, success, lost, steps = [], [], [], []
@@ -112,6 +152,8 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
         lst = np.zeros(n_env, bool)
         nsteps = np.zeros(n_env, np.int64)
         traj_ids = start + np.arange(n_env)
+        if noise is not None:
+            noise.reset()
         pending: list = [None] * len(halves)
         while active.any() or any(p is not None for p in pending):
             for h, half in enumerate(halves):
@@ -142,7 +184,8 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
                 state = obs["state"][rows] if proc.state_stats is not None else None
                 batch = proc.batch(images, [instructions[i] for i in rows], state)
                 with torch.no_grad():
-                    out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator)
+                    q = None if noise is None else noise.next(rows, policy.config.chunk_size)
+                    out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator, quantiles=q)
                 t_pol += time.perf_counter() - tp
                 actions = np.zeros((n_env, out.actions.shape[1], dim), np.float32)
                 actions[rows] = out.actions

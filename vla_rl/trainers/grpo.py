@@ -116,6 +116,9 @@ class GRPOConfig(GRPOAlgoConfig):
     tasks: list[str] = Field(..., min_length=1, description="robot task ids")
     pipelined: bool = Field(False, description="overlap simulation of one half of the envs with inference "
                             "for the other (needs >= 2 env workers)")
+    noise_correlation: float = Field(0.0, ge=0, le=1, description="AR(1) correlation of the sampling quantiles "
+                                     "from one control step to the next (0: independent draws; 1: one quantile "
+                                     "per action dimension for the whole episode), `QuantileNoise`")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
 
     @field_validator("tasks")
@@ -153,7 +156,8 @@ class RobotBackend:
         from vla_rl.rollout.robot import collect_rollouts
 
         return collect_rollouts(self.envs[task], policy, seeds, self.cfg.group_size, self.cfg.temperature, generator,
-                                task, group_offset=group_offset, pipelined=self.cfg.pipelined)
+                                task, group_offset=group_offset, pipelined=self.cfg.pipelined,
+                                noise_correlation=self.cfg.noise_correlation)
 
     def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
         from vla_rl.trainers.sft import evaluate_policy
@@ -374,6 +378,13 @@ class GRPOTrainer:
               "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
               "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
               "perf/rollout_s": rollout_s, "perf/update_s": t2 - t1}
+        tasks = getattr(r, "tasks", None)
+        if tasks and len(set(tasks)) > 1:  # per task as well, when an iteration mixes several
+            names = np.array(tasks)
+            for t in sorted(set(tasks)):
+                sel = torch.from_numpy(names == t) & valid
+                if sel.any():
+                    m[f"rollout/{t}/success"] = float(r.success[sel].float().mean())
         m |= self.backend.metrics()
         for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
             self.totals[k] = self.totals.get(k, 0) + v

@@ -70,6 +70,41 @@ def test_greedy_is_argmax_and_deterministic():
     torch.testing.assert_close(a.tokens, logits.argmax(-1))
 
 
+def test_quantile_sampling_is_the_inverse_cdf_and_scores_like_any_sample():
+    """Each token is the first bin whose cumulative tempered probability reaches its quantile (loop reference);
+    its log-prob is the re-scored one; uniform quantiles reproduce the policy's distribution."""
+    pol = make(micro())
+    batch = pol.processor()(obs(), ["open the drawer"] * 5)
+    k = pol.config.num_action_tokens
+    q = torch.rand(5, k, generator=torch.Generator().manual_seed(0))
+    out = pol.act(batch, temperature=1.6, quantiles=q)
+    with torch.no_grad():
+        probs = torch.softmax(pol.action_logits(batch).float() / 1.6, -1)
+    for b in range(5):
+        for j in range(k):
+            c, want = 0.0, 255
+            for i in range(256):
+                c += float(probs[b, j, i])
+                if c >= float(q[b, j]):
+                    want = i
+                    break
+            assert int(out.tokens[b, j]) == want
+    lp, _ = pol.logprobs(batch, out.tokens, 1.6)
+    torch.testing.assert_close(lp, out.logprobs, atol=1e-5, rtol=0)
+    n = 4000  # uniform quantiles -> the policy's own distribution, for one row and token
+    row = pol.processor()(obs(1), ["open the drawer"])
+    with torch.no_grad():
+        logits = pol.action_logits(row).float().expand(n, -1, -1)
+    from vla_rl.policies.vla.modeling_vla import _sample
+
+    toks, _, _ = _sample(logits, 1.0, False, None, torch.rand(n, k, generator=torch.Generator().manual_seed(1)))
+    freq = torch.bincount(toks[:, 0], minlength=256).float() / n
+    p0 = torch.softmax(logits[0, 0], -1)
+    assert (freq - p0).abs().max() < 0.03 and freq[p0.argmax()] > 0
+    with pytest.raises(ValueError, match="parallel decoding only"):
+        make(micro(decoding="autoregressive")).act(batch, quantiles=q)
+
+
 def test_gradients_reach_every_part():
     pol = make(micro())
     batch = pol.processor()(obs(), ["open the drawer"] * 5)

@@ -9,7 +9,7 @@ from vla_rl.policies.tokenizer import build_tokenizer
 from vla_rl.policies.vla.configuration_vla import LMConfig, VisionConfig, VLAConfig
 from vla_rl.policies.vla.modeling_vla import VLAPolicy
 from vla_rl.policies.vla.processor_vla import NormStats
-from vla_rl.rollout.robot import collect_rollouts
+from vla_rl.rollout.robot import QuantileNoise, collect_rollouts
 from vla_rl.trainers.sft import all_instructions
 
 
@@ -98,3 +98,39 @@ def test_tokens_of_constant_dims_are_masked_out(policy, env):
         policy.action_tokenizer = saved
     per_dim = r.token_mask.view(r.num_samples, -1, 7).sum((0, 1))
     assert (per_dim[3:6] == 0).all() and (per_dim[[0, 1, 2, 6]] == int(r.steps.sum())).all()
+
+
+def test_quantile_noise_is_uniform_and_ar1():
+    """Quantiles are uniform at every step; consecutive Gaussian states correlate by rho; rho = 1 holds one
+    quantile per dimension for the episode; reset redraws it."""
+    noise = QuantileNoise(2000, 3, 0.8, torch.Generator().manual_seed(0))
+    noise.reset()
+    rows = np.arange(2000)
+    q = noise.next(rows, 2).view(2000, 2, 3)  # step-major layout: 2 steps x 3 dims
+    assert ((q > 0) & (q < 1)).all()
+    hist = torch.histc(q[:, 1, 0], bins=5, min=0, max=1) / 2000
+    assert (hist - 0.2).abs().max() < 0.04
+    z = torch.special.ndtri(q)
+    r = np.corrcoef(z[:, 0, 0].numpy(), z[:, 1, 0].numpy())[0, 1]
+    assert abs(r - 0.8) < 0.05
+    assert abs(np.corrcoef(z[:, 0, 0].numpy(), z[:, 0, 1].numpy())[0, 1]) < 0.07  # dims independent
+    fixed = QuantileNoise(4, 7, 1.0, torch.Generator().manual_seed(0))
+    fixed.reset()
+    a, b = fixed.next(np.arange(4), 2), fixed.next(np.array([1, 3]), 1)
+    torch.testing.assert_close(a[:, :7], a[:, 7:])
+    torch.testing.assert_close(b, a[[1, 3], :7])
+    fixed.reset(np.array([0]))
+    c = fixed.next(np.arange(4), 1)
+    assert not torch.allclose(c[0], a[0, :7]) and torch.allclose(c[1:], a[1:, :7])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        QuantileNoise(1, 7, 1.5)
+
+
+def test_correlated_rollouts_are_seeded_and_differ_from_independent_ones(policy, env):
+    kw = dict(group_size=2, temperature=1.0, task="mujoco/Reach-v1")
+    a = collect_rollouts(env, policy, [0, 1], generator=torch.Generator().manual_seed(0), noise_correlation=1.0, **kw)
+    b = collect_rollouts(env, policy, [0, 1], generator=torch.Generator().manual_seed(0), noise_correlation=1.0, **kw)
+    c = collect_rollouts(env, policy, [0, 1], generator=torch.Generator().manual_seed(0), **kw)
+    assert per_traj(a) == per_traj(b) and per_traj(a) != per_traj(c)
+    lp, _ = policy.logprobs(a.batch(torch.arange(a.num_samples)), a.tokens, 1.0)
+    torch.testing.assert_close(lp, a.old_logp, atol=1e-5, rtol=0)

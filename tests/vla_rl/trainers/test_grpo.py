@@ -43,7 +43,8 @@ def params(policy) -> torch.Tensor:
 
 
 def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run"))
+    tasks = ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run", tasks=tasks, noise_correlation=0.9))
     try:
         s = t.train()
     finally:
@@ -51,6 +52,7 @@ def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     assert s["iterations"] == 2 and s["env_steps"] > 0
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {"rollout/success", "perf/env_steps_per_s", "eval/success", "actor/entropy"} <= set(rows[-1])
+    assert {f"rollout/{task}/success" for task in tasks} <= set(rows[-1])  # per task when several are mixed
     assert (tmp_path / "run" / "state" / "trainer.pt").is_file() and (tmp_path / "run" / "last").is_dir()
     assert VLAPolicy.from_pretrained(tmp_path / "run" / "last").config.chunk_size == 4
 

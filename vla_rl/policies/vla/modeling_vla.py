@@ -235,12 +235,19 @@ class VLAPolicy(nn.Module):
 
     @torch.no_grad()
     def act(self, batch: VLABatch, temperature: float = 1.0, greedy: bool = False,
-            generator: torch.Generator | None = None) -> ActOutput:
-        """Decode one action chunk per row: sampled with ``temperature`` or greedy (argmax)."""
+            generator: torch.Generator | None = None, quantiles: torch.Tensor | None = None) -> ActOutput:
+        """Decode one action chunk per row: sampled with ``temperature`` or greedy (argmax).
+
+        ``quantiles`` float (B, K) in (0, 1): token k is the ``quantiles[:, k]`` quantile of its tempered
+        distribution over the ordered bins (inverse-CDF sampling) instead of a fresh draw; each token is still
+        distributed as the policy says when the quantile is uniform, but a caller can correlate the quantiles
+        over time (`vla_rl.rollout.robot.QuantileNoise`)."""
         if self.config.decoding == "parallel":
             logits = self.action_logits(batch).float()
-            tokens, logp, ent = _sample(logits, temperature, greedy, generator)
+            tokens, logp, ent = _sample(logits, temperature, greedy, generator, quantiles)
         else:
+            if quantiles is not None:
+                raise ValueError("quantile sampling is implemented for parallel decoding only")
             tokens, logp, ent = self._generate_autoregressive(batch, temperature, greedy, generator)
         ids = (tokens + self.action_offset).cpu().numpy().reshape(len(batch), self.config.chunk_size, -1)
         return ActOutput(tokens, logp, ent, self.action_tokenizer.decode(ids))
@@ -348,11 +355,16 @@ def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator: torch.Generator | None):
-    """logits (B, K, n) -> tokens (B, K), their log-probs and entropies under logits / temperature."""
+def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator: torch.Generator | None,
+            quantiles: torch.Tensor | None = None):
+    """logits (B, K, n) -> tokens (B, K), their log-probs and entropies under logits / temperature.
+    ``quantiles`` (B, K) in (0, 1): inverse-CDF sampling (the first bin whose cumulative probability reaches it)."""
     logp = F.log_softmax(logits / temperature, -1)
     if greedy:
         tokens = logp.argmax(-1)
+    elif quantiles is not None:
+        cdf = logp.exp().cumsum(-1)
+        tokens = torch.searchsorted(cdf, quantiles[..., None].to(cdf.dtype)).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
     else:
         flat = logp.exp().flatten(0, -2)
         tokens = torch.multinomial(flat, 1, generator=generator).view(logp.shape[:-1])
