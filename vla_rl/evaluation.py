@@ -51,7 +51,9 @@ class EvalConfig(Config):
     split: Literal["train", "val", "test"] = Field("test", description="seed split of initial states")
     videos: int = Field(2, ge=0, description="episodes per task written to mp4")
     out: str = Field("runs/eval", description="folder for eval.json and videos")
-    seed: int = Field(0, description="seed of the random policy")
+    seed: int = Field(0, description="seed of the random policy and of sampled VLA tokens")
+    temperature: float | None = Field(None, gt=0, description="sample a VLA checkpoint's action tokens at this "
+                                      "temperature (the stochastic policy GRPO trains); None: greedy (argmax)")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=10))
 
     @field_validator("task")
@@ -69,14 +71,18 @@ def _task_list(spec: str) -> list[str]:
 class VLAChunkPolicy:
     """A VLA checkpoint acting greedily (evaluation) or with temperature sampling."""
 
-    def __init__(self, policy: Any, greedy: bool = True, temperature: float = 1.0) -> None:
+    def __init__(self, policy: Any, greedy: bool = True, temperature: float = 1.0, seed: int = 0) -> None:
         self.policy = policy.eval()
         self.processor = policy.processor()
         self.greedy = greedy
         self.temperature = temperature
+        import torch
+
+        self.generator = torch.Generator().manual_seed(seed)
 
     def act(self, env: VectorEnv | None, obs: Obs, instructions: list[str]) -> np.ndarray:
-        out = self.policy.act(self.processor(obs, instructions), temperature=self.temperature, greedy=self.greedy)
+        out = self.policy.act(self.processor(obs, instructions), temperature=self.temperature, greedy=self.greedy,
+                              generator=self.generator)
         return out.actions
 
 
@@ -92,7 +98,10 @@ def make_policy(cfg: EvalConfig) -> ChunkPolicy:
                          "(a folder holding config.json and model.safetensors)")
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
 
-    return VLAChunkPolicy(VLAPolicy.from_pretrained(path))
+    pol = VLAPolicy.from_pretrained(path)
+    if cfg.temperature is None:
+        return VLAChunkPolicy(pol)
+    return VLAChunkPolicy(pol, greedy=False, temperature=cfg.temperature, seed=cfg.seed)
 
 
 def run_episodes(env: VectorEnv, policy: ChunkPolicy, seeds: list[int],
@@ -155,7 +164,8 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
     if isinstance(policy, VLAChunkPolicy):  # render what the policy reads, at its resolution
         cfg = cfg.model_copy(update={"env": cfg.env.for_policy(policy.policy.config)})
     out = Path(cfg.out)
-    results: dict[str, Any] = {"policy": cfg.policy, "split": cfg.split, "tasks": {}}
+    results: dict[str, Any] = {"policy": cfg.policy, "split": cfg.split, "temperature": cfg.temperature,
+                               "tasks": {}}
     for task in _task_list(cfg.task):
         t0 = time.perf_counter()
         env = make_vector_env(cfg.env, task)

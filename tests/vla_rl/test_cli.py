@@ -90,6 +90,16 @@ def test_sft_smoke_then_eval_checkpoint(tmp_path):
             str(tmp_path / "ev"), "env.num_envs=2", "videos=0")
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "ev" / "eval.json").read_text())["tasks"]["mujoco/Reach-v1"]["episodes"] == 2
+    from vla_rl.evaluation import EvalConfig, evaluate
+
+    def sampled(name: str, seed: int) -> dict:  # the stochastic policy, seeded: repeatable
+        cfg = EvalConfig(policy=str(ckpt), task="mujoco/Reach-v1", episodes=4, temperature=1.6, seed=seed, videos=0,
+                         out=str(tmp_path / name), env={"num_envs": 2})
+        return evaluate(cfg)
+
+    a, b = sampled("s1", 0), sampled("s2", 0)
+    same = [{k: r["tasks"]["mujoco/Reach-v1"][k] for k in ("success", "mean_steps")} for r in (a, b)]
+    assert a["temperature"] == 1.6 and same[0] == same[1]
     r = run("train", "tasks=[mujoco/Reach-v1]", f"init={ckpt}", f"out={tmp_path / 'rl'}", "iterations=1",
             "seeds_per_iter=2", "group_size=2", "eval_episodes=0", "env.num_envs=2", "minibatch_size=8")
     assert r.returncode == 0, r.stderr
