@@ -72,12 +72,12 @@ class VLAChunkPolicy:
     """A VLA checkpoint acting greedily (evaluation) or with temperature sampling."""
 
     def __init__(self, policy: Any, greedy: bool = True, temperature: float = 1.0, seed: int = 0) -> None:
+        import torch
+
         self.policy = policy.eval()
         self.processor = policy.processor()
         self.greedy = greedy
         self.temperature = temperature
-        import torch
-
         self.generator = torch.Generator().manual_seed(seed)
 
     def act(self, env: VectorEnv | None, obs: Obs, instructions: list[str]) -> np.ndarray:
@@ -98,10 +98,9 @@ def make_policy(cfg: EvalConfig) -> ChunkPolicy:
                          "(a folder holding config.json and model.safetensors)")
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
 
-    pol = VLAPolicy.from_pretrained(path)
-    if cfg.temperature is None:
-        return VLAChunkPolicy(pol)
-    return VLAChunkPolicy(pol, greedy=False, temperature=cfg.temperature, seed=cfg.seed)
+    greedy = cfg.temperature is None
+    return VLAChunkPolicy(VLAPolicy.from_pretrained(path), greedy=greedy,
+                          temperature=1.0 if greedy else cfg.temperature, seed=cfg.seed)
 
 
 def run_episodes(env: VectorEnv, policy: ChunkPolicy, seeds: list[int],
