@@ -53,7 +53,9 @@ class EvalConfig(Config):
     out: str = Field("runs/eval", description="folder for eval.json and videos")
     seed: int = Field(0, description="seed of the random policy and of sampled VLA tokens")
     temperature: float | None = Field(None, gt=0, description="sample a VLA checkpoint's action tokens at this "
-                                      "temperature (the stochastic policy GRPO trains); None: greedy (argmax)")
+                                      "temperature (the stochastic policy GRPO trains); None: greedy")
+    point_decoding: Literal["argmax", "median"] | None = Field(
+        None, description="greedy token choice: argmax or median bin (None: the checkpoint's point_decoding)")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=10))
 
     @field_validator("task")
@@ -71,18 +73,20 @@ def _task_list(spec: str) -> list[str]:
 class VLAChunkPolicy:
     """A VLA checkpoint acting greedily (evaluation) or with temperature sampling."""
 
-    def __init__(self, policy: Any, greedy: bool = True, temperature: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, policy: Any, greedy: bool = True, temperature: float = 1.0, seed: int = 0,
+                 point_decoding: str | None = None) -> None:
         import torch
 
         self.policy = policy.eval()
         self.processor = policy.processor()
         self.greedy = greedy
         self.temperature = temperature
+        self.point_decoding = point_decoding  # None: the checkpoint's own
         self.generator = torch.Generator().manual_seed(seed)
 
     def act(self, env: VectorEnv | None, obs: Obs, instructions: list[str]) -> np.ndarray:
         out = self.policy.act(self.processor(obs, instructions), temperature=self.temperature, greedy=self.greedy,
-                              generator=self.generator)
+                              generator=self.generator, point_decoding=self.point_decoding)
         return out.actions
 
 
@@ -100,7 +104,8 @@ def make_policy(cfg: EvalConfig) -> ChunkPolicy:
 
     greedy = cfg.temperature is None
     return VLAChunkPolicy(VLAPolicy.from_pretrained(path), greedy=greedy,
-                          temperature=1.0 if greedy else cfg.temperature, seed=cfg.seed)
+                          temperature=1.0 if greedy else cfg.temperature, seed=cfg.seed,
+                          point_decoding=cfg.point_decoding)
 
 
 def run_episodes(env: VectorEnv, policy: ChunkPolicy, seeds: list[int],
@@ -165,6 +170,8 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
     out = Path(cfg.out)
     results: dict[str, Any] = {"policy": cfg.policy, "split": cfg.split, "temperature": cfg.temperature,
                                "tasks": {}}
+    if isinstance(policy, VLAChunkPolicy) and policy.greedy:
+        results["point_decoding"] = cfg.point_decoding or policy.policy.config.point_decoding
     for task in _task_list(cfg.task):
         t0 = time.perf_counter()
         env = make_vector_env(cfg.env, task)

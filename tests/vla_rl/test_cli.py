@@ -89,7 +89,12 @@ def test_sft_smoke_then_eval_checkpoint(tmp_path):
     r = run("eval", "--policy", str(ckpt), "--task", "mujoco/Reach-v1", "--episodes", "2", "--out",
             str(tmp_path / "ev"), "env.num_envs=2", "videos=0")
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "ev" / "eval.json").read_text())["tasks"]["mujoco/Reach-v1"]["episodes"] == 2
+    ev = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert ev["tasks"]["mujoco/Reach-v1"]["episodes"] == 2 and ev["point_decoding"] == "argmax"  # the checkpoint's
+    r = run("eval", "--policy", str(ckpt), "--task", "mujoco/Reach-v1", "--episodes", "2", "--out",
+            str(tmp_path / "ev_med"), "env.num_envs=2", "videos=0", "--point-decoding", "median")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "ev_med" / "eval.json").read_text())["point_decoding"] == "median"
     from vla_rl.evaluation import EvalConfig, evaluate
 
     def sampled(name: str, seed: int) -> dict:  # the stochastic policy, seeded: repeatable

@@ -43,6 +43,9 @@ class QuickstartConfig(Config):
                                  description="`vla-rl train` GRPO keys (tasks, init and out are set here)")
     test_episodes: int = Field(200, ge=1, description="test-split seeds per task, before and after RL")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=50), description="envs of the test evaluations")
+    also_test: list[Literal["argmax", "median"]] = Field(
+        default_factory=list, description="other greedy point decodings to test before and after RL, reported "
+        "beside the headline (which decodes as the policy's own `sft.policy.point_decoding`)")
 
     @field_validator("tasks")
     @classmethod
@@ -113,13 +116,22 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
     sft = train_sft(cfg.sft_config(), console)
     walls["sft"], t = time.time() - t, time.time()
 
-    def test(checkpoint: str | Path) -> dict[str, dict[str, Any]]:
+    others: dict[str, dict[str, Any]] = {}
+
+    def test(checkpoint: str | Path, when: str) -> dict[str, dict[str, Any]]:
         policy = VLAPolicy.from_pretrained(checkpoint).eval()
-        return evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env)
+        own = policy.config.point_decoding
+        res = evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env)
+        _say_success(say, f"{when} RL ({own})", res)
+        for point in dict.fromkeys(p for p in cfg.also_test if p != own):
+            other = evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env, point_decoding=point)
+            _say_success(say, f"{when} RL ({point})", other)
+            others.setdefault(point, {})[f"success_{when}"] = _rates(other)
+            others[point][f"ci95_{when}"] = {k: v["ci95"] for k, v in other.items()}
+        return res
 
     say(f"[bold]3/5 test[/] the SFT policy on {cfg.test_episodes} test seeds per task")
-    before = test(sft["checkpoint"])
-    _say_success(say, "before RL", before)
+    before = test(sft["checkpoint"], "before")
     walls["test_before"], t = time.time() - t, time.time()
 
     say("[bold]4/5 GRPO[/] from the SFT policy")
@@ -133,14 +145,14 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
     chosen = grpo_dir / ("best" if (grpo_dir / "best").is_dir() else "last")
 
     say(f"[bold]5/5 test[/] the GRPO policy ({chosen.name}, chosen on validation seeds) on the same test seeds")
-    after = test(chosen)
-    _say_success(say, "after RL", after)
+    after = test(chosen, "after")
     walls["test_after"] = time.time() - t
 
     results = {
         "tasks": list(cfg.tasks),
         "demos_per_task": cfg.demos_per_task,
         "test_episodes": cfg.test_episodes,
+        "point_decoding": VLAPolicy.from_pretrained(chosen).config.point_decoding,
         "success_before": _rates(before),
         "success_after": _rates(after),
         "ci95_before": {k: v["ci95"] for k, v in before.items()},
@@ -153,6 +165,8 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
         "phase_wall_s": walls,
     }
     results["improvement"] = results["success_after"]["mean"] - results["success_before"]["mean"]
+    if others:
+        results["other_decodings"] = others
     try:
         results["plot"] = str(plot_run(grpo_dir, out / "curves.png"))
     except (FileNotFoundError, ValueError) as e:  # a run too short to draw is not a failure of the job
@@ -184,10 +198,16 @@ def results_table(results: dict[str, Any]) -> Any:
                         f"{results['test_episodes']} test seeds per task")
     for col in ("task", "success before RL", "success after RL", "change"):
         table.add_column(col, justify="left" if col == "task" else "right")
-    before, after = results["success_before"], results["success_after"]
-    for task in [*results["tasks"], "mean"]:
-        ci_b, ci_a = results["ci95_before"].get(task), results["ci95_after"].get(task)
-        table.add_row(task, _pct(before[task], ci_b), _pct(after[task], ci_a), f"{after[task] - before[task]:+.1%}")
-    table.caption = (f"{results['env_steps']} RL env steps, {results['grpo_iterations']} GRPO iterations; "
+    own = results.get("point_decoding")
+    readings = [(own, results)] + list(results.get("other_decodings", {}).items())
+    for point, r in readings:
+        before, after = r["success_before"], r["success_after"]
+        for task in [*results["tasks"], "mean"]:
+            ci_b, ci_a = r["ci95_before"].get(task), r["ci95_after"].get(task)
+            name = task if point == own else f"{task} ({point})"
+            table.add_row(name, _pct(before[task], ci_b), _pct(after[task], ci_a),
+                          f"{after[task] - before[task]:+.1%}", end_section=task == "mean")
+    table.caption = (f"greedy decoding: {own or 'argmax'}; "
+                     f"{results['env_steps']} RL env steps, {results['grpo_iterations']} GRPO iterations; "
                      f"wall {results['wall_s'] / 60:.1f} min")
     return table

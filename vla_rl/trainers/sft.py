@@ -227,9 +227,10 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
 
 
 def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg: EnvConfig,
-                    greedy: bool = True, start: int = 0) -> dict[str, dict[str, Any]]:
+                    greedy: bool = True, start: int = 0, point_decoding: str | None = None
+                    ) -> dict[str, dict[str, Any]]:
     """Success of ``policy`` per task over ``episodes`` seeds of ``split`` (vector envs at the policy's
-    image size and cameras)."""
+    image size and cameras); greedy tokens by ``point_decoding`` (None: the policy's own)."""
     import torch
 
     from tasks.robot.splits import split_seeds
@@ -237,7 +238,7 @@ def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg
     from vla_rl.evaluation import VLAChunkPolicy, run_episodes, summarize
 
     ecfg = env_cfg.for_policy(policy.config).model_copy(update={"num_envs": min(env_cfg.num_envs, episodes)})
-    chunk_policy = VLAChunkPolicy(policy, greedy=greedy)
+    chunk_policy = VLAChunkPolicy(policy, greedy=greedy, point_decoding=point_decoding)
     out = {}
     with torch.no_grad():
         for task in tasks:

@@ -70,6 +70,54 @@ def test_greedy_is_argmax_and_deterministic():
     torch.testing.assert_close(a.tokens, logits.argmax(-1))
 
 
+def _median_bins(probs: torch.Tensor) -> torch.Tensor:
+    """Loop reference: per row and token, the first bin whose cumulative probability reaches 0.5."""
+    out = torch.empty(probs.shape[:-1], dtype=torch.long)
+    for b in range(probs.shape[0]):
+        for j in range(probs.shape[1]):
+            c = 0.0
+            for i in range(probs.shape[2]):
+                c += float(probs[b, j, i])
+                if c >= 0.5:
+                    break
+            out[b, j] = i
+    return out
+
+
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_median_point_decoding_takes_each_tokens_median_bin(decoding):
+    """greedy acting with point_decoding median (from the config, or overriding it per call) picks the
+    median bin of each token's distribution (loop reference), repeatably, scored like any token."""
+    batch = make(micro()).processor()(obs(), ["open the drawer"] * 5)
+    pol = make(micro(decoding=decoding, point_decoding="median"))
+    a, b = pol.act(batch, greedy=True), pol.act(batch, greedy=True)
+    torch.testing.assert_close(a.tokens, b.tokens)
+    with torch.no_grad():
+        logits = pol.action_logits(batch, a.tokens).float()  # teacher-forced: the same prefix per token
+    torch.testing.assert_close(a.tokens, _median_bins(torch.softmax(logits, -1)))
+    lp, _ = pol.logprobs(batch, a.tokens)
+    torch.testing.assert_close(lp, a.logprobs, atol=1e-5, rtol=0)
+    argmax = make(micro(decoding=decoding))  # same weights, argmax config: the per-call override switches it
+    torch.testing.assert_close(argmax.act(batch, greedy=True, point_decoding="median").tokens, a.tokens)
+    torch.testing.assert_close(pol.act(batch, greedy=True, point_decoding="argmax").tokens,
+                               argmax.act(batch, greedy=True).tokens)
+    with pytest.raises(ValueError, match="unknown point_decoding 'mean'; valid: argmax, median"):
+        pol.act(batch, greedy=True, point_decoding="mean")
+
+
+def test_median_and_argmax_part_on_a_flat_topped_distribution():
+    """A spike holding 30% at bin 10 and 70% spread evenly over bins 100..139: argmax takes the spike, the
+    median the middle of the spread (bin 100 + the 20% of 70% needed to reach 0.5, i.e. bin 111)."""
+    from vla_rl.policies.vla.modeling_vla import _sample
+
+    p = torch.zeros(1, 1, 256)
+    p[..., 10] = 0.3
+    p[..., 100:140] = 0.7 / 40
+    logits = p.clamp_min(1e-12).log()
+    assert int(_sample(logits, 1.0, True, None)[0]) == 10
+    assert int(_sample(logits, 1.0, True, None, point="median")[0]) == 111
+
+
 def test_quantile_sampling_is_the_inverse_cdf_and_scores_like_any_sample():
     """Each token is the first bin whose cumulative tempered probability reaches its quantile (loop reference);
     its log-prob is the re-scored one; uniform quantiles reproduce the policy's distribution."""

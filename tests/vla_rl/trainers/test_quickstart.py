@@ -36,7 +36,10 @@ def micro_config(out) -> dict:
 
 def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
     path = tmp_path / "qs.yaml"
-    path.write_text(yaml.safe_dump(micro_config(tmp_path / "run")))
+    cfg = micro_config(tmp_path / "run")
+    cfg["sft"]["policy"] = MICRO_POLICY | {"point_decoding": "median"}
+    cfg["also_test"] = ["argmax", "median"]  # the policy's own (median) is the headline, not repeated
+    path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path)]) == 0
     run = tmp_path / "run"
     res = json.loads((run / "results.json").read_text())
@@ -48,11 +51,14 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
     assert res["improvement"] == pytest.approx(res["success_after"]["mean"] - res["success_before"]["mean"])
     assert res["test_episodes"] == 3 and res["env_steps"] > 0 and res["grpo_iterations"] == 2
     assert res["grpo_checkpoint"].endswith("best")  # chosen on validation seeds
+    assert res["point_decoding"] == "median" and list(res["other_decodings"]) == ["argmax"]
+    for key in ("success_before", "success_after"):
+        assert set(res["other_decodings"]["argmax"][key]) == {*tasks, "mean"}
     assert set(res["phase_wall_s"]) == {"collect", "sft", "test_before", "grpo", "test_after"}
     assert (run / "data" / "PickCubeNarrow-v1" / "meta" / "info.json").is_file()
     assert (run / "curves.png").stat().st_size > 0
     out = capsys.readouterr().out
-    assert "success before RL" in out and "OpenDrawerNarrow-v1" in out
+    assert "success before RL" in out and "OpenDrawerNarrow-v1 (argmax)" in out and "greedy decoding: median" in out
 
 
 def test_phase_keys_are_checked_at_load(tmp_path):

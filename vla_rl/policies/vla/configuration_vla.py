@@ -64,6 +64,9 @@ class VLAConfig(Config):
     state_dim: int = Field(8, ge=1)
     max_instruction_tokens: int = Field(24, ge=1)
     decoding: Literal["parallel", "autoregressive"] = "parallel"
+    point_decoding: Literal["argmax", "median"] = Field(
+        "argmax", description="how greedy (deterministic) acting picks each action token: its most likely bin, "
+        "or the median of its distribution over the ordered bins (robust when RL leaves it broad and flat-topped)")
     camera_size: int | None = Field(None, ge=8, description="resolution the training images were rendered at; "
                                     "envs render at it and the processor resizes (None: vision.image_size)")
 

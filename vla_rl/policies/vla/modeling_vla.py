@@ -235,25 +235,31 @@ class VLAPolicy(nn.Module):
 
     @torch.no_grad()
     def act(self, batch: VLABatch, temperature: float = 1.0, greedy: bool = False,
-            generator: torch.Generator | None = None, quantiles: torch.Tensor | None = None) -> ActOutput:
-        """Decode one action chunk per row: sampled with ``temperature`` or greedy (argmax).
+            generator: torch.Generator | None = None, quantiles: torch.Tensor | None = None,
+            point_decoding: str | None = None) -> ActOutput:
+        """Decode one action chunk per row: sampled with ``temperature`` or greedy. Greedy takes each token's
+        ``point_decoding`` (None: ``config.point_decoding``): ``argmax`` (its most likely bin) or ``median``
+        (the first bin whose cumulative probability reaches 0.5 over the ordered bins).
 
         ``quantiles`` float (B, K) in (0, 1): token k is the ``quantiles[:, k]`` quantile of its tempered
         distribution over the ordered bins (inverse-CDF sampling) instead of a fresh draw; each token is still
         distributed as the policy says when the quantile is uniform, but a caller can correlate the quantiles
         over time (`vla_rl.rollout.robot.QuantileNoise`)."""
+        point = point_decoding or self.config.point_decoding
+        if point not in POINT_DECODINGS:
+            raise ValueError(f"unknown point_decoding {point!r}; valid: {', '.join(POINT_DECODINGS)}")
         if self.config.decoding == "parallel":
             logits = self.action_logits(batch).float()
-            tokens, logp, ent = _sample(logits, temperature, greedy, generator, quantiles)
+            tokens, logp, ent = _sample(logits, temperature, greedy, generator, quantiles, point)
         else:
             if quantiles is not None:
                 raise ValueError("quantile sampling is implemented for parallel decoding only")
-            tokens, logp, ent = self._generate_autoregressive(batch, temperature, greedy, generator)
+            tokens, logp, ent = self._generate_autoregressive(batch, temperature, greedy, generator, point)
         ids = (tokens + self.action_offset).cpu().numpy().reshape(len(batch), self.config.chunk_size, -1)
         return ActOutput(tokens, logp, ent, self.action_tokenizer.decode(ids))
 
     def _generate_autoregressive(self, batch: VLABatch, temperature: float, greedy: bool,
-                                 generator: torch.Generator | None):
+                                 generator: torch.Generator | None, point: str = "argmax"):
         from transformers import DynamicCache
 
         emb, mask = self._prefix(batch)
@@ -262,7 +268,7 @@ class VLAPolicy(nn.Module):
         hidden = out.last_hidden_state[:, -1:]
         toks, logps, ents = [], [], []
         for _ in range(self.config.num_action_tokens):
-            t, lp, en = _sample(self._action_head(hidden).float(), temperature, greedy, generator)
+            t, lp, en = _sample(self._action_head(hidden).float(), temperature, greedy, generator, point=point)
             toks.append(t)
             logps.append(lp)
             ents.append(en)
@@ -355,11 +361,17 @@ def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+POINT_DECODINGS = ("argmax", "median")
+
+
 def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator: torch.Generator | None,
-            quantiles: torch.Tensor | None = None):
+            quantiles: torch.Tensor | None = None, point: str = "argmax"):
     """logits (B, K, n) -> tokens (B, K), their log-probs and entropies under logits / temperature.
-    ``quantiles`` (B, K) in (0, 1): inverse-CDF sampling (the first bin whose cumulative probability reaches it)."""
+    ``quantiles`` (B, K) in (0, 1): inverse-CDF sampling (the first bin whose cumulative probability reaches it).
+    ``greedy`` with ``point`` ``argmax``: the most likely bin; ``median``: the 0.5 quantile."""
     logp = F.log_softmax(logits / temperature, -1)
+    if greedy and point == "median":
+        quantiles, greedy = torch.full(logp.shape[:-1], 0.5), False
     if greedy:
         tokens = logp.argmax(-1)
     elif quantiles is not None:
