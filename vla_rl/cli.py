@@ -284,7 +284,8 @@ def _grade_exam(argv: list[str]) -> int:
     return 0
 
 
-@command("bench", "benchmarks: env, rollout, ablation (GRPO variants), update (vs TRL), vla7b (7B shape, GPU)")
+@command("bench", "benchmarks: env, rollout, ablation (GRPO variants), update (vs TRL), vla7b (7B shape, GPU), "
+                  "decoding (argmax vs median of action tokens)")
 def _bench(argv: list[str]) -> int:
     import importlib
 
@@ -294,6 +295,7 @@ def _bench(argv: list[str]) -> int:
         "ablation": "bench.ablation",
         "update": "bench.update_bench",
         "vla7b": "bench.vla7b_bench",
+        "decoding": "bench.decoding_bench",
     }
     if not argv or argv[0] not in names:
         print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")

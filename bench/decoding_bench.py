@@ -1,0 +1,98 @@
+"""`vla-rl bench decoding`: how far each action token's argmax sits from its median, per checkpoint.
+
+Two point decodings of a token's distribution over the ordered bins (`VLAConfig.point_decoding`): the most
+likely bin and the median bin. On a sharp distribution they agree; on a broad, flat-topped one the argmax is
+a near-tie among many bins. This reads each checkpoint's action distributions on the same observations (the
+first ``chunks`` chunks of ``episodes`` test seeds, stepped by the first checkpoint's median-decoded actions),
+over the action dimensions that move (``dims``), and writes ``bench/results/decoding.json``: the mean and
+median |argmax - median| in bins, the fraction of tokens where it is >= ``far`` bins, and the mean entropy.
+The first checkpoint is the baseline (e.g. the SFT policy), the others are compared with it in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+import sims.mujoco  # noqa: F401  (MUJOCO_GL default before mujoco is imported)
+from vla_rl.config import Config
+
+
+class BenchDecodingConfig(Config):
+    """`vla-rl bench decoding`: argmax-median gap and entropy of the action tokens of each checkpoint."""
+
+    policies: list[str] = Field(..., min_length=1, description="checkpoint folders; the first is the baseline")
+    task: str = Field("mujoco/OpenDrawerNarrow-v1", description="robot task id")
+    episodes: int = Field(20, ge=1, description="test seeds")
+    chunks: int = Field(4, ge=1, description="chunks per episode read (the first one at reset)")
+    dims: list[int] = Field([0, 1, 2, 5], min_length=1, description="action dimensions read")
+    far: int = Field(5, ge=1, description="a gap of at least this many bins counts as far")
+    threads: int = Field(1, ge=1, description="torch threads")
+    out: str = "bench/results/decoding.json"
+
+
+def token_stats(probs: Any, columns: list[int], far: int) -> dict[str, float]:
+    """probs (B, K, n) over ordered bins; ``columns``: the token columns read -> gap and entropy figures."""
+
+    p = probs[:, columns]
+    gap = (p.argmax(-1) - (p.cumsum(-1) < 0.5).sum(-1)).abs().float()
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(-1)
+    return {"mean_gap_bins": float(gap.mean()), "median_gap_bins": float(gap.median()),
+            "far_fraction": float((gap >= far).float().mean()), "entropy_nats": float(entropy.mean()),
+            "tokens": int(gap.numel())}
+
+
+def run_decoding_bench(cfg: BenchDecodingConfig) -> dict[str, Any]:
+    import torch
+
+    from tasks.robot.splits import split_seeds
+    from vla_rl.envs import EnvConfig, check_task_id, make_vector_env
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.utils.io import atomic_write_json
+
+    check_task_id(cfg.task)
+    torch.set_num_threads(cfg.threads)
+    policies = {path: VLAPolicy.from_pretrained(path).eval() for path in cfg.policies}
+    lead = policies[cfg.policies[0]]
+    bad = [d for d in cfg.dims if not 0 <= d < lead.config.action_dim]
+    if bad:
+        raise ValueError(f"dims {bad} are outside the policy's {lead.config.action_dim} action dimensions")
+    env = make_vector_env(EnvConfig(num_envs=cfg.episodes).for_policy(lead.config), cfg.task)
+    probs: dict[str, list[Any]] = {path: [] for path in policies}
+    try:
+        obs, info = env.reset(seed=split_seeds("test", cfg.episodes))
+        live = np.ones(cfg.episodes, dtype=bool)
+        with torch.no_grad():
+            for _ in range(cfg.chunks):
+                for path, pol in policies.items():
+                    probs[path].append(torch.softmax(pol.action_logits(pol.processor()(obs, info["instruction"]))
+                                                     .float(), -1)[live])
+                act = lead.act(lead.processor()(obs, info["instruction"]), greedy=True, point_decoding="median")
+                obs, _, term, trunc, step = env.step_chunk(act.actions, live)
+                live &= ~(term | trunc | step["lost"])
+                if not live.any():
+                    break
+    finally:
+        env.close()
+    k = lead.config.num_action_tokens
+    columns = [j for j in range(k) if j % lead.config.action_dim in cfg.dims]
+    rows = {path: token_stats(torch.cat(p), columns, cfg.far) for path, p in probs.items()}
+    doc = {"task": cfg.task, "episodes": cfg.episodes, "chunks": cfg.chunks, "dims": cfg.dims, "far": cfg.far,
+           "baseline": cfg.policies[0], "policies": rows}
+    atomic_write_json(cfg.out, doc)
+    return doc
+
+
+def main(argv: list[str] | None = None) -> None:
+    from vla_rl.cli import parse_args
+
+    cfg = parse_args(BenchDecodingConfig, list(sys.argv[1:] if argv is None else argv), "bench decoding")
+    print(json.dumps(run_decoding_bench(cfg)["policies"], indent=2))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
