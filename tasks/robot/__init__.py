@@ -21,6 +21,8 @@ TASKS.register("mujoco/PlaceThenOpenDrawer-v1", "tasks.robot.long:PlaceThenOpenD
 TASKS.register("mujoco/OpenDrawerNarrow-v1", "tasks.robot.narrow:OpenDrawerNarrow")
 TASKS.register("mujoco/PickCubeNarrow-v1", "tasks.robot.narrow:PickCubeNarrow")
 TASKS.register("mujoco/PushCubeNarrow-v1", "tasks.robot.narrow:PushCubeNarrow")
+TASKS.register("mujoco/PickCubeNarrow-v2", "tasks.robot.narrow:PickCubeNarrowV2")
+TASKS.register("mujoco/PushCubeNarrow-v2", "tasks.robot.narrow:PushCubeNarrowV2")
 
 
 def make(task_id: str, **kwargs: Any):

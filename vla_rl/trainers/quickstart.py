@@ -27,7 +27,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from vla_rl.config import Config, format_validation_error
 from vla_rl.envs import EnvConfig, check_task_id
 
-QUICKSTART_TASKS = ["mujoco/OpenDrawerNarrow-v1", "mujoco/PickCubeNarrow-v1", "mujoco/PushCubeNarrow-v1"]
+QUICKSTART_TASKS = ["mujoco/OpenDrawerNarrow-v1", "mujoco/PickCubeNarrow-v2", "mujoco/PushCubeNarrow-v2"]
 
 
 class QuickstartConfig(Config):

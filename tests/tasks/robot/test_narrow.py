@@ -6,7 +6,7 @@ import pytest
 
 from sims.mujoco.task import NarrowedRNG
 from tasks.robot import make
-from tasks.robot.narrow import OpenDrawerNarrow, PickCubeNarrow, PushCubeNarrow
+from tasks.robot.narrow import OpenDrawerNarrow, PickCubeNarrow, PickCubeNarrowV2, PushCubeNarrow, PushCubeNarrowV2
 from tasks.robot.splits import split_seeds
 
 
@@ -41,3 +41,5 @@ def test_narrow_cubes_are_the_full_tasks_pulled_toward_the_centre():
 
 def test_the_quickstart_variants_are_narrower_than_their_tasks():
     assert all(0 < cls.spread < 1 for cls in (OpenDrawerNarrow, PickCubeNarrow, PushCubeNarrow))
+    assert PickCubeNarrowV2.spread < PickCubeNarrow.spread and PushCubeNarrowV2.spread < PushCubeNarrow.spread
+    assert PickCubeNarrowV2.__name__ == "PickCubeNarrowV2" and PickCubeNarrowV2.max_steps == PickCubeNarrow.max_steps

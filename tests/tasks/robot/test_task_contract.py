@@ -76,6 +76,8 @@ CONTRACTS: dict[str, Contract] = {
                                            all_end_early=False),
     "mujoco/PickCubeNarrow-v1": Contract(_bodies("cube"), state_seed=321, layout_seeds=(321, 322)),
     "mujoco/PushCubeNarrow-v1": Contract(_bodies("cube", "goal"), state_seed=123, layout_seeds=(123, 124)),
+    "mujoco/PickCubeNarrow-v2": Contract(_bodies("cube"), state_seed=321, layout_seeds=(321, 322)),
+    "mujoco/PushCubeNarrow-v2": Contract(_bodies("cube", "goal"), state_seed=123, layout_seeds=(123, 124)),
 }
 
 
