@@ -208,6 +208,9 @@ class GRPOTrainer:
         self.out = Path(cfg.out)
         state_dir = self.out / "state"
         resuming = cfg.resume and (state_dir / "trainer.pt").is_file()
+        if not cfg.resume and (self.out / "metrics.jsonl").is_file():
+            raise ValueError(f"out {str(self.out)!r} already holds a run (metrics.jsonl); pass resume=true to "
+                             "continue it, or choose another out (or delete the folder) to start afresh")
         self.policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
         self.ref = self.backend.load_policy(cfg.init).eval() if cfg.kl_coef > 0 else None
         trainable = frozen_split(self.policy, cfg.freeze)

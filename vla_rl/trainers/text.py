@@ -13,6 +13,7 @@ splits, so every evaluated question is one the policy never trained on.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -234,6 +235,8 @@ def run_rlccf(cfg: RLCCFConfig, console: Any = None) -> dict[str, Any]:
     from vla_rl.trainers.grpo import GRPOTrainer
     from vla_rl.utils.io import atomic_write_json
 
+    for c in cfg.model_configs():  # a fresh run: no metrics appended to an old one's
+        shutil.rmtree(c.out, ignore_errors=True)
     trainers = [GRPOTrainer(c, console) for c in cfg.model_configs()]
     tests: list[dict[str, Any]] = [{} for _ in trainers]
 
@@ -408,6 +411,7 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
     walls["test_before"], t = time.time() - t, time.time()
 
     say(f"[bold]3/4 GRPO[/] ({grpo_cfg.loss}, {grpo_cfg.advantage}, reward {grpo_cfg.reward})")
+    shutil.rmtree(grpo_cfg.out, ignore_errors=True)  # a fresh run: no metrics appended to an old one's
     summary = grpo_cfg.run(console)
     walls["grpo"], t = time.time() - t, time.time()
     chosen = out / "grpo" / ("best" if cfg.select == "best" and (out / "grpo" / "best").is_dir() else "last")

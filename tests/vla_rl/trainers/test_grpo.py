@@ -89,6 +89,8 @@ def test_resume_matches_an_uninterrupted_run(init_ckpt, tmp_path):
         part.train()
     finally:
         part.close()
+    with pytest.raises(ValueError, match="already holds a run .*pass resume=true"):  # never mixed into its metrics
+        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, eval_episodes=0))
     resumed = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, eval_episodes=0, resume=True))
     try:
         assert resumed.iteration == 2
@@ -96,6 +98,8 @@ def test_resume_matches_an_uninterrupted_run(init_ckpt, tmp_path):
     finally:
         resumed.close()
     torch.testing.assert_close(params(resumed.policy), params(full.policy), rtol=0, atol=0)
+    steps = [json.loads(x)["step"] for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(set(steps)) == [1, 2, 3]
 
 
 def test_non_finite_updates_are_skipped_then_stop(init_ckpt, tmp_path, monkeypatch):
