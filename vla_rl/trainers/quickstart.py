@@ -5,7 +5,8 @@ of initial states; outcome-reward GRPO lifts it. Phases, each in its own sub-fol
 
 1. ``data/<task>``: ``demos_per_task`` expert episodes from the train split (LeRobot v3 datasets);
 2. ``sft``: behaviour cloning of the tiny VLA on them (`vla_rl.trainers.sft`);
-3. success of the SFT policy on ``test_episodes`` test-split seeds per task (greedy) -> ``success_before``;
+3. success of the SFT policy on ``test_episodes`` test-split seeds per task (greedy, by the checkpoint's
+   ``point_decoding``; ``also_test`` adds the other decoding's readings) -> ``success_before``;
 4. ``grpo``: GRPO from the SFT checkpoint (`vla_rl.trainers.grpo`); its checkpoint is chosen on
    validation seeds only (``grpo/best``), never on test seeds;
 5. the same test seeds again -> ``success_after``.
@@ -117,10 +118,11 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
     walls["sft"], t = time.time() - t, time.time()
 
     others: dict[str, dict[str, Any]] = {}
+    decoded: dict[str, str] = {}  # when -> the checkpoint's own point decoding
 
     def test(checkpoint: str | Path, when: str) -> dict[str, dict[str, Any]]:
         policy = VLAPolicy.from_pretrained(checkpoint).eval()
-        own = policy.config.point_decoding
+        own = decoded[when] = policy.config.point_decoding
         res = evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env)
         _say_success(say, f"{when} RL ({own})", res)
         for point in dict.fromkeys(p for p in cfg.also_test if p != own):
@@ -152,7 +154,7 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
         "tasks": list(cfg.tasks),
         "demos_per_task": cfg.demos_per_task,
         "test_episodes": cfg.test_episodes,
-        "point_decoding": VLAPolicy.from_pretrained(chosen).config.point_decoding,
+        "point_decoding": decoded["after"],
         "success_before": _rates(before),
         "success_after": _rates(after),
         "ci95_before": {k: v["ci95"] for k, v in before.items()},
