@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from vla_rl.config import Config
 from vla_rl.envs import EnvConfig, Obs, VectorEnv, check_task_id, make_vector_env, robot_task_ids
+from vla_rl.policies.vla.configuration_vla import PointDecoding
 from vla_rl.utils.io import atomic_write_json
 from vla_rl.utils.stats import wilson_interval
 
@@ -54,7 +55,7 @@ class EvalConfig(Config):
     seed: int = Field(0, description="seed of the random policy and of sampled VLA tokens")
     temperature: float | None = Field(None, gt=0, description="sample a VLA checkpoint's action tokens at this "
                                       "temperature (the stochastic policy GRPO trains); None: greedy")
-    point_decoding: Literal["argmax", "median"] | None = Field(
+    point_decoding: PointDecoding | None = Field(
         None, description="greedy token choice: argmax or median bin (None: the checkpoint's point_decoding)")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=10))
 

@@ -27,6 +27,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from vla_rl.config import Config, format_validation_error
 from vla_rl.envs import EnvConfig, check_task_id
+from vla_rl.policies.vla.configuration_vla import PointDecoding
 
 QUICKSTART_TASKS = ["mujoco/OpenDrawerNarrow-v1", "mujoco/PickCubeNarrow-v2", "mujoco/PushCubeNarrow-v2"]
 
@@ -44,7 +45,7 @@ class QuickstartConfig(Config):
                                  description="`vla-rl train` GRPO keys (tasks, init and out are set here)")
     test_episodes: int = Field(200, ge=1, description="test-split seeds per task, before and after RL")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=50), description="envs of the test evaluations")
-    also_test: list[Literal["argmax", "median"]] = Field(
+    also_test: list[PointDecoding] = Field(
         default_factory=list, description="other greedy point decodings to test before and after RL, reported "
         "beside the headline (which decodes as the policy's own `sft.policy.point_decoding`)")
 

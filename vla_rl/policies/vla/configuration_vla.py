@@ -49,6 +49,9 @@ class LMConfig(Config):
     rms_norm_eps: float = 1e-5
 
 
+PointDecoding = Literal["argmax", "median"]  # how greedy acting picks a token (`VLAConfig.point_decoding`)
+
+
 class VLAConfig(Config):
     """OpenVLA-style policy: cameras -> vision encoder -> projector -> LM with instruction + proprio,
     then ``chunk_size x action_dim`` action tokens decoded in parallel (OFT) or autoregressively."""
@@ -64,7 +67,7 @@ class VLAConfig(Config):
     state_dim: int = Field(8, ge=1)
     max_instruction_tokens: int = Field(24, ge=1)
     decoding: Literal["parallel", "autoregressive"] = "parallel"
-    point_decoding: Literal["argmax", "median"] = Field(
+    point_decoding: PointDecoding = Field(
         "argmax", description="how greedy (deterministic) acting picks each action token: its most likely bin, "
         "or the median of its distribution over the ordered bins (robust when RL leaves it broad and flat-topped)")
     camera_size: int | None = Field(None, ge=8, description="resolution the training images were rendered at; "

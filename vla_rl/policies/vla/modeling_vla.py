@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla_rl.policies.vla.configuration_vla import VLAConfig
+from vla_rl.policies.vla.configuration_vla import PointDecoding, VLAConfig
 from vla_rl.policies.vla.processor_vla import ActionTokenizer, NormStats, VLAProcessor
 from vla_rl.utils.io import atomic_dir
 
@@ -361,7 +362,7 @@ def _config_diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-POINT_DECODINGS = ("argmax", "median")
+POINT_DECODINGS = get_args(PointDecoding)
 
 
 def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator: torch.Generator | None,
@@ -371,12 +372,12 @@ def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator: t
     ``greedy`` with ``point`` ``argmax``: the most likely bin; ``median``: the 0.5 quantile."""
     logp = F.log_softmax(logits / temperature, -1)
     if greedy and point == "median":
-        quantiles, greedy = torch.full(logp.shape[:-1], 0.5), False
+        quantiles, greedy = torch.full(logp.shape[:-1], 0.5, device=logp.device), False
     if greedy:
         tokens = logp.argmax(-1)
     elif quantiles is not None:
         cdf = logp.exp().cumsum(-1)
-        tokens = torch.searchsorted(cdf, quantiles[..., None].to(cdf.dtype)).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
+        tokens = torch.searchsorted(cdf, quantiles[..., None].to(cdf)).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
     else:
         flat = logp.exp().flatten(0, -2)
         tokens = torch.multinomial(flat, 1, generator=generator).view(logp.shape[:-1])
