@@ -58,6 +58,7 @@ def run_decoding_bench(cfg: BenchDecodingConfig) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     policies = {path: VLAPolicy.from_pretrained(path).eval() for path in cfg.policies}
     lead = policies[cfg.policies[0]]
+    processors = {path: pol.processor() for path, pol in policies.items()}
     bad = [d for d in cfg.dims if not 0 <= d < lead.config.action_dim]
     if bad:
         raise ValueError(f"dims {bad} are outside the policy's {lead.config.action_dim} action dimensions")
@@ -69,9 +70,10 @@ def run_decoding_bench(cfg: BenchDecodingConfig) -> dict[str, Any]:
         with torch.no_grad():
             for _ in range(cfg.chunks):
                 for path, pol in policies.items():
-                    probs[path].append(torch.softmax(pol.action_logits(pol.processor()(obs, info["instruction"]))
-                                                     .float(), -1)[live])
-                act = lead.act(lead.processor()(obs, info["instruction"]), greedy=True, point_decoding="median")
+                    batch = processors[path](obs, info["instruction"])
+                    probs[path].append(torch.softmax(pol.action_logits(batch).float(), -1)[live])
+                act = lead.act(processors[cfg.policies[0]](obs, info["instruction"]), greedy=True,
+                               point_decoding="median")
                 obs, _, term, trunc, step = env.step_chunk(act.actions, live)
                 live &= ~(term | trunc | step["lost"])
                 if not live.any():
