@@ -15,7 +15,6 @@ Writes ``bench/results/ablation.json`` and prints a markdown table (pasted into 
 from __future__ import annotations
 
 import platform
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -71,9 +70,8 @@ def run_ablation(cfg: AblationConfig, console: Any = None) -> dict[str, Any]:
     for name in cfg.variants:
         keys = {**qs.grpo, **cfg.grpo, **VARIANTS[name], "iterations": cfg.iterations, "eval_episodes": 0,
                 "checkpoint_every": cfg.iterations, "tasks": qs.tasks, "init": cfg.init,
-                "out": str(Path(cfg.out) / name.strip("+"))}
+                "out": str(Path(cfg.out) / name.strip("+")), "overwrite": True}
         t0 = time.time()
-        shutil.rmtree(keys["out"], ignore_errors=True)  # a fresh run: no metrics appended to an old one's
         summary = GRPOConfig.model_validate(keys).run(console)
         after = evaluate_policy(VLAPolicy.from_pretrained(Path(keys["out"]) / "last").eval(), qs.tasks, "test",
                                 cfg.test_episodes, cfg.env)

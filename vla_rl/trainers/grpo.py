@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from vla_rl.config import Config
 from vla_rl.envs import EnvConfig, check_task_id
@@ -71,6 +72,8 @@ class GRPOAlgoConfig(Config):
     checkpoint_every: int = Field(5, ge=1)
     nan_patience: int = Field(3, ge=1, description="stop after this many consecutive non-finite updates")
     resume: bool = False
+    overwrite: bool = Field(False, description="start afresh in an out that holds a previous run, deleting it "
+                            "(otherwise such an out is refused unless resume=true)")
     seed: int = 0
     threads: int | None = Field(None, ge=1)
 
@@ -89,6 +92,13 @@ class GRPOAlgoConfig(Config):
 
         POLICY_LOSSES.get(v)
         return v
+
+    @model_validator(mode="after")
+    def _resume_or_overwrite(self) -> GRPOAlgoConfig:
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: resume=true continues the run in out, "
+                             "overwrite=true deletes it")
+        return self
 
     def backend(self) -> Any:
         """The modality's rollout backend (see `RobotBackend`)."""
@@ -208,9 +218,11 @@ class GRPOTrainer:
         self.out = Path(cfg.out)
         state_dir = self.out / "state"
         resuming = cfg.resume and (state_dir / "trainer.pt").is_file()
-        if not cfg.resume and (self.out / "metrics.jsonl").is_file():
+        if cfg.overwrite:
+            shutil.rmtree(self.out, ignore_errors=True)
+        elif not cfg.resume and (self.out / "metrics.jsonl").is_file():
             raise ValueError(f"out {str(self.out)!r} already holds a run (metrics.jsonl); pass resume=true to "
-                             "continue it, or choose another out (or delete the folder) to start afresh")
+                             "continue it, overwrite=true to replace it, or choose another out")
         self.policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
         self.ref = self.backend.load_policy(cfg.init).eval() if cfg.kl_coef > 0 else None
         trainable = frozen_split(self.policy, cfg.freeze)

@@ -13,7 +13,6 @@ splits, so every evaluated question is one the policy never trained on.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -220,7 +219,8 @@ class RLCCFConfig(Config):
     def model_configs(self) -> list[TextGRPOConfig]:
         from vla_rl.trainers.quickstart import sub_config
 
-        return [sub_config(TextGRPOConfig, self.grpo, {"init": m, "out": str(Path(self.out) / f"model{k}")}, "grpo")
+        return [sub_config(TextGRPOConfig, self.grpo, {"init": m, "out": str(Path(self.out) / f"model{k}"),
+                                                       "overwrite": True}, "grpo")  # a fresh run of this job
                 for k, m in enumerate(self.models)]
 
     def run(self, console: Any = None) -> dict[str, Any]:
@@ -235,8 +235,6 @@ def run_rlccf(cfg: RLCCFConfig, console: Any = None) -> dict[str, Any]:
     from vla_rl.trainers.grpo import GRPOTrainer
     from vla_rl.utils.io import atomic_write_json
 
-    for c in cfg.model_configs():  # a fresh run: no metrics appended to an old one's
-        shutil.rmtree(c.out, ignore_errors=True)
     trainers = [GRPOTrainer(c, console) for c in cfg.model_configs()]
     tests: list[dict[str, Any]] = [{} for _ in trainers]
 
@@ -362,7 +360,7 @@ class TextQuickstartConfig(Config):
         from vla_rl.trainers.quickstart import sub_config
 
         out = Path(self.out)
-        fixed = {"tasks": [self.task], "init": str(out / "sft"), "out": str(out / "grpo"),
+        fixed = {"tasks": [self.task], "init": str(out / "sft"), "out": str(out / "grpo"), "overwrite": True,
                  "difficulty": self.difficulty}
         return sub_config(TextGRPOConfig, self.grpo, fixed, "grpo")
 
@@ -411,7 +409,6 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
     walls["test_before"], t = time.time() - t, time.time()
 
     say(f"[bold]3/4 GRPO[/] ({grpo_cfg.loss}, {grpo_cfg.advantage}, reward {grpo_cfg.reward})")
-    shutil.rmtree(grpo_cfg.out, ignore_errors=True)  # a fresh run: no metrics appended to an old one's
     summary = grpo_cfg.run(console)
     walls["grpo"], t = time.time() - t, time.time()
     chosen = out / "grpo" / ("best" if cfg.select == "best" and (out / "grpo" / "best").is_dir() else "last")

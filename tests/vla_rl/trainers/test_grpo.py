@@ -100,6 +100,11 @@ def test_resume_matches_an_uninterrupted_run(init_ckpt, tmp_path):
     torch.testing.assert_close(params(resumed.policy), params(full.policy), rtol=0, atol=0)
     steps = [json.loads(x)["step"] for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
     assert sorted(set(steps)) == [1, 2, 3]
+    fresh = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", eval_episodes=0, overwrite=True))  # deletes the run
+    fresh.close()
+    assert fresh.iteration == 0 and not (tmp_path / "part" / "last").exists()
+    with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
+        cfg_for(init_ckpt, tmp_path / "part", resume=True, overwrite=True)
 
 
 def test_non_finite_updates_are_skipped_then_stop(init_ckpt, tmp_path, monkeypatch):
