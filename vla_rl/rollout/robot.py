@@ -105,6 +105,17 @@ class QuantileNoise:
         return torch.special.ndtr(torch.cat(out, 1)).clamp(1e-6, 1 - 1e-6)
 
 
+def central_quantiles(rows: int, tokens: int, mass: float, generator: torch.Generator | None = None,
+                      u: torch.Tensor | None = None) -> torch.Tensor:
+    """Quantiles float (rows, tokens) uniform in [0.5 - mass / 2, 0.5 + mass / 2]: with inverse-CDF sampling
+    (`VLAPolicy.act(quantiles=)`) each token is drawn from the central ``mass`` of its distribution over the
+    ordered bins, renormalised, the ordinal counterpart of nucleus (top-p) sampling; mass 1 is plain sampling,
+    mass -> 0 the median. ``u`` (rows, tokens) in (0, 1): the uniform draws to map (e.g. `QuantileNoise`'s)."""
+    if u is None:
+        u = torch.rand(rows, tokens, generator=generator)
+    return (0.5 + (u - 0.5) * mass).clamp(1e-6, 1 - 1e-6)
+
+
 def env_halves(env: VectorEnv) -> list[np.ndarray]:
     """Two disjoint bool (N,) masks, each a whole set of workers, for pipelining (one half simulates
     while the policy infers for the other). Needs at least two workers."""
@@ -117,7 +128,8 @@ def env_halves(env: VectorEnv) -> list[np.ndarray]:
 
 def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, temperature: float,
                      generator: torch.Generator | None = None, task: str = "", group_offset: int = 0,
-                     greedy: bool = False, pipelined: bool = False, noise_correlation: float = 0.0) -> RobotRollout:
+                     greedy: bool = False, pipelined: bool = False, noise_correlation: float = 0.0,
+                     sample_mass: float = 1.0) -> RobotRollout:
     """Run ``group_size`` episodes from each seed (same seed G times: one GRPO group), ``env.num_envs``
     at a time. Group ids are ``group_offset + index of the seed``.
 
@@ -127,7 +139,13 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
 
     ``noise_correlation`` > 0: tokens are drawn at AR(1)-correlated quantiles (`QuantileNoise`) instead of
     independently at every step.
+
+    ``sample_mass`` < 1: each token is drawn from the central ``sample_mass`` of its distribution over the
+    ordered bins (its quantile uniform in 0.5 +- sample_mass / 2, `central_quantiles`): the tails, where a
+    one-demo policy spreads a quarter of its mass over far bins and the range's edges, are never sampled.
     """
+    if not 0.0 < sample_mass <= 1.0:
+        raise ValueError(f"sample_mass must be in (0, 1], got {sample_mass}")
     proc = policy.processor()
     k_tokens = policy.config.num_action_tokens
     dim = policy.config.action_dim
@@ -185,6 +203,8 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
                 batch = proc.batch(images, [instructions[i] for i in rows], state)
                 with torch.no_grad():
                     q = None if noise is None else noise.next(rows, policy.config.chunk_size)
+                    if sample_mass < 1.0 and not greedy:
+                        q = central_quantiles(len(rows), k_tokens, sample_mass, generator, q)
                     out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator, quantiles=q)
                 t_pol += time.perf_counter() - tp
                 actions = np.zeros((n_env, out.actions.shape[1], dim), np.float32)

@@ -129,6 +129,9 @@ class GRPOConfig(GRPOAlgoConfig):
     noise_correlation: float = Field(0.0, ge=0, le=1, description="AR(1) correlation of the sampling quantiles "
                                      "from one control step to the next (0: independent draws; 1: one quantile "
                                      "per action dimension for the whole episode), `QuantileNoise`")
+    sample_mass: float = Field(1.0, gt=0, le=1, description="draw each action token from the central fraction "
+                               "of its distribution over the ordered bins (quantile in 0.5 +- sample_mass / 2; "
+                               "1: plain sampling), `central_quantiles`")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
 
     @field_validator("tasks")
@@ -167,7 +170,7 @@ class RobotBackend:
 
         return collect_rollouts(self.envs[task], policy, seeds, self.cfg.group_size, self.cfg.temperature, generator,
                                 task, group_offset=group_offset, pipelined=self.cfg.pipelined,
-                                noise_correlation=self.cfg.noise_correlation)
+                                noise_correlation=self.cfg.noise_correlation, sample_mass=self.cfg.sample_mass)
 
     def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
         from vla_rl.trainers.sft import evaluate_policy

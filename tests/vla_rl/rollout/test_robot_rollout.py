@@ -9,7 +9,7 @@ from vla_rl.policies.tokenizer import build_tokenizer
 from vla_rl.policies.vla.configuration_vla import LMConfig, VisionConfig, VLAConfig
 from vla_rl.policies.vla.modeling_vla import VLAPolicy
 from vla_rl.policies.vla.processor_vla import NormStats
-from vla_rl.rollout.robot import QuantileNoise, collect_rollouts
+from vla_rl.rollout.robot import QuantileNoise, central_quantiles, collect_rollouts
 from vla_rl.trainers.sft import all_instructions
 
 
@@ -134,3 +134,41 @@ def test_correlated_rollouts_are_seeded_and_differ_from_independent_ones(policy,
     assert per_traj(a) == per_traj(b) and per_traj(a) != per_traj(c)
     lp, _ = policy.logprobs(a.batch(torch.arange(a.num_samples)), a.tokens, 1.0)
     torch.testing.assert_close(lp, a.old_logp, atol=1e-5, rtol=0)
+
+
+def test_central_quantiles_sample_the_central_mass():
+    """Inverse-CDF sampling at central quantiles draws each bin with the probability of its overlap with the
+    central band of the CDF, renormalised (a slow reference over a hand-built heavy-tailed distribution);
+    bins wholly in the tails are never drawn; mass 1 is plain sampling."""
+    from vla_rl.policies.vla.modeling_vla import _sample
+
+    p = torch.tensor([0.2, 0.05, 0.1, 0.3, 0.1, 0.05, 0.2])  # a quarter of the mass at each edge bin
+    logits = p.log()[None, None].expand(1, 20000, 7)
+    for mass in (1.0, 0.5, 0.3):
+        q = central_quantiles(1, 20000, mass, torch.Generator().manual_seed(1))
+        tokens, logp, _ = _sample(logits, 1.0, False, None, quantiles=q)
+        freq = torch.bincount(tokens.flatten(), minlength=7).float() / 20000
+        lo, hi, cdf, ref = 0.5 - mass / 2, 0.5 + mass / 2, 0.0, []
+        for pi in p.tolist():  # overlap of [cdf, cdf + p_i] with [lo, hi], over the band's width
+            ref.append(max(0.0, min(cdf + pi, hi) - max(cdf, lo)) / mass)
+            cdf += pi
+        assert (freq - torch.tensor(ref)).abs().max() < 0.015, (mass, freq, ref)
+        torch.testing.assert_close(logp, p.log()[tokens])  # log-probs stay those of the full distribution
+    assert ref[0] == ref[-1] == 0.0  # mass 0.3: the edge bins are never drawn
+    given = central_quantiles(1, 3, 0.5, u=torch.tensor([[0.0, 1.0, 0.5]]))  # e.g. `QuantileNoise`'s draws
+    torch.testing.assert_close(given, torch.tensor([[0.25, 0.75, 0.5]]))
+    with pytest.raises(ValueError, match="sample_mass"):
+        collect_rollouts(None, None, [0], group_size=2, temperature=1.0, sample_mass=0.0)
+
+
+def test_sample_mass_draws_near_the_median(policy, env):
+    """A rollout at sample_mass 0.2 only takes tokens within the central 20% of each token's distribution:
+    its quantile under the policy (the CDF before and at the token) straddles the band [0.4, 0.6]."""
+    r = collect_rollouts(env, policy, [0], group_size=2, temperature=1.0, generator=torch.Generator().manual_seed(0),
+                         sample_mass=0.2)
+    with torch.no_grad():
+        p = policy.action_logits(r.batch(torch.arange(r.num_samples))).float().softmax(-1)
+    bins = r.tokens[..., None]
+    below = (p.cumsum(-1).gather(-1, bins) - p.gather(-1, bins)).squeeze(-1)
+    at = p.cumsum(-1).gather(-1, bins).squeeze(-1)
+    assert (below <= 0.6 + 1e-4).all() and (at >= 0.4 - 1e-4).all()
