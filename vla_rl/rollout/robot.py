@@ -105,14 +105,11 @@ class QuantileNoise:
         return torch.special.ndtr(torch.cat(out, 1)).clamp(1e-6, 1 - 1e-6)
 
 
-def central_quantiles(rows: int, tokens: int, mass: float, generator: torch.Generator | None = None,
-                      u: torch.Tensor | None = None) -> torch.Tensor:
-    """Quantiles float (rows, tokens) uniform in [0.5 - mass / 2, 0.5 + mass / 2]: with inverse-CDF sampling
-    (`VLAPolicy.act(quantiles=)`) each token is drawn from the central ``mass`` of its distribution over the
-    ordered bins, renormalised, the ordinal counterpart of nucleus (top-p) sampling; mass 1 is plain sampling,
-    mass -> 0 the median. ``u`` (rows, tokens) in (0, 1): the uniform draws to map (e.g. `QuantileNoise`'s)."""
-    if u is None:
-        u = torch.rand(rows, tokens, generator=generator)
+def central_quantiles(u: torch.Tensor, mass: float) -> torch.Tensor:
+    """Uniform draws ``u`` float (rows, tokens) in (0, 1) -> quantiles uniform in [0.5 - mass / 2, 0.5 + mass / 2]:
+    with inverse-CDF sampling (`VLAPolicy.act(quantiles=)`) each token is drawn from the central ``mass`` of its
+    distribution over the ordered bins, renormalised, the ordinal counterpart of nucleus (top-p) sampling; mass 1
+    is plain sampling, mass -> 0 the median. ``u`` may be `QuantileNoise`'s correlated draws."""
     return (0.5 + (u - 0.5) * mass).clamp(1e-6, 1 - 1e-6)
 
 
@@ -204,7 +201,8 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
                 with torch.no_grad():
                     q = None if noise is None else noise.next(rows, policy.config.chunk_size)
                     if sample_mass < 1.0 and not greedy:
-                        q = central_quantiles(len(rows), k_tokens, sample_mass, generator, q)
+                        u = torch.rand(len(rows), k_tokens, generator=generator) if q is None else q
+                        q = central_quantiles(u, sample_mass)
                     out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator, quantiles=q)
                 t_pol += time.perf_counter() - tp
                 actions = np.zeros((n_env, out.actions.shape[1], dim), np.float32)

@@ -145,7 +145,7 @@ def test_central_quantiles_sample_the_central_mass():
     p = torch.tensor([0.2, 0.05, 0.1, 0.3, 0.1, 0.05, 0.2])  # a quarter of the mass at each edge bin
     logits = p.log()[None, None].expand(1, 20000, 7)
     for mass in (1.0, 0.5, 0.3):
-        q = central_quantiles(1, 20000, mass, torch.Generator().manual_seed(1))
+        q = central_quantiles(torch.rand(1, 20000, generator=torch.Generator().manual_seed(1)), mass)
         tokens, logp, _ = _sample(logits, 1.0, False, None, quantiles=q)
         freq = torch.bincount(tokens.flatten(), minlength=7).float() / 20000
         lo, hi, cdf, ref = 0.5 - mass / 2, 0.5 + mass / 2, 0.0, []
@@ -155,7 +155,7 @@ def test_central_quantiles_sample_the_central_mass():
         assert (freq - torch.tensor(ref)).abs().max() < 0.015, (mass, freq, ref)
         torch.testing.assert_close(logp, p.log()[tokens])  # log-probs stay those of the full distribution
     assert ref[0] == ref[-1] == 0.0  # mass 0.3: the edge bins are never drawn
-    given = central_quantiles(1, 3, 0.5, u=torch.tensor([[0.0, 1.0, 0.5]]))  # e.g. `QuantileNoise`'s draws
+    given = central_quantiles(torch.tensor([[0.0, 1.0, 0.5]]), 0.5)  # e.g. `QuantileNoise`'s draws
     torch.testing.assert_close(given, torch.tensor([[0.25, 0.75, 0.5]]))
     with pytest.raises(ValueError, match="sample_mass"):
         collect_rollouts(None, None, [0], group_size=2, temperature=1.0, sample_mass=0.0)
