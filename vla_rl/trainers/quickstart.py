@@ -38,6 +38,10 @@ class QuickstartConfig(Config):
     type: Literal["quickstart"] = "quickstart"
     tasks: list[str] = Field(default_factory=lambda: list(QUICKSTART_TASKS), min_length=1)
     demos_per_task: int = Field(1, ge=1, description="expert demos per task (train split, from its first seed)")
+    pretrain_tasks: list[str] = Field(
+        default_factory=list, description="other tasks (not in `tasks`) whose demos join the SFT data, as a "
+        "pretrained VLA's robot data would: never rolled out by GRPO nor tested")
+    pretrain_demos: int = Field(20, ge=1, description="expert demos per pretraining task")
     image_size: int = Field(64, ge=16, description="camera resolution of the demos (and so of every rollout)")
     out: str = Field("runs/quickstart", description="run folder")
     sft: dict[str, Any] = Field(default_factory=dict, description="`vla-rl sft` keys (data and out are set here)")
@@ -49,13 +53,17 @@ class QuickstartConfig(Config):
         default_factory=list, description="other greedy point decodings to test before and after RL, reported "
         "beside the headline (which decodes as the policy's own `sft.policy.point_decoding`)")
 
-    @field_validator("tasks")
+    @field_validator("tasks", "pretrain_tasks")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         return [check_task_id(t) for t in v]
 
     @model_validator(mode="after")
     def _phases_valid(self) -> QuickstartConfig:
+        both = sorted(set(self.tasks) & set(self.pretrain_tasks))
+        if both:
+            raise ValueError(f"{both} are both suite and pretraining tasks: one demo per suite task is the point; "
+                             "remove them from pretrain_tasks")
         self.sft_config()  # refuse bad phase keys at load, not twenty minutes in
         self.grpo_config()
         return self
@@ -66,7 +74,8 @@ class QuickstartConfig(Config):
     def sft_config(self) -> Any:
         from vla_rl.trainers.sft import SFTConfig
 
-        fixed = {"data": [str(self.dataset(t)) for t in self.tasks], "out": str(Path(self.out) / "sft")}
+        data = [str(self.dataset(t)) for t in [*self.tasks, *self.pretrain_tasks]]
+        fixed = {"data": data, "out": str(Path(self.out) / "sft")}
         return sub_config(SFTConfig, self.sft, fixed, "sft")
 
     def grpo_config(self) -> Any:
@@ -108,10 +117,11 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
     walls: dict[str, float] = {}
     t_all = t = time.time()
 
-    say(f"[bold]1/5 collect[/]: {cfg.demos_per_task} expert demo(s) per task of {', '.join(cfg.tasks)}")
-    for task in cfg.tasks:
-        collect(task, cfg.demos_per_task, out=cfg.dataset(task), image_size=cfg.image_size, progress=False,
-                overwrite=True)
+    say(f"[bold]1/5 collect[/]: {cfg.demos_per_task} expert demo(s) per task of {', '.join(cfg.tasks)}"
+        + (f"; {cfg.pretrain_demos} per pretraining task of {', '.join(cfg.pretrain_tasks)}"
+           if cfg.pretrain_tasks else ""))
+    for task, n in [(t, cfg.demos_per_task) for t in cfg.tasks] + [(t, cfg.pretrain_demos) for t in cfg.pretrain_tasks]:
+        collect(task, n, out=cfg.dataset(task), image_size=cfg.image_size, progress=False, overwrite=True)
     walls["collect"], t = time.time() - t, time.time()
 
     say("[bold]2/5 SFT[/] on the demos")
@@ -154,6 +164,7 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
     results = {
         "tasks": list(cfg.tasks),
         "demos_per_task": cfg.demos_per_task,
+        "pretrain_demos": {t: cfg.pretrain_demos for t in cfg.pretrain_tasks},
         "test_episodes": cfg.test_episodes,
         "point_decoding": decoded["after"],
         "success_before": _rates(before),

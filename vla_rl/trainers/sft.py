@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from vla_rl.config import Config
 from vla_rl.envs import EnvConfig
@@ -25,6 +25,9 @@ class SFTConfig(Config):
     """`vla-rl sft`: behaviour cloning on action tokens."""
 
     data: list[str] = Field(..., min_length=1, description="LeRobot dataset folders (one per task)")
+    data_weights: list[float] | None = Field(
+        None, description="share of each batch drawn from each dataset of `data`, in its order (normalised; "
+        "None: in proportion to their sizes, i.e. uniform over samples)")
     out: str = Field("runs/sft", description="run folder: checkpoints, metrics.jsonl, tb/")
     preset: str = Field("tiny", description="VLA preset to start from (tiny, openvla-7b)")
     policy: dict[str, Any] = Field(default_factory=dict, description="overrides of the preset's VLAConfig")
@@ -42,6 +45,14 @@ class SFTConfig(Config):
     seed: int = 0
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=10))
+
+    @model_validator(mode="after")
+    def _weights_match(self) -> SFTConfig:
+        w = self.data_weights
+        if w is not None and (len(w) != len(self.data) or min(w) < 0 or sum(w) <= 0):
+            raise ValueError(f"data_weights needs one non-negative weight per dataset of data ({len(self.data)}) "
+                             f"with a positive sum; got {w}")
+        return self
 
     def vla_config(self) -> VLAConfig:
         base = vla_preset(self.preset).model_dump()
@@ -73,7 +84,9 @@ class DemoTensors:
         from vla_rl.policies.vla.processor_vla import resize_images
 
         imgs, states, acts, masks, instr, self.tasks = [], [], [], [], [], []
+        self.sizes: list[int] = []  # samples per dataset, in the order of roots
         for root in roots:
+            start = len(instr)
             ds = SFTDataset(root, chunk_size=cfg.chunk_size, cameras=list(cfg.cameras), cache_episodes=1)
             task = ds.reader.info.get("vla_rl", {}).get("env_task")
             if task:
@@ -90,6 +103,7 @@ class DemoTensors:
                     acts.append(a)
                     masks.append(m)
                 instr += [ds.instructions[ep]] * t
+            self.sizes.append(len(instr) - start)
         self.images = torch.cat(imgs)
         self.state = torch.cat(states).float()
         self.actions = np.stack(acts).astype(np.float32)
@@ -98,6 +112,22 @@ class DemoTensors:
 
     def __len__(self) -> int:
         return len(self.instructions)
+
+    def sample(self, n: int, generator, weights: list[float] | None = None):
+        """``n`` sample indices (int64): uniform over all samples, or with ``weights`` a dataset drawn by its
+        weight for each index, then a sample uniform within it."""
+        import torch
+
+        if weights is None:
+            return torch.randint(0, len(self), (n,), generator=generator)
+        sizes = torch.tensor(self.sizes)
+        w = torch.tensor(weights, dtype=torch.float64) * (sizes > 0)
+        if w.sum() <= 0:
+            raise ValueError("data_weights put all the weight on empty datasets")
+        which = torch.multinomial(w, n, replacement=True, generator=generator)
+        starts = torch.cumsum(sizes, 0) - sizes
+        within = (torch.rand(n, generator=generator, dtype=torch.float64) * sizes[which]).long()
+        return starts[which] + within
 
 
 def random_shift(x, pad: int, generator):
@@ -190,7 +220,7 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
         job = bar.add_task("sft", total=cfg.steps, info="")
         for step in range(1, cfg.steps + 1):
             policy.train()
-            idx = torch.randint(0, len(demos), (cfg.batch_size,), generator=gen)
+            idx = demos.sample(cfg.batch_size, gen, cfg.data_weights)
             px = random_shift(demos.images[idx], cfg.augment_shift, gen).div(127.5).sub(1.0)
             batch = VLABatch(px, ids[idx], amask[idx], s_norm[idx] if vcfg.use_proprio else None)
             loss, metrics = sft_loss(policy, batch, targets[idx], tmask[idx], cfg.label_sigma)

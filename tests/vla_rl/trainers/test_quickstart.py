@@ -39,6 +39,8 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
     cfg = micro_config(tmp_path / "run")
     cfg["sft"]["policy"] = MICRO_POLICY | {"point_decoding": "median"}
     cfg["also_test"] = ["argmax", "median"]  # the policy's own (median) is the headline, not repeated
+    cfg |= {"pretrain_tasks": ["mujoco/Reach-v1"], "pretrain_demos": 2}
+    cfg["sft"]["data_weights"] = [1, 1, 2]  # suite tasks first, then pretraining tasks
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path)]) == 0
     run = tmp_path / "run"
@@ -56,6 +58,10 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
         assert set(res["other_decodings"]["argmax"][key]) == {*tasks, "mean"}
     assert set(res["phase_wall_s"]) == {"collect", "sft", "test_before", "grpo", "test_after"}
     assert (run / "data" / "PickCubeNarrow-v1" / "meta" / "info.json").is_file()
+    reach = json.loads((run / "data" / "Reach-v1" / "meta" / "info.json").read_text())
+    assert reach["total_episodes"] == 2 and res["pretrain_demos"] == {"mujoco/Reach-v1": 2}
+    sft = json.loads((run / "sft" / "summary.json").read_text())
+    assert sft["tasks"] == [*tasks, "mujoco/Reach-v1"]  # trained on, never rolled out or tested
     assert (run / "curves.png").stat().st_size > 0
     out = capsys.readouterr().out
     assert "success before RL" in out and "OpenDrawerNarrow-v1 (argmax)" in out and "greedy decoding: median" in out
@@ -68,6 +74,12 @@ def test_phase_keys_are_checked_at_load(tmp_path):
     cfg["sft"]["out"] = "elsewhere"
     with pytest.raises(Exception, match="set by the quickstart itself"):
         QuickstartConfig.model_validate(cfg)
+    del cfg["sft"]["out"]
+    with pytest.raises(Exception, match="both suite and pretraining tasks"):
+        QuickstartConfig.model_validate(cfg | {"pretrain_tasks": ["mujoco/OpenDrawerNarrow-v1"]})
+    cfg["sft"]["data_weights"] = [1, 1]  # two suite tasks, one pretraining task: three datasets
+    with pytest.raises(Exception, match=r"sft\.data_weights"):
+        QuickstartConfig.model_validate(cfg | {"pretrain_tasks": ["mujoco/Reach-v1"]})
 
 
 def test_train_refuses_an_unknown_job_type(capsys):

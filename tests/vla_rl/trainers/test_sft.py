@@ -1,7 +1,8 @@
-"""SFT's loss: HL-Gauss soft labels against a slow reference, and their limit at sigma -> 0."""
+"""SFT: HL-Gauss soft labels against a slow reference and their limit at sigma -> 0; weighted dataset sampling."""
 
 import math
 
+import pytest
 import torch
 
 from vla_rl.trainers.sft import soft_labels
@@ -48,3 +49,31 @@ def test_sft_loss_with_soft_labels_is_their_cross_entropy_over_real_tokens():
     torch.testing.assert_close(loss, per_token[mask].mean())
     hard, _ = sft_loss(policy, None, tokens, mask)
     torch.testing.assert_close(hard, torch.nn.functional.cross_entropy(logits[mask], tokens[mask]))
+
+
+def _demos(sizes: list[int]):
+    from vla_rl.trainers.sft import DemoTensors
+
+    demos = object.__new__(DemoTensors)  # only the bookkeeping that sampling reads
+    demos.sizes, demos.instructions = sizes, ["x"] * sum(sizes)
+    return demos
+
+
+def test_weighted_sampling_draws_each_dataset_by_its_weight_and_uniform_within():
+    demos, n = _demos([10, 5, 2]), 40_000
+    idx = demos.sample(n, torch.Generator().manual_seed(0), [1.0, 0.0, 3.0])
+    counts = torch.bincount(idx, minlength=17).double() / n
+    expected = torch.tensor([0.25 / 10] * 10 + [0.0] * 5 + [0.75 / 2] * 2, dtype=torch.float64)
+    assert counts[10:15].sum() == 0  # weight 0: never drawn
+    assert torch.allclose(counts, expected, atol=0.01)
+    plain = torch.bincount(demos.sample(n, torch.Generator().manual_seed(0)), minlength=17).double() / n
+    assert torch.allclose(plain, torch.full((17,), 1 / 17, dtype=torch.float64), atol=0.01)
+
+
+def test_data_weights_must_match_the_datasets():
+    from vla_rl.trainers.sft import SFTConfig
+
+    with pytest.raises(ValueError, match="one non-negative weight per dataset"):
+        SFTConfig(data=["a", "b"], data_weights=[1.0])
+    with pytest.raises(ValueError, match="positive sum"):
+        SFTConfig(data=["a", "b"], data_weights=[0.0, 0.0])
