@@ -68,14 +68,17 @@ class QuickstartConfig(Config):
         self.grpo_config()
         return self
 
+    def demo_counts(self) -> dict[str, int]:
+        """Expert demos to collect per task: the suite's, then the pretraining tasks' (the SFT data's order)."""
+        return {t: self.demos_per_task for t in self.tasks} | {t: self.pretrain_demos for t in self.pretrain_tasks}
+
     def dataset(self, task: str) -> Path:
         return Path(self.out) / "data" / task.split("/")[-1]
 
     def sft_config(self) -> Any:
         from vla_rl.trainers.sft import SFTConfig
 
-        data = [str(self.dataset(t)) for t in [*self.tasks, *self.pretrain_tasks]]
-        fixed = {"data": data, "out": str(Path(self.out) / "sft")}
+        fixed = {"data": [str(self.dataset(t)) for t in self.demo_counts()], "out": str(Path(self.out) / "sft")}
         return sub_config(SFTConfig, self.sft, fixed, "sft")
 
     def grpo_config(self) -> Any:
@@ -120,7 +123,7 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
     say(f"[bold]1/5 collect[/]: {cfg.demos_per_task} expert demo(s) per task of {', '.join(cfg.tasks)}"
         + (f"; {cfg.pretrain_demos} per pretraining task of {', '.join(cfg.pretrain_tasks)}"
            if cfg.pretrain_tasks else ""))
-    for task, n in [(t, cfg.demos_per_task) for t in cfg.tasks] + [(t, cfg.pretrain_demos) for t in cfg.pretrain_tasks]:
+    for task, n in cfg.demo_counts().items():
         collect(task, n, out=cfg.dataset(task), image_size=cfg.image_size, progress=False, overwrite=True)
     walls["collect"], t = time.time() - t, time.time()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -19,6 +19,9 @@ from pydantic import Field, model_validator
 from vla_rl.config import Config
 from vla_rl.envs import EnvConfig
 from vla_rl.policies.vla.configuration_vla import VLAConfig, vla_preset
+
+if TYPE_CHECKING:
+    import torch
 
 
 class SFTConfig(Config):
@@ -113,7 +116,7 @@ class DemoTensors:
     def __len__(self) -> int:
         return len(self.instructions)
 
-    def sample(self, n: int, generator, weights: list[float] | None = None):
+    def sample(self, n: int, generator: torch.Generator, weights: list[float] | None = None) -> torch.Tensor:
         """``n`` sample indices (int64): uniform over all samples, or with ``weights`` a dataset drawn by its
         weight for each index, then a sample uniform within it."""
         import torch
