@@ -271,3 +271,36 @@ def test_keypoint_tokens_carry_image_positions_and_round_trip(tmp_path):
     torch.testing.assert_close(again.action_logits(batch), ref.detach(), rtol=0, atol=0)
     with pytest.raises(ValueError, match="keypoints"):
         VLAPolicy.from_pretrained(tmp_path / "k", expect=micro())
+
+
+def test_merge_patches_is_a_pixel_shuffle_of_the_grid():
+    from vla_rl.policies.vla.modeling_vla import merge_patches
+
+    g, r, c = 4, 2, 3
+    feats = torch.randn(2, g * g, c)  # row-major 4 x 4 grid
+    out = merge_patches(feats, r)
+    ref = torch.empty(2, (g // r) ** 2, r * r * c)
+    for bi in range(g // r):  # slow reference: walk each block's patches row by row
+        for bj in range(g // r):
+            parts = [feats[:, (bi * r + i) * g + bj * r + j] for i in range(r) for j in range(r)]
+            ref[:, bi * (g // r) + bj] = torch.cat(parts, -1)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    assert merge_patches(feats, 1) is feats
+
+
+def test_merged_image_tokens_shorten_the_sequence_and_round_trip(tmp_path):
+    cfg = micro()
+    cfg = cfg.model_copy(update={"vision": cfg.vision.model_copy(update={"merge": 2})})
+    pol = make(cfg)
+    batch = pol.processor()(obs(), ["open the drawer"] * 5)
+    emb, _ = pol._prefix(batch)
+    plain, _ = make(micro())._prefix(batch)
+    assert plain.shape[1] - emb.shape[1] == 2 * (16 - 4)  # two cameras, a 4 x 4 patch grid -> 2 x 2
+    ref = pol.action_logits(batch)
+    pol.save_pretrained(tmp_path / "m")
+    again = VLAPolicy.from_pretrained(tmp_path / "m", expect=cfg)
+    torch.testing.assert_close(again.action_logits(batch), ref, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="multiple of merge"):
+        VisionConfig(image_size=24, patch_size=8, merge=2)  # a 3 x 3 grid
+    with pytest.raises(ValueError, match="siglip"):
+        VisionConfig(type="vit", merge=2)

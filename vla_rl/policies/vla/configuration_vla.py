@@ -23,6 +23,8 @@ class VisionConfig(Config):
                             "embedding (patch_size must be a power of two)")
     keypoints: int = Field(0, ge=0, description="spatial-softmax keypoints per camera from a small conv branch at "
                            "half resolution, read out as one extra image token (0: off)")
+    merge: int = Field(1, ge=1, description="pixel shuffle before the projector: each r x r block of patch "
+                       "features becomes one token of r^2 x hidden_size features (r^2 fewer image tokens; 1: off)")
 
     @model_validator(mode="after")
     def _divisible(self) -> VisionConfig:
@@ -30,6 +32,11 @@ class VisionConfig(Config):
             raise ValueError(f"conv_stem needs a power-of-two patch_size >= 2, got {self.patch_size}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} must be a multiple of patch_size {self.patch_size}")
+        if self.merge > 1 and self.type != "siglip":
+            raise ValueError("merge is implemented for the siglip encoder only (a ViT adds a CLS token to its grid)")
+        if (self.image_size // self.patch_size) % self.merge:
+            raise ValueError(f"the patch grid side {self.image_size // self.patch_size} must be a multiple of "
+                             f"merge {self.merge}")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} must be divisible by num_heads {self.num_heads}")
         return self

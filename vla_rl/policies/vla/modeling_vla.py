@@ -19,6 +19,7 @@ sampled log-probs equal the re-computed ones (PPO's ratio starts at 1).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import get_args
@@ -87,6 +88,17 @@ def _vision_model(cfg: VLAConfig) -> nn.Module:
     if v.conv_stem:
         embeddings.patch_embedding = conv_stem(v.patch_size, v.hidden_size)
     return model
+
+
+def merge_patches(feats: torch.Tensor, r: int) -> torch.Tensor:
+    """Pixel shuffle (space-to-depth) of a square patch grid: (N, g*g, c) row-major -> (N, (g/r)^2, r*r*c),
+    each output token the features of one r x r block, concatenated row by row. r = 1 returns ``feats``."""
+    if r == 1:
+        return feats
+    n, p, c = feats.shape
+    g = math.isqrt(p)
+    x = feats.view(n, g // r, r, g // r, r, c).permute(0, 1, 3, 2, 4, 5)  # (N, row block, col block, r, r, c)
+    return x.reshape(n, (g // r) ** 2, r * r * c)
 
 
 class ConvStem(nn.Sequential):
@@ -170,7 +182,8 @@ class VLAPolicy(nn.Module):
         self.state_stats = state_stats
         h = config.lm.hidden_size
         self.vision = _vision_model(config)
-        self.projector = nn.Sequential(nn.Linear(config.vision.hidden_size, h), nn.GELU(), nn.Linear(h, h))
+        merged = config.vision.hidden_size * config.vision.merge ** 2
+        self.projector = nn.Sequential(nn.Linear(merged, h), nn.GELU(), nn.Linear(h, h))
         self.camera_embed = nn.Parameter(torch.zeros(len(config.cameras), h))
         kp = config.vision.keypoints
         self.keypoints = SpatialSoftmax(kp) if kp else None
@@ -184,7 +197,8 @@ class VLAPolicy(nn.Module):
         """Embeddings (B, P, h) and mask (B, P) of images + instruction + proprio."""
         b, c = batch.pixels.shape[:2]
         flat = batch.pixels.flatten(0, 1)  # (B*C, 3, S, S)
-        img = self.projector(self.vision(pixel_values=flat).last_hidden_state)  # (B*C, patches, h)
+        feats = merge_patches(self.vision(pixel_values=flat).last_hidden_state, self.config.vision.merge)
+        img = self.projector(feats)  # (B*C, patches / merge^2, h)
         if self.keypoints is not None:  # one more token per camera: its keypoints' coordinates
             kp = self.keypoint_proj(self.keypoints(flat).flatten(1))  # (B*C, h)
             img = torch.cat([img, kp[:, None]], 1)
