@@ -27,7 +27,8 @@ class RobotRollout(Rollout):
     entropy float32 (S, K); token_mask float32 (S, K) (1 for tokens of control steps that were executed, 0 for
     the tokens of dims that decode to a constant, `ActionTokenizer.acting_dims`: they carry no outcome credit);
     traj int64 (S,).
-    Per trajectory: group int64 (N,), success / lost bool (N,), steps int64 (N,), seeds, task ids.
+    Per trajectory: group int64 (N,), success / lost bool (N,), steps int64 (N,), seeds, task ids, anchor bool
+    (N,) (it acted greedily, ``collect_rollouts(anchors=)``).
     """
 
     images: torch.Tensor = per_sample()
@@ -45,6 +46,7 @@ class RobotRollout(Rollout):
     steps: torch.Tensor = per_trajectory()
     seeds: list[int] = per_trajectory(list)
     tasks: list[str] = per_trajectory(list)
+    anchor: torch.Tensor | None = per_trajectory(fill=lambda n: torch.zeros(n, dtype=torch.bool))
     wall_s: float = 0.0
     policy_s: float = 0.0
 
@@ -126,7 +128,7 @@ def env_halves(env: VectorEnv) -> list[np.ndarray]:
 def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, temperature: float,
                      generator: torch.Generator | None = None, task: str = "", group_offset: int = 0,
                      greedy: bool = False, pipelined: bool = False, noise_correlation: float = 0.0,
-                     sample_mass: float = 1.0) -> RobotRollout:
+                     sample_mass: float = 1.0, anchors: int = 0) -> RobotRollout:
     """Run ``group_size`` episodes from each seed (same seed G times: one GRPO group), ``env.num_envs``
     at a time. Group ids are ``group_offset + index of the seed``.
 
@@ -140,9 +142,15 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
     ``sample_mass`` < 1: each token is drawn from the central ``sample_mass`` of its distribution over the
     ordered bins (its quantile uniform in 0.5 +- sample_mass / 2, `central_quantiles`): the tails, where a
     one-demo policy spreads a quarter of its mass over far bins and the range's edges, are never sampled.
+
+    ``anchors`` > 0: the first ``anchors`` rollouts of each group take every token at quantile 0.5 (the median
+    of its tempered distribution: greedy acting with median point decoding) and the others sample, so each
+    group scores the greedy behaviour against the sampled ones from the same initial state.
     """
     if not 0.0 < sample_mass <= 1.0:
         raise ValueError(f"sample_mass must be in (0, 1], got {sample_mass}")
+    if not 0 <= anchors < group_size:
+        raise ValueError(f"anchors must be in [0, group_size - 1] (a group needs a sampled rollout), got {anchors}")
     proc = policy.processor()
     k_tokens = policy.config.num_action_tokens
     dim = policy.config.action_dim
@@ -150,6 +158,7 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
     n_env = env.num_envs
     halves = env_halves(env) if pipelined else [np.ones(n_env, bool)]
     plan = [(s, group_offset + i) for i, s in enumerate(seeds) for _ in range(group_size)]
+    anchor_plan = np.tile(np.arange(group_size) < anchors, len(seeds))  # (len(plan),) acts by the median
     noise = QuantileNoise(n_env, dim, noise_correlation, generator) if noise_correlation > 0 and not greedy else None
     buf: dict[str, list] = {k: [] for k in ("images", "ids", "amask", "state", "tokens", "logp", "ent", "tmask",
                                             "traj")}
@@ -167,6 +176,8 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
         lst = np.zeros(n_env, bool)
         nsteps = np.zeros(n_env, np.int64)
         traj_ids = start + np.arange(n_env)
+        anchor = np.zeros(n_env, bool)
+        anchor[: len(wave)] = anchor_plan[start : start + len(wave)]
         if noise is not None:
             noise.reset()
         pending: list = [None] * len(halves)
@@ -200,9 +211,10 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
                 batch = proc.batch(images, [instructions[i] for i in rows], state)
                 with torch.no_grad():
                     q = None if noise is None else noise.next(rows, policy.config.chunk_size)
-                    if sample_mass < 1.0 and not greedy:
+                    if (sample_mass < 1.0 or anchor[rows].any()) and not greedy:
                         u = torch.rand(len(rows), k_tokens, generator=generator) if q is None else q
-                        q = central_quantiles(u, sample_mass)
+                        q = central_quantiles(u, sample_mass) if sample_mass < 1.0 else u
+                        q[torch.from_numpy(anchor[rows])] = 0.5
                     out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator, quantiles=q)
                 t_pol += time.perf_counter() - tp
                 actions = np.zeros((n_env, out.actions.shape[1], dim), np.float32)
@@ -222,4 +234,4 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
         cat(buf["images"]), cat(buf["ids"]), cat(buf["amask"]), cat(buf["state"]) if buf["state"] else None,
         cat(buf["tokens"]), cat(buf["logp"]).float(), cat(buf["ent"]).float(), cat(buf["tmask"]), cat(buf["traj"]),
         torch.tensor(group), torch.tensor(success), torch.tensor(lost), torch.tensor(steps),
-        [p[0] for p in plan], [task] * len(plan), time.perf_counter() - t0, t_pol)
+        [p[0] for p in plan], [task] * len(plan), torch.from_numpy(anchor_plan), time.perf_counter() - t0, t_pol)

@@ -132,12 +132,22 @@ class GRPOConfig(GRPOAlgoConfig):
     sample_mass: float = Field(1.0, gt=0, le=1, description="draw each action token from the central fraction "
                                "of its distribution over the ordered bins (quantile in 0.5 +- sample_mass / 2; "
                                "1: plain sampling), `central_quantiles`")
+    anchors: int = Field(0, ge=0, description="rollouts per group that act greedily (each token's median, "
+                         "quantile 0.5) instead of sampling, scored in the group like the others: the update then "
+                         "moves the greedy behaviour towards the sampled rollouts that beat it (< group_size)")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
 
     @field_validator("tasks")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         return [check_task_id(t) for t in v]
+
+    @model_validator(mode="after")
+    def _anchors_leave_samples(self) -> GRPOConfig:
+        if self.anchors >= self.group_size:
+            raise ValueError(f"anchors ({self.anchors}) must be below group_size ({self.group_size}): a group needs "
+                             "sampled rollouts to compare the greedy one with")
+        return self
 
     def backend(self) -> RobotBackend:
         return RobotBackend(self)
@@ -170,7 +180,8 @@ class RobotBackend:
 
         return collect_rollouts(self.envs[task], policy, seeds, self.cfg.group_size, self.cfg.temperature, generator,
                                 task, group_offset=group_offset, pipelined=self.cfg.pipelined,
-                                noise_correlation=self.cfg.noise_correlation, sample_mass=self.cfg.sample_mass)
+                                noise_correlation=self.cfg.noise_correlation, sample_mass=self.cfg.sample_mass,
+                                anchors=self.cfg.anchors)
 
     def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
         from vla_rl.trainers.sft import evaluate_policy
@@ -403,6 +414,9 @@ class GRPOTrainer:
                 sel = torch.from_numpy(names == t) & valid
                 if sel.any():
                     m[f"rollout/{t}/success"] = float(r.success[sel].float().mean())
+        anchor = getattr(r, "anchor", None)
+        if anchor is not None and (anchor & valid).any():  # greedy rollouts on the training seeds
+            m["rollout/anchor_success"] = float(r.success[anchor & valid].float().mean())
         m |= self.backend.metrics()
         for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
             self.totals[k] = self.totals.get(k, 0) + v

@@ -1,5 +1,7 @@
 """The robot rollout loop: groups, masks, lost episodes, and pipelined == sequential."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -172,3 +174,20 @@ def test_sample_mass_draws_near_the_median(policy, env):
     below = (p.cumsum(-1).gather(-1, bins) - p.gather(-1, bins)).squeeze(-1)
     at = p.cumsum(-1).gather(-1, bins).squeeze(-1)
     assert (below <= 0.6 + 1e-4).all() and (at >= 0.4 - 1e-4).all()
+
+
+def test_anchor_rollouts_act_greedily_and_the_rest_sample(policy, env):
+    """anchors=1: the first rollout of each group is exactly the greedy (median) episode of that seed; the
+    others are sampled, so they differ from it."""
+    gen = torch.Generator().manual_seed(0)
+    r = collect_rollouts(env, policy, [5, 6], group_size=3, temperature=1.0, generator=gen, anchors=1)
+    assert r.anchor.tolist() == [True, False, False, True, False, False]
+    median = copy.deepcopy(policy)
+    median.config = median.config.model_copy(update={"point_decoding": "median"})
+    g = collect_rollouts(env, median, [5, 6], group_size=1, temperature=1.0, greedy=True)
+    for t, gt in ((0, 0), (3, 1)):
+        assert r.tokens[r.traj == t].tolist() == g.tokens[g.traj == gt].tolist()
+        assert r.steps[t] == g.steps[gt]
+    assert r.tokens[r.traj == 1].tolist() != r.tokens[r.traj == 0].tolist()
+    with pytest.raises(ValueError, match="anchors"):
+        collect_rollouts(env, policy, [5], group_size=2, temperature=1.0, anchors=2)

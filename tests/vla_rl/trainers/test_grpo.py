@@ -44,7 +44,7 @@ def params(policy) -> torch.Tensor:
 
 def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     tasks = ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run", tasks=tasks, noise_correlation=0.9))
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run", tasks=tasks, noise_correlation=0.9, anchors=1))
     try:
         s = t.train()
     finally:
@@ -53,8 +53,11 @@ def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert {"rollout/success", "perf/env_steps_per_s", "eval/success", "actor/entropy"} <= set(rows[-1])
     assert {f"rollout/{task}/success" for task in tasks} <= set(rows[-1])  # per task when several are mixed
+    assert "rollout/anchor_success" in rows[-1]  # the greedy rollouts' success on the training seeds
     assert (tmp_path / "run" / "state" / "trainer.pt").is_file() and (tmp_path / "run" / "last").is_dir()
     assert VLAPolicy.from_pretrained(tmp_path / "run" / "last").config.chunk_size == 4
+    with pytest.raises(ValueError, match="anchors .2. must be below group_size .2."):
+        cfg_for(init_ckpt, tmp_path / "x", anchors=2)
 
 
 def test_update_makes_successful_actions_likelier(init_ckpt, tmp_path):
