@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 import warnings
@@ -161,8 +160,6 @@ class RobotBackend:
         self.cfg = cfg
         self.envs: dict[str, Any] = {}
         self.env_cfg: EnvConfig = cfg.env
-        if not cfg.threads and cfg.pipelined:  # leave cores to the half that simulates (bench/results/rollout.json)
-            torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
 
     def load_policy(self, path: str | Path) -> Any:
         from vla_rl.policies.vla.modeling_vla import VLAPolicy
@@ -178,10 +175,16 @@ class RobotBackend:
     def rollout(self, policy: Any, task: str, seeds: list[int], generator: torch.Generator, group_offset: int) -> Any:
         from vla_rl.rollout.robot import collect_rollouts
 
-        return collect_rollouts(self.envs[task], policy, seeds, self.cfg.group_size, self.cfg.temperature, generator,
-                                task, group_offset=group_offset, pipelined=self.cfg.pipelined,
-                                noise_correlation=self.cfg.noise_correlation, sample_mass=self.cfg.sample_mass,
-                                anchors=self.cfg.anchors)
+        threads = torch.get_num_threads()
+        if self.cfg.pipelined:  # half the cores infer, the other half simulate (bench/results/rollout.json)
+            torch.set_num_threads(max(1, threads // 2))
+        try:
+            return collect_rollouts(self.envs[task], policy, seeds, self.cfg.group_size, self.cfg.temperature,
+                                    generator, task, group_offset=group_offset, pipelined=self.cfg.pipelined,
+                                    noise_correlation=self.cfg.noise_correlation, sample_mass=self.cfg.sample_mass,
+                                    anchors=self.cfg.anchors)
+        finally:
+            torch.set_num_threads(threads)  # the update takes every thread
 
     def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
         from vla_rl.trainers.sft import evaluate_policy

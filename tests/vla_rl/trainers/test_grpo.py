@@ -44,7 +44,8 @@ def params(policy) -> torch.Tensor:
 
 def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     tasks = ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run", tasks=tasks, noise_correlation=0.9, anchors=1))
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run", tasks=tasks, noise_correlation=0.9, anchors=1,
+                            pipelined=True, threads=2))
     try:
         s = t.train()
     finally:
@@ -54,6 +55,7 @@ def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     assert {"rollout/success", "perf/env_steps_per_s", "eval/success", "actor/entropy"} <= set(rows[-1])
     assert {f"rollout/{task}/success" for task in tasks} <= set(rows[-1])  # per task when several are mixed
     assert "rollout/anchor_success" in rows[-1]  # the greedy rollouts' success on the training seeds
+    assert torch.get_num_threads() == 2  # the pipelined rollout's one thread was given back for the update
     assert (tmp_path / "run" / "state" / "trainer.pt").is_file() and (tmp_path / "run" / "last").is_dir()
     assert VLAPolicy.from_pretrained(tmp_path / "run" / "last").config.chunk_size == 4
     with pytest.raises(ValueError, match="anchors .2. must be below group_size .2."):
