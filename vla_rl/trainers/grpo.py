@@ -29,6 +29,21 @@ from vla_rl.config import Config
 from vla_rl.envs import EnvConfig, check_task_id
 
 
+def lr_factor(iteration: int, iterations: int, warmup: int, schedule: str = "constant",
+              min_ratio: float = 0.1) -> float:
+    """The learning rate of 0-based ``iteration`` over the base lr: linear warmup to 1 over the first ``warmup``
+    iterations ((i + 1) / warmup), then 1 (``constant``) or a half cosine from 1 at the first iteration after the
+    warmup to ``min_ratio`` at the last one (``cosine``)."""
+    if iteration < warmup:
+        return (iteration + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {schedule!r}; valid: constant, cosine")
+    progress = (iteration - warmup) / max(1, iterations - 1 - warmup)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
 class GRPOAlgoConfig(Config):
     """The GRPO keys shared by every modality (robot: `GRPOConfig`; text: `vla_rl.trainers.text`)."""
 
@@ -48,6 +63,9 @@ class GRPOAlgoConfig(Config):
     lr: float = Field(1e-4, gt=0)
     warmup_iterations: int = Field(0, ge=0, description="linear learning-rate warmup over the first iterations "
                                    "(Adam's first steps move a freshly cloned policy far: PPO KL ~1 nat)")
+    lr_schedule: Literal["constant", "cosine"] = Field("constant", description="after the warmup: constant, or "
+                                                       "a cosine decay to min_lr_ratio x lr at the last iteration")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the cosine schedule's final lr / lr")
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
@@ -311,7 +329,8 @@ class GRPOTrainer:
         sums: dict[str, float] = {}
         count = 0
         self.policy.train()
-        lr = cfg.lr * min(1.0, (self.iteration + 1) / cfg.warmup_iterations) if cfg.warmup_iterations else cfg.lr
+        lr = cfg.lr * lr_factor(self.iteration, cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
+                                cfg.min_lr_ratio)
         for group in self.opt.param_groups:
             group["lr"] = lr
         n = min(r.num_samples, cfg.max_update_samples or r.num_samples)

@@ -171,3 +171,15 @@ def test_negative_scale_damps_the_push_down_on_failed_episodes(init_ckpt, tmp_pa
         finally:
             t.close()
     assert change[1.0] < 0 and change[0.0] > change[1.0], change
+
+
+def test_lr_schedule_warms_up_then_holds_or_decays():
+    from vla_rl.trainers.grpo import lr_factor
+
+    const = [lr_factor(i, 10, 3) for i in range(10)]
+    assert const == pytest.approx([1 / 3, 2 / 3, 1, 1, 1, 1, 1, 1, 1, 1])
+    cos = [lr_factor(i, 10, 3, "cosine", 0.1) for i in range(10)]
+    assert cos[:4] == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0])  # the decay starts after the warmup
+    assert cos[6] == pytest.approx(0.55) and cos[9] == pytest.approx(0.1)  # half-way: the mean of 1 and 0.1
+    assert all(a >= b for a, b in zip(cos[3:], cos[4:], strict=False))
+    assert lr_factor(0, 1, 0, "cosine", 0.1) == 1.0  # a one-iteration run takes the full lr
