@@ -285,7 +285,7 @@ def _grade_exam(argv: list[str]) -> int:
 
 
 @command("bench", "benchmarks: env, rollout, ablation (GRPO variants), update (vs TRL), vla7b (7B shape, GPU), "
-                  "decoding (argmax vs median of action tokens)")
+                  "decoding (argmax vs median of action tokens), tokens (image-token merge vs compute)")
 def _bench(argv: list[str]) -> int:
     import importlib
 
@@ -296,6 +296,7 @@ def _bench(argv: list[str]) -> int:
         "update": "bench.update_bench",
         "vla7b": "bench.vla7b_bench",
         "decoding": "bench.decoding_bench",
+        "tokens": "bench.tokens_bench",
     }
     if not argv or argv[0] not in names:
         print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")
