@@ -15,7 +15,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,10 @@ from pydantic import Field
 import sims.mujoco  # noqa: F401  (MUJOCO_GL default before mujoco is imported)
 from sims.vector import SubprocVectorEnv
 from vla_rl.config import Config
+
+if TYPE_CHECKING:
+    from vla_rl.policies.vla.configuration_vla import VLAConfig
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
 
 
 class BenchRolloutConfig(Config):
@@ -39,7 +43,9 @@ class BenchRolloutConfig(Config):
     out: str = "bench/results/rollout.json"
 
 
-def _policy(env: SubprocVectorEnv):
+def random_policy(config: VLAConfig | None = None) -> VLAPolicy:
+    """A VLA with random weights (seed 0) and the tasks' instruction tokenizer; ``config`` (`VLAConfig`)
+    defaults to the ``tiny`` preset. Speed does not depend on the weights."""
     from vla_rl.policies.tokenizer import build_tokenizer
     from vla_rl.policies.vla.configuration_vla import vla_preset
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
@@ -48,8 +54,8 @@ def _policy(env: SubprocVectorEnv):
 
     torch.manual_seed(0)
     tok = build_tokenizer(all_instructions(), vocab_size=512)
-    return VLAPolicy(vla_preset("tiny"), len(tok), NormStats(-np.ones(7), np.ones(7)),
-                     NormStats(-np.ones(8), np.ones(8)), tokenizer=tok).eval()
+    return VLAPolicy(config or vla_preset("tiny"), len(tok), NormStats(-np.ones(7), np.ones(7)),
+                     NormStats(-np.ones(8), np.ones(8)), tokenizer=tok)
 
 
 def run_rollout_bench(task: str = "mujoco/PickCube-v1", num_envs: int = 16, num_workers: int = 2, seeds: int = 4,
@@ -61,7 +67,7 @@ def run_rollout_bench(task: str = "mujoco/PickCube-v1", num_envs: int = 16, num_
         torch.set_num_threads(torch_threads)
     env = SubprocVectorEnv(task, num_envs, num_workers, env_kwargs={"image_size": 64, "cameras": ("agentview",)})
     try:
-        policy = _policy(env)
+        policy = random_policy().eval()
         chunk = policy.config.chunk_size
         rng = np.random.default_rng(0)
         # env only: random chunks, all envs, resets when every env is done

@@ -17,7 +17,6 @@ import sys
 import time
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
 from vla_rl.config import Config
@@ -36,26 +35,11 @@ class BenchTokensConfig(Config):
     out: str = "bench/results/tokens.json"
 
 
-def _policy(merge: int, instruction_tokens: int):
-    import torch
-
-    from vla_rl.policies.tokenizer import build_tokenizer
-    from vla_rl.policies.vla.configuration_vla import VisionConfig, VLAConfig
-    from vla_rl.policies.vla.modeling_vla import VLAPolicy
-    from vla_rl.policies.vla.processor_vla import NormStats
-    from vla_rl.trainers.sft import all_instructions
-
-    torch.manual_seed(0)
-    cfg = VLAConfig(vision=VisionConfig(merge=merge), cameras=("agentview", "wrist"), chunk_size=8,
-                    max_instruction_tokens=instruction_tokens)
-    tok = build_tokenizer(all_instructions(), vocab_size=512)
-    return VLAPolicy(cfg, len(tok), NormStats(-np.ones(7), np.ones(7)), NormStats(-np.ones(8), np.ones(8)),
-                     tokenizer=tok)
-
-
 def run_tokens_bench(cfg: BenchTokensConfig) -> dict[str, Any]:
     import torch
 
+    from bench.rollout_bench import random_policy
+    from vla_rl.policies.vla.configuration_vla import VisionConfig, VLAConfig
     from vla_rl.policies.vla.modeling_vla import VLABatch
     from vla_rl.utils.io import atomic_write_json
 
@@ -64,7 +48,8 @@ def run_tokens_bench(cfg: BenchTokensConfig) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     models = {}
     for merge, n_txt in cfg.variants:
-        pol = _policy(merge, n_txt)
+        pol = random_policy(VLAConfig(vision=VisionConfig(merge=merge), cameras=("agentview", "wrist"), chunk_size=8,
+                                      max_instruction_tokens=n_txt))
         ids, mask = pol.processor().tokenize(["push the red cube to the green target"] * cfg.minibatch)
         batch = VLABatch(torch.rand(cfg.minibatch, 2, 3, 64, 64, generator=gen) * 2 - 1, ids, mask,
                          torch.randn(cfg.minibatch, 8, generator=gen))
