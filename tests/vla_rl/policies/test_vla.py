@@ -27,6 +27,19 @@ def make(cfg: VLAConfig, seed: int = 0) -> VLAPolicy:
     return VLAPolicy(cfg, len(tok), A_STATS, S_STATS, tokenizer=tok).eval()
 
 
+def with_vision(**kw) -> VLAConfig:
+    """``micro()`` with vision keys changed."""
+    cfg = micro()
+    return cfg.model_copy(update={"vision": cfg.vision.model_copy(update=kw)})
+
+
+def assert_round_trips(pol: VLAPolicy, cfg: VLAConfig, batch, ref: torch.Tensor, path) -> None:
+    """Saved and loaded with ``expect=cfg``, ``pol`` gives the action logits ``ref`` on ``batch`` exactly."""
+    pol.save_pretrained(path)
+    again = VLAPolicy.from_pretrained(path, expect=cfg)
+    torch.testing.assert_close(again.action_logits(batch), ref, rtol=0, atol=0)
+
+
 def obs(b: int = 5, size: int = 32, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     return {"agentview": rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8),
@@ -225,16 +238,12 @@ def test_openvla_7b_preset_builds_with_real_shapes_without_weights():
 
 
 def test_conv_stem_hybrid_encoder_round_trips(tmp_path):
-    cfg = micro()
-    cfg = cfg.model_copy(update={"vision": cfg.vision.model_copy(update={"conv_stem": True})})
+    cfg = with_vision(conv_stem=True)
     pol = make(cfg)
     stem = pol.vision.embeddings.patch_embedding
     assert [m.stride for m in stem if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * 3  # patch 8 = 2^3
     batch = pol.processor()(obs(), ["open the drawer"] * 5)
-    ref = pol.action_logits(batch)
-    pol.save_pretrained(tmp_path / "c")
-    again = VLAPolicy.from_pretrained(tmp_path / "c", expect=cfg)
-    torch.testing.assert_close(again.action_logits(batch), ref, rtol=0, atol=0)
+    assert_round_trips(pol, cfg, batch, pol.action_logits(batch), tmp_path / "c")
     with pytest.raises(ValueError, match="power-of-two"):
         VisionConfig(image_size=30, patch_size=6, conv_stem=True)
 
@@ -256,8 +265,7 @@ def test_spatial_softmax_finds_a_bright_spot():
 
 
 def test_keypoint_tokens_carry_image_positions_and_round_trip(tmp_path):
-    cfg = micro()
-    cfg = cfg.model_copy(update={"vision": cfg.vision.model_copy(update={"keypoints": 4})})
+    cfg = with_vision(keypoints=4)
     pol = make(cfg)
     batch = pol.processor()(obs(), ["open the drawer"] * 5)
     emb, mask = pol._prefix(batch)
@@ -266,9 +274,7 @@ def test_keypoint_tokens_carry_image_positions_and_round_trip(tmp_path):
     ref = pol.action_logits(batch)
     ref.sum().backward()
     assert pol.keypoints.convs[0].weight.grad.abs().sum() > 0  # the branch is trained
-    pol.save_pretrained(tmp_path / "k")
-    again = VLAPolicy.from_pretrained(tmp_path / "k", expect=cfg)
-    torch.testing.assert_close(again.action_logits(batch), ref.detach(), rtol=0, atol=0)
+    assert_round_trips(pol, cfg, batch, ref.detach(), tmp_path / "k")
     with pytest.raises(ValueError, match="keypoints"):
         VLAPolicy.from_pretrained(tmp_path / "k", expect=micro())
 
@@ -289,17 +295,13 @@ def test_merge_patches_is_a_pixel_shuffle_of_the_grid():
 
 
 def test_merged_image_tokens_shorten_the_sequence_and_round_trip(tmp_path):
-    cfg = micro()
-    cfg = cfg.model_copy(update={"vision": cfg.vision.model_copy(update={"merge": 2})})
+    cfg = with_vision(merge=2)
     pol = make(cfg)
     batch = pol.processor()(obs(), ["open the drawer"] * 5)
     emb, _ = pol._prefix(batch)
     plain, _ = make(micro())._prefix(batch)
     assert plain.shape[1] - emb.shape[1] == 2 * (16 - 4)  # two cameras, a 4 x 4 patch grid -> 2 x 2
-    ref = pol.action_logits(batch)
-    pol.save_pretrained(tmp_path / "m")
-    again = VLAPolicy.from_pretrained(tmp_path / "m", expect=cfg)
-    torch.testing.assert_close(again.action_logits(batch), ref, rtol=0, atol=0)
+    assert_round_trips(pol, cfg, batch, pol.action_logits(batch), tmp_path / "m")
     with pytest.raises(ValueError, match="multiple of merge"):
         VisionConfig(image_size=24, patch_size=8, merge=2)  # a 3 x 3 grid
     with pytest.raises(ValueError, match="siglip"):
