@@ -21,14 +21,15 @@ from vla_rl.utils.stats import wilson_interval
 
 
 class ChunkPolicy(Protocol):
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str]) -> np.ndarray:
-        """Action chunks float32 (N, T, 7) for every env (inactive rows are ignored)."""
+    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
+        """Action chunks float32 (N, T, 7) for every env; rows where ``active`` bool (N,) is False are ignored
+        (a policy may leave them zero and skip their inference)."""
 
 
 class ExpertPolicy:
     """The tasks' scripted experts, one action per call (T = 1)."""
 
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str]) -> np.ndarray:
+    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
         return np.stack(env.call("expert_action"))[:, None, :]
 
 
@@ -39,7 +40,7 @@ class RandomPolicy:
         self.rng = np.random.default_rng(seed)
         self.chunk = chunk
 
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str]) -> np.ndarray:
+    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
         return self.rng.uniform(-1, 1, (env.num_envs, self.chunk, 7)).astype(np.float32)
 
 
@@ -85,7 +86,18 @@ class VLAChunkPolicy:
         self.point_decoding = point_decoding  # None: the checkpoint's own
         self.generator = torch.Generator().manual_seed(seed)
 
-    def act(self, env: VectorEnv | None, obs: Obs, instructions: list[str]) -> np.ndarray:
+    def act(self, env: VectorEnv | None, obs: Obs, instructions: list[str],
+            active: np.ndarray | None = None) -> np.ndarray:
+        """Chunks (N, T, 7); only the ``active`` rows are inferred (the others are zero)."""
+        if active is None or active.all():
+            return self._infer(obs, instructions)
+        rows = np.flatnonzero(active)
+        sub = self._infer({k: v[rows] for k, v in obs.items()}, [instructions[i] for i in rows])
+        out = np.zeros((len(active), *sub.shape[1:]), sub.dtype)
+        out[rows] = sub
+        return out
+
+    def _infer(self, obs: Obs, instructions: list[str]) -> np.ndarray:
         out = self.policy.act(self.processor(obs, instructions), temperature=self.temperature, greedy=self.greedy,
                               generator=self.generator, point_decoding=self.point_decoding)
         return out.actions
@@ -130,7 +142,7 @@ def run_episodes(env: VectorEnv, policy: ChunkPolicy, seeds: list[int],
         n_rec = max(0, min(record - start, len(batch)))
         frames: list[list[np.ndarray]] = [[_frame(obs, env.camera_names, i)] for i in range(n_rec)]
         while active.any():
-            actions = policy.act(env, obs, info["instruction"])
+            actions = policy.act(env, obs, info["instruction"], active)
             obs, _, term, trunc, step_info = env.step_chunk(actions, active)
             steps += step_info["steps"]
             success |= active & step_info["success"]
