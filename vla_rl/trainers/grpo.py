@@ -84,7 +84,7 @@ class GRPOAlgoConfig(Config):
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes kept fixed (e.g. "
                               "[vision] for the image encoder): not updated, no gradients computed")
     max_resample: int = Field(2, ge=0)
-    eval_every: int = Field(5, ge=1)
+    eval_every: int = Field(5, ge=1, description="validate every this many iterations, and at the last")
     eval_episodes: int = Field(50, ge=0, description="validation episodes per task (greedy); 0: none")
     checkpoint_every: int = Field(5, ge=1)
     nan_patience: int = Field(3, ge=1, description="stop after this many consecutive non-finite updates")
@@ -443,8 +443,8 @@ class GRPOTrainer:
         for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
             self.totals[k] = self.totals.get(k, 0) + v
             m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}
-        if cfg.eval_episodes and self.iteration % cfg.eval_every == 0:
-            res = self.evaluate()
+        if cfg.eval_episodes and (self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations):
+            res = self.evaluate()  # every eval_every iterations and at the last, so the tail is a candidate
             mean = float(np.mean([v["success"] for v in res.values()]))
             m |= {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
             if mean > self.best:  # model selection on validation seeds only

@@ -45,13 +45,14 @@ def params(policy) -> torch.Tensor:
 def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     tasks = ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
     t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run", tasks=tasks, noise_correlation=0.9, anchors=1,
-                            pipelined=True, threads=2))
+                            pipelined=True, threads=2, iterations=3))
     try:
         s = t.train()
     finally:
         t.close()
-    assert s["iterations"] == 2 and s["env_steps"] > 0
+    assert s["iterations"] == 3 and s["env_steps"] > 0
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert ["eval/success" in r for r in rows] == [False, True, True]  # every 2nd iteration and the last
     assert {"rollout/success", "perf/env_steps_per_s", "eval/success", "actor/entropy"} <= set(rows[-1])
     assert {f"rollout/{task}/success" for task in tasks} <= set(rows[-1])  # per task when several are mixed
     assert "rollout/anchor_success" in rows[-1]  # the greedy rollouts' success on the training seeds
