@@ -85,6 +85,9 @@ class GRPOAlgoConfig(Config):
                               "[vision] for the image encoder): not updated, no gradients computed")
     max_resample: int = Field(2, ge=0)
     eval_every: int = Field(5, ge=1, description="validate every this many iterations, and at the last")
+    max_wall_s: float | None = Field(None, gt=0, description="time budget of train() in seconds: stop after the "
+                                     "iteration whose successor (with a validation) would end past it; that "
+                                     "iteration is validated. None: run all iterations")
     eval_episodes: int = Field(50, ge=0, description="validation episodes per task (greedy); 0: none")
     checkpoint_every: int = Field(5, ge=1)
     nan_patience: int = Field(3, ge=1, description="stop after this many consecutive non-finite updates")
@@ -270,6 +273,10 @@ class GRPOTrainer:
         self.nan_skipped = 0
         self.best = -1.0
         self.totals: dict[str, int] = {}
+        self.t_start = time.time()  # train() restarts the clock
+        self.out_of_time = False  # set by step() when the next iteration would overrun max_wall_s
+        self.durations: list[float] = []  # seconds of each iteration of this process, validation excluded
+        self.eval_s: float | None = None  # seconds of the last validation
         if resuming:
             st = torch.load(state_dir / "trainer.pt", weights_only=False)
             self.opt.load_state_dict(st["opt"])
@@ -409,11 +416,22 @@ class GRPOTrainer:
     def train(self) -> dict[str, Any]:
         """Iterate to ``iterations`` (from where a resumed run stopped); returns the run's summary."""
         self.t_start = time.time()
-        while self.iteration < self.cfg.iterations:
+        while self.iteration < self.cfg.iterations and not self.out_of_time:
             t0 = time.time()
             r = self.rollout()
             self.step(r, time.time() - t0)
         return self.finish()
+
+    def next_fits(self, elapsed: float, validate_now: bool) -> bool:
+        """Whether one more iteration, and a validation after it, ends within ``max_wall_s`` of the start of
+        train(), ``elapsed`` seconds in, with this iteration's validation first if ``validate_now``. An
+        iteration is estimated by the longest of the last three, a validation by the last one (an iteration
+        until one was measured)."""
+        if self.cfg.max_wall_s is None or not self.durations:
+            return True
+        it = max(self.durations[-3:])
+        val = (self.eval_s if self.eval_s is not None else it) if self.cfg.eval_episodes else 0.0
+        return elapsed + val * validate_now + it + val <= self.cfg.max_wall_s
 
     def step(self, r: Any, rollout_s: float) -> dict[str, float]:
         """Update on rollouts ``r``, then log, evaluate and checkpoint: one iteration after its rollout.
@@ -443,8 +461,18 @@ class GRPOTrainer:
         for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
             self.totals[k] = self.totals.get(k, 0) + v
             m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}
-        if cfg.eval_episodes and (self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations):
-            res = self.evaluate()  # every eval_every iterations and at the last, so the tail is a candidate
+        self.durations.append(rollout_s + time.time() - t1)
+        scheduled = self.iteration % cfg.eval_every == 0
+        if self.iteration < cfg.iterations and not self.next_fits(time.time() - self.t_start, scheduled):
+            self.out_of_time = True
+            m["perf/stopped_by_time"] = 1.0
+            if self.console is not None:
+                self.console.print(f"time budget: iteration {self.iteration} is the last (max_wall_s "
+                                   f"{cfg.max_wall_s:.0f})")
+        if cfg.eval_episodes and (scheduled or self.iteration == cfg.iterations or self.out_of_time):
+            t_eval = time.time()  # every eval_every iterations and at the last, so the tail is a candidate
+            res = self.evaluate()
+            self.eval_s = time.time() - t_eval
             mean = float(np.mean([v["success"] for v in res.values()]))
             m |= {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
             if mean > self.best:  # model selection on validation seeds only
@@ -458,14 +486,14 @@ class GRPOTrainer:
                 f"clip {m.get('actor/clip_frac', 0):.2f} kl {m.get('actor/ppo_kl', 0):.4f} "
                 f"entropy {m.get('actor/entropy', 0):.2f} ({rollout_s:.0f}+{t2 - t1:.0f} s)"
                 + (f" val {m['eval/success']:.2f}" if "eval/success" in m else ""))
-        if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations:
+        if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations or self.out_of_time:
             self.save_state()
         return m
 
     def finish(self) -> dict[str, Any]:
         """Write the last policy and ``summary.json``; returns the summary."""
         self.policy.save_pretrained(self.out / "last", extra={"iteration": self.iteration})
-        summary = {"iterations": self.iteration, **self.totals,
-                   "wall_s": time.time() - getattr(self, "t_start", time.time()), "best_val_success": self.best}
+        summary = {"iterations": self.iteration, "stopped_by_time": self.out_of_time, **self.totals,
+                   "wall_s": time.time() - self.t_start, "best_val_success": self.best}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary

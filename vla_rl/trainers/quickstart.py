@@ -49,6 +49,10 @@ class QuickstartConfig(Config):
                                  description="`vla-rl train` GRPO keys (tasks, init and out are set here)")
     test_episodes: int = Field(200, ge=1, description="test-split seeds per task, before and after RL")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=50), description="envs of the test evaluations")
+    time_budget_min: float | None = Field(
+        None, gt=0, description="wall budget of the whole job in minutes: GRPO stops after the iteration whose "
+        "successor would leave too little time for the test after RL (its estimate: 1.2x the test before, + 15 s); "
+        "null: GRPO runs all its iterations")
     also_test: list[PointDecoding] = Field(
         default_factory=list, description="other greedy point decodings to test before and after RL, reported "
         "beside the headline (which decodes as the policy's own `sft.policy.point_decoding`)")
@@ -60,6 +64,8 @@ class QuickstartConfig(Config):
 
     @model_validator(mode="after")
     def _phases_valid(self) -> QuickstartConfig:
+        if self.time_budget_min is not None and "max_wall_s" in self.grpo:
+            raise ValueError("set time_budget_min (the whole job's budget) or grpo.max_wall_s, not both")
         both = sorted(set(self.tasks) & set(self.pretrain_tasks))
         if both:
             raise ValueError(f"{both} are both suite and pretraining tasks: one demo per suite task is the point; "
@@ -150,8 +156,13 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
     before = test(sft["checkpoint"], "before")
     walls["test_before"], t = time.time() - t, time.time()
 
-    say("[bold]4/5 GRPO[/] from the SFT policy")
-    trainer = GRPOTrainer(cfg.grpo_config(), console)
+    grpo_cfg = cfg.grpo_config()
+    if cfg.time_budget_min is not None:  # leave the test after RL the time the test before took, and a margin
+        left = cfg.time_budget_min * 60 - (time.time() - t_all) - (1.2 * walls["test_before"] + 15)
+        grpo_cfg = grpo_cfg.model_copy(update={"max_wall_s": max(left, 1.0)})
+    say("[bold]4/5 GRPO[/] from the SFT policy"
+        + (f" (time budget {grpo_cfg.max_wall_s:.0f} s)" if grpo_cfg.max_wall_s else ""))
+    trainer = GRPOTrainer(grpo_cfg, console)
     try:
         grpo = trainer.train()
     finally:
@@ -176,6 +187,8 @@ def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]
         "ci95_after": {k: v["ci95"] for k, v in after.items()},
         "env_steps": int(grpo["env_steps"]),
         "grpo_iterations": int(grpo["iterations"]),
+        "grpo_stopped_by_time": bool(grpo["stopped_by_time"]),
+        "time_budget_s": None if cfg.time_budget_min is None else cfg.time_budget_min * 60,
         "sft_checkpoint": str(sft["checkpoint"]),
         "grpo_checkpoint": str(chosen),
         "wall_s": time.time() - t_all,
@@ -225,6 +238,7 @@ def results_table(results: dict[str, Any]) -> Any:
             table.add_row(name, _pct(before[task], ci_b), _pct(after[task], ci_a),
                           f"{after[task] - before[task]:+.1%}", end_section=task == "mean")
     table.caption = (f"greedy decoding: {own or 'argmax'}; "
-                     f"{results['env_steps']} RL env steps, {results['grpo_iterations']} GRPO iterations; "
+                     f"{results['env_steps']} RL env steps, {results['grpo_iterations']} GRPO iterations"
+                     + (" (time budget)" if results.get("grpo_stopped_by_time") else "") + "; "
                      f"wall {results['wall_s'] / 60:.1f} min")
     return table

@@ -257,7 +257,7 @@ def run_rlccf(cfg: RLCCFConfig, console: Any = None) -> dict[str, Any]:
         for t in trainers:
             t.t_start = time.time()
         n_iter = trainers[0].cfg.iterations
-        while trainers[0].iteration < n_iter:
+        while trainers[0].iteration < n_iter and not any(t.out_of_time for t in trainers):
             t0 = time.time()
             rolls = [t.rollout() for t in trainers]
             rollout_s = (time.time() - t0) / len(trainers)

@@ -2,6 +2,7 @@
 and survives bad updates."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -61,6 +62,30 @@ def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     assert VLAPolicy.from_pretrained(tmp_path / "run" / "last").config.chunk_size == 4
     with pytest.raises(ValueError, match="anchors .2. must be below group_size .2."):
         cfg_for(init_ckpt, tmp_path / "x", anchors=2)
+
+
+def test_time_budget_stops_after_a_validated_iteration(init_ckpt, tmp_path):
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "budget", iterations=3, max_wall_s=1e-3))
+    try:
+        s = t.train()
+    finally:
+        t.close()
+    assert s["iterations"] == 1 and s["stopped_by_time"]  # the first iteration always runs
+    rows = [json.loads(x) for x in (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and "eval/success" in rows[0] and rows[0]["perf/stopped_by_time"] == 1.0
+    assert (tmp_path / "budget" / "best").is_dir() and (tmp_path / "budget" / "state" / "trainer.pt").is_file()
+
+
+def test_next_fits_by_hand():
+    def fits(elapsed, validate_now, eval_s=5.0, budget=100.0):
+        me = SimpleNamespace(cfg=SimpleNamespace(max_wall_s=budget, eval_episodes=4), durations=[10.0, 20.0, 12.0],
+                             eval_s=eval_s)
+        return GRPOTrainer.next_fits(me, elapsed, validate_now)
+
+    assert fits(60, False)  # 60 + 20 (the longest of the last three) + 5 (its validation) = 85
+    assert fits(75, False) and not fits(75, True)  # 100 fits exactly; a validation now makes it 105
+    assert fits(55, False, eval_s=None) and not fits(55, True, eval_s=None)  # no validation yet: one iteration's
+    assert fits(1e9, True, budget=None)
 
 
 def test_update_makes_successful_actions_likelier(init_ckpt, tmp_path):

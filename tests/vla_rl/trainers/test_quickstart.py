@@ -41,6 +41,7 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
     cfg["also_test"] = ["argmax", "median"]  # the policy's own (median) is the headline, not repeated
     cfg |= {"pretrain_tasks": ["mujoco/Reach-v1"], "pretrain_demos": 2}
     cfg["sft"]["data_weights"] = [1, 1, 2]  # suite tasks first, then pretraining tasks
+    cfg["time_budget_min"] = 0.01  # spent before GRPO starts: it runs (and validates) one of its two iterations
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path)]) == 0
     run = tmp_path / "run"
@@ -51,7 +52,8 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
         assert all(0.0 <= v <= 1.0 for v in res[key].values())
         assert res[key]["mean"] == pytest.approx(sum(res[key][t] for t in tasks) / 2)
     assert res["improvement"] == pytest.approx(res["success_after"]["mean"] - res["success_before"]["mean"])
-    assert res["test_episodes"] == 3 and res["env_steps"] > 0 and res["grpo_iterations"] == 2
+    assert res["test_episodes"] == 3 and res["env_steps"] > 0 and res["grpo_iterations"] == 1
+    assert res["grpo_stopped_by_time"] and res["time_budget_s"] == pytest.approx(0.6)
     assert res["grpo_checkpoint"].endswith("best")  # chosen on validation seeds
     assert res["point_decoding"] == "median" and list(res["other_decodings"]) == ["argmax"]
     for key in ("success_before", "success_after"):
@@ -65,6 +67,7 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
     assert (run / "curves.png").stat().st_size > 0
     out = capsys.readouterr().out
     assert "success before RL" in out and "OpenDrawerNarrow-v1 (argmax)" in out and "greedy decoding: median" in out
+    assert "GRPO iterations (time budget)" in out
 
 
 def test_phase_keys_are_checked_at_load(tmp_path):
@@ -75,6 +78,8 @@ def test_phase_keys_are_checked_at_load(tmp_path):
     with pytest.raises(Exception, match="set by the quickstart itself"):
         QuickstartConfig.model_validate(cfg)
     del cfg["sft"]["out"]
+    with pytest.raises(Exception, match="time_budget_min .* or grpo.max_wall_s, not both"):
+        QuickstartConfig.model_validate(cfg | {"time_budget_min": 20, "grpo": cfg["grpo"] | {"max_wall_s": 60}})
     with pytest.raises(Exception, match="both suite and pretraining tasks"):
         QuickstartConfig.model_validate(cfg | {"pretrain_tasks": ["mujoco/OpenDrawerNarrow-v1"]})
     cfg["sft"]["data_weights"] = [1, 1]  # two suite tasks, one pretraining task: three datasets
