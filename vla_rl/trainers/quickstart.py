@@ -8,7 +8,8 @@ of initial states; outcome-reward GRPO lifts it. Phases, each in its own sub-fol
 3. success of the SFT policy on ``test_episodes`` test-split seeds per task (greedy, by the checkpoint's
    ``point_decoding``; ``also_test`` adds the other decoding's readings) -> ``success_before``;
 4. ``grpo``: GRPO from the SFT checkpoint (`vla_rl.trainers.grpo`); its checkpoint is chosen on
-   validation seeds only (``grpo/best``), never on test seeds;
+   validation seeds only (``grpo/best``), never on test seeds; with ``time_budget_min`` it stops early
+   (its ``max_wall_s``) so that the whole job ends within the budget;
 5. the same test seeds again -> ``success_after``.
 
 ``results.json`` holds both readings per task and their mean (with 95% Wilson intervals), the env steps
