@@ -469,7 +469,8 @@ class GRPOTrainer:
             if self.console is not None:
                 self.console.print(f"time budget: iteration {self.iteration} is the last (max_wall_s "
                                    f"{cfg.max_wall_s:.0f})")
-        if cfg.eval_episodes and (scheduled or self.iteration == cfg.iterations or self.out_of_time):
+        last = self.iteration == cfg.iterations or self.out_of_time
+        if cfg.eval_episodes and (scheduled or last):
             t_eval = time.time()  # every eval_every iterations and at the last, so the tail is a candidate
             res = self.evaluate()
             self.eval_s = time.time() - t_eval
@@ -486,7 +487,7 @@ class GRPOTrainer:
                 f"clip {m.get('actor/clip_frac', 0):.2f} kl {m.get('actor/ppo_kl', 0):.4f} "
                 f"entropy {m.get('actor/entropy', 0):.2f} ({rollout_s:.0f}+{t2 - t1:.0f} s)"
                 + (f" val {m['eval/success']:.2f}" if "eval/success" in m else ""))
-        if self.iteration % cfg.checkpoint_every == 0 or self.iteration == cfg.iterations or self.out_of_time:
+        if self.iteration % cfg.checkpoint_every == 0 or last:
             self.save_state()
         return m
 
