@@ -13,7 +13,7 @@ def test_markdown_table_has_a_row_per_variant_and_the_start():
     lines = markdown_table(result).splitlines()
     assert lines[0].startswith("| variant | A-v1 | B-v1 | mean |")
     assert "| SFT (start) | 10.0% | 30.0% | 20.0% |" in lines[2]
-    assert len(lines) == 3 + len(VARIANTS) and "| +clip_higher | 50.0% | 25.0% | 37.5% | 1000 | 12 |" in lines
+    assert len(lines) == 3 + len(VARIANTS) and "| +clip_higher | 50.0% | 25.0% | 37.5% | +17.5 | 1000 | 12 |" in lines
 
 
 def test_unknown_variant_is_refused_before_any_work(tmp_path):
