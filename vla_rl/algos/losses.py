@@ -44,6 +44,26 @@ def agg_loss(loss_mat: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean
     raise ValueError(f"unknown loss aggregation {mode!r}; valid: {', '.join(AGG_MODES)}")
 
 
+def informative_rows(advantages: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean"
+                     ) -> tuple[torch.Tensor, float]:
+    """Rows (B,) bool whose advantage (B,) is nonzero, and the factor f with ``agg_loss`` over all rows =
+    f x ``agg_loss`` over those rows, for a per-token loss that is zero with a zero gradient where the
+    advantage is zero (PPO clip, with or without dual clip, and no KL term). The update then skips the forward
+    and backward of the rest (a GRPO group whose rewards are all equal) and takes the same gradient step."""
+    if advantages.dim() != 1:
+        raise ValueError(f"informative_rows needs one advantage per row (B,), got shape {tuple(advantages.shape)}")
+    keep = advantages != 0
+    if mode == "token-mean":
+        total = float(mask.sum())
+        return keep, float(mask[keep].sum()) / total if total else 0.0
+    if mode in AGG_MODES:  # the sequence modes divide by the number of rows (and a constant length)
+        return keep, float(keep.sum()) / max(len(keep), 1)
+    raise ValueError(f"unknown loss aggregation {mode!r}; valid: {', '.join(AGG_MODES)}")
+
+
+ZERO_ADVANTAGE_SKIPPABLE = ("ppo_clip",)  # losses whose tokens with a zero advantage add nothing (see above)
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.to(x.dtype)
     return (x * m).sum() / m.sum().clamp(min=1.0)

@@ -277,6 +277,7 @@ class GRPOTrainer:
         self.out_of_time = False  # set by step() when the next iteration would overrun max_wall_s
         self.durations: list[float] = []  # seconds of each iteration of this process, validation excluded
         self.eval_s: float | None = None  # seconds of the last validation
+        self.skip_zero_advantage = True  # False: forward every sample (the reference the skip is tested against)
         if resuming:
             st = torch.load(state_dir / "trainer.pt", weights_only=False)
             self.opt.load_state_dict(st["opt"])
@@ -320,7 +321,7 @@ class GRPOTrainer:
         """PPO epochs over the samples; returns averaged metrics."""
         from vla_rl.algos import POLICY_LOSSES, compute_advantages, kl_penalty
         from vla_rl.algos.advantages import group_stats, sample_advantages
-        from vla_rl.algos.losses import masked_mean
+        from vla_rl.algos.losses import ZERO_ADVANTAGE_SKIPPABLE, informative_rows, masked_mean
 
         cfg = self.cfg
         if r.num_samples == 0:
@@ -333,8 +334,12 @@ class GRPOTrainer:
         _, group_acc, _ = group_stats(rewards, r.group)  # per-sample group accuracy (NFT)
         group_acc = group_acc.float()
         loss_fn = POLICY_LOSSES.get(cfg.loss)
+        # Samples with a zero advantage (all-equal groups) add exactly nothing to the PPO-clip loss or its
+        # gradient: skip their forward and backward, rescale the loss, take the same step (tested).
+        skip_zero = self.skip_zero_advantage and cfg.loss in ZERO_ADVANTAGE_SKIPPABLE and self.ref is None
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
+        updates = 0
         self.policy.train()
         lr = cfg.lr * lr_factor(self.iteration, cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
                                 cfg.min_lr_ratio)
@@ -349,6 +354,19 @@ class GRPOTrainer:
             perm = subset[torch.randperm(n, generator=self.gen)]
             for start in range(0, n, cfg.minibatch_size):
                 idx = perm[start : start + cfg.minibatch_size]
+                factor = 1.0
+                if skip_zero:
+                    keep, factor = informative_rows(adv[idx], r.token_mask[idx], cfg.agg_mode)
+                    if not keep.any():  # a zero gradient: Adam still steps (its moments decay), as it would have
+                        for g in self.opt.param_groups:
+                            for p in g["params"]:
+                                p.grad = torch.zeros_like(p)
+                        self.opt.step()
+                        for k in ("loss/pg", "actor/grad_norm"):
+                            sums[k], counts[k] = sums.get(k, 0.0), counts.get(k, 0) + 1
+                        updates += 1
+                        continue
+                    idx = idx[keep]
                 batch = r.batch(idx)
                 logp, ent = self.policy.logprobs(batch, r.tokens[idx], cfg.temperature)
                 mask = r.token_mask[idx]
@@ -359,6 +377,7 @@ class GRPOTrainer:
                          "generator": self.gen}
                 loss, metrics = loss_fn(logp, r.old_logp[idx], adv[idx], mask, agg_mode=cfg.agg_mode,
                                         **cfg.loss_kwargs, **extra)
+                loss = loss * factor
                 kl_now = metrics.get("actor/ppo_kl")
                 if cfg.target_kl is not None and kl_now is not None and float(kl_now) > 1.5 * cfg.target_kl:
                     stopped = True  # the policy has moved far enough from the one that collected the data
@@ -387,12 +406,13 @@ class GRPOTrainer:
                 metrics |= {"loss/pg": loss.detach(), "actor/entropy": masked_mean(ent.detach(), mask),
                             "actor/grad_norm": gnorm}
                 for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
-        out = {k: v / max(count, 1) for k, v in sums.items()}
+                    sums[k], counts[k] = sums.get(k, 0.0) + float(v), counts.get(k, 0) + 1
+                updates += 1
+        out = {k: v / counts[k] for k, v in sums.items()}  # ratio and entropy metrics: computed samples only
+        out["actor/zero_advantage_frac"] = float((adv[subset] == 0).float().mean())
         out["actor/nan_skipped"] = float(self.nan_skipped)
         out["actor/kl_early_stop"] = float(stopped)
-        out["actor/updates"] = float(count)
+        out["actor/updates"] = float(updates)
         out["actor/lr"] = lr
         return out
 

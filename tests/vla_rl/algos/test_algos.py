@@ -143,6 +143,32 @@ def test_ppo_clip_hand_case_and_gradient_zero_when_clipped():
     assert loss.item() == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize("mode", ["token-mean", "seq-mean-token-sum", "seq-mean-token-mean",
+                                  "seq-mean-token-sum-norm"])
+@pytest.mark.parametrize("clip", [(0.2, 0.28, 3.0), (0.2, 0.2, None)])
+def test_skipping_zero_advantage_rows_gives_the_same_loss_and_gradient(mode, clip):
+    from vla_rl.algos.losses import informative_rows
+
+    logp, old, adv, mask = rand_batch(3, 12, 9)
+    adv = torch.where(torch.arange(12) % 3 == 0, torch.zeros(12), adv * 3)  # a third of the rows: all-equal groups
+    eps_low, eps_high, c = clip
+    loss_fn = POLICY_LOSSES.get("ppo_clip")
+    full, _ = loss_fn(logp, old, adv, mask, eps_low=eps_low, eps_high=eps_high, dual_clip_c=c, agg_mode=mode)
+    (g_full,) = torch.autograd.grad(full, logp)
+    keep, factor = informative_rows(adv, mask, mode)
+    assert keep.tolist() == (adv != 0).tolist() and 0 < factor < 1
+    lp = logp.detach()[keep].requires_grad_()
+    part, _ = loss_fn(lp, old[keep], adv[keep], mask[keep], eps_low=eps_low, eps_high=eps_high, dual_clip_c=c,
+                      agg_mode=mode)
+    part = part * factor
+    (g_part,) = torch.autograd.grad(part, lp)
+    torch.testing.assert_close(part, full, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(g_part, g_full[keep], atol=1e-7, rtol=1e-5)
+    assert torch.all(g_full[~keep] == 0)  # what the skip relies on
+    with pytest.raises(ValueError, match="one advantage per row"):
+        informative_rows(adv[:, None].expand(12, 9), mask, mode)
+
+
 # ---- Clip-Cov / KL-Cov -----------------------------------------------------------------------------
 def loop_cov(logp, adv, mask):
     vals = [(i, t) for i in range(logp.shape[0]) for t in range(logp.shape[1]) if mask[i, t] > 0]

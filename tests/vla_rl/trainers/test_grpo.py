@@ -54,7 +54,8 @@ def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     assert s["iterations"] == 3 and s["env_steps"] > 0
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert ["eval/success" in r for r in rows] == [False, True, True]  # every 2nd iteration and the last
-    assert {"rollout/success", "perf/env_steps_per_s", "eval/success", "actor/entropy"} <= set(rows[-1])
+    assert {"rollout/success", "perf/env_steps_per_s", "eval/success", "rollout/policy_entropy",
+            "actor/zero_advantage_frac"} <= set(rows[-1])
     assert {f"rollout/{task}/success" for task in tasks} <= set(rows[-1])  # per task when several are mixed
     assert "rollout/anchor_success" in rows[-1]  # the greedy rollouts' success on the training seeds
     assert torch.get_num_threads() == 2  # the pipelined rollout's one thread was given back for the update
@@ -173,6 +174,31 @@ def test_frozen_modules_stay_fixed(init_ckpt, tmp_path):
         t.close()
     with pytest.raises(ValueError, match="no parameter under 'visoin'.*vision"):
         GRPOTrainer(cfg_for(init_ckpt, tmp_path / "typo", freeze=["visoin"]))
+
+
+def test_skipping_all_equal_groups_takes_the_same_steps(init_ckpt, tmp_path):
+    """The update skips the forward and backward of samples with a zero advantage; the parameters it ends with
+    are those of an update that computes every sample (to float rounding), and the Adam state too."""
+    ends = {}
+    for skip in (False, True):
+        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / f"skip{skip}", epochs=2, minibatch_size=8, lr=3e-3,
+                                eval_episodes=0, seeds_per_iter=4))
+        t.skip_zero_advantage = skip
+        try:
+            r = t.rollout()  # the same rollouts for both: same seed, same initial policy
+            r.success[:] = (r.group % 2 == 0) & (torch.arange(len(r.group)) % 2 == 0)  # odd groups all failed
+            m = t.update(r)
+            ends[skip] = (params(t.policy), m)
+        finally:
+            t.close()
+    (p_skip, m_skip), (p_all, m_all) = ends[True], ends[False]
+    assert 0.2 < m_skip["actor/zero_advantage_frac"] < 0.8 and m_skip["actor/updates"] == m_all["actor/updates"]
+    # the loss is rescaled to the whole minibatch's (Adam alone would hide a wrong scale), the gradients match
+    assert m_skip["loss/pg"] == pytest.approx(m_all["loss/pg"], rel=1e-5, abs=1e-7)
+    assert m_skip["actor/grad_norm"] == pytest.approx(m_all["actor/grad_norm"], rel=1e-5)
+    # Adam divides by sqrt(v): parameters whose gradients are at rounding level move by up to ~lr / 100 apart
+    torch.testing.assert_close(p_skip, p_all, atol=3e-5, rtol=1e-5)
+    assert (p_skip - params(VLAPolicy.from_pretrained(init_ckpt))).abs().max() > 1e-3
 
 
 def mean_logp_of(t, r, rows) -> float:

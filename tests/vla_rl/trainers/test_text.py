@@ -43,7 +43,7 @@ def test_text_grpo_runs_and_resumes_to_the_same_parameters(init_lm, tmp_path, ca
         full.close()
     assert s["iterations"] == 3 and s["tokens"] > 0
     rows = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
-    assert {"rollout/reward", "perf/tokens_per_s", "actor/entropy", "loss/pg"} <= set(rows[-1])
+    assert {"rollout/reward", "perf/tokens_per_s", "rollout/policy_entropy", "loss/pg"} <= set(rows[-1])
     assert "eval/arithmetic/success" in rows[1]
     assert main(["plot", str(tmp_path / "full")]) == 0  # curves, and the entropy fit over the 3 steps
     assert "entropy-performance fit over 3 steps: R = -a exp(H) + b" in capsys.readouterr().out
