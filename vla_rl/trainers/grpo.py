@@ -71,7 +71,8 @@ class GRPOAlgoConfig(Config):
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
     minibatch_size: int = Field(128, ge=1, description="samples per gradient step")
     target_kl: float | None = Field(None, gt=0, description="stop the iteration's epochs once the mean KL to the "
-                                    "rollout policy exceeds 1.5x this (SB3's target_kl); None: never")
+                                    "rollout policy (over the computed samples: PPO clip skips zero-advantage ones) "
+                                    "exceeds 1.5x this (SB3's target_kl); None: never")
     max_update_samples: int | None = Field(None, ge=1, description="samples drawn (without replacement) from "
                                            "each iteration's rollouts for its update; None: all of them")
     dynamic_sampling: bool = Field(False, description="drop all-equal groups and resample (DAPO)")
