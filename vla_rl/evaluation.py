@@ -58,6 +58,8 @@ class EvalConfig(Config):
                                       "temperature (the stochastic policy GRPO trains); None: greedy")
     point_decoding: PointDecoding | None = Field(
         None, description="greedy token choice: argmax or median bin (None: the checkpoint's point_decoding)")
+    n_action_steps: int | None = Field(None, ge=1, description="steps of each VLA chunk executed before the "
+                                       "policy is called again (None: the checkpoint's n_action_steps)")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=10))
 
     @field_validator("task")
@@ -116,7 +118,10 @@ def make_policy(cfg: EvalConfig) -> ChunkPolicy:
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
 
     greedy = cfg.temperature is None
-    return VLAChunkPolicy(VLAPolicy.from_pretrained(path), greedy=greedy,
+    vla = VLAPolicy.from_pretrained(path)
+    if cfg.n_action_steps is not None:
+        vla.set_n_action_steps(cfg.n_action_steps)
+    return VLAChunkPolicy(vla, greedy=greedy,
                           temperature=1.0 if greedy else cfg.temperature, seed=cfg.seed,
                           point_decoding=cfg.point_decoding)
 

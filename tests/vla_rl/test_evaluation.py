@@ -21,3 +21,13 @@ def test_inactive_rows_are_skipped_and_zero():
     assert part.shape == full.shape == (5, 2, 7)
     np.testing.assert_allclose(part[active], full[active], atol=1e-6)  # greedy acting is per row
     assert (part[~active] == 0).all()
+
+
+def test_eval_overrides_the_checkpoints_action_horizon(tmp_path):
+    from vla_rl.evaluation import EvalConfig, make_policy
+
+    make(micro()).save_pretrained(tmp_path / "ckpt")
+    o, instructions = obs(), all_instructions()[:5]
+    assert make_policy(EvalConfig(policy=str(tmp_path / "ckpt"))).act(None, o, instructions).shape == (5, 2, 7)
+    head = make_policy(EvalConfig(policy=str(tmp_path / "ckpt"), n_action_steps=1))
+    assert head.act(None, o, instructions).shape == (5, 1, 7)

@@ -156,6 +156,9 @@ class GRPOConfig(GRPOAlgoConfig):
     anchors: int = Field(0, ge=0, description="rollouts per group that act greedily (each token's median, "
                          "quantile 0.5) instead of sampling, scored in the group like the others: the update then "
                          "moves the greedy behaviour towards the sampled rollouts that beat it (< group_size)")
+    n_action_steps: int | None = Field(None, ge=1, description="steps of each decoded chunk executed before the "
+                                       "policy is called again (receding horizon; the unexecuted steps' tokens get "
+                                       "no credit); None: the init checkpoint's")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
 
     @field_validator("tasks")
@@ -186,7 +189,10 @@ class RobotBackend:
     def load_policy(self, path: str | Path) -> Any:
         from vla_rl.policies.vla.modeling_vla import VLAPolicy
 
-        return VLAPolicy.from_pretrained(path)
+        policy = VLAPolicy.from_pretrained(path)
+        if self.cfg.n_action_steps is not None:
+            policy.set_n_action_steps(self.cfg.n_action_steps)
+        return policy
 
     def start(self, policy: Any) -> None:
         from vla_rl.envs import make_vector_env

@@ -198,6 +198,24 @@ def test_save_load_gives_identical_logits(tmp_path):
     np.testing.assert_array_equal(again.action_tokenizer.stats.q99, A_STATS.q99)
 
 
+def test_n_action_steps_returns_the_chunk_head_and_survives_save(tmp_path):
+    """Receding horizon: the same tokens are decoded, the actions to execute are the first n steps."""
+    pol = make(micro())
+    batch = pol.processor()(obs(), ["open the drawer"] * 5)
+    full = pol.act(batch, greedy=True)
+    pol.set_n_action_steps(1)
+    head = pol.act(batch, greedy=True)
+    torch.testing.assert_close(head.tokens, full.tokens)
+    assert head.actions.shape == (5, 1, 7)
+    np.testing.assert_array_equal(head.actions, full.actions[:, :1])
+    pol.save_pretrained(tmp_path / "ckpt")
+    assert VLAPolicy.from_pretrained(tmp_path / "ckpt").config.n_action_steps == 1
+    with pytest.raises(ValueError, match="n_action_steps 3 exceeds chunk_size 2"):
+        pol.set_n_action_steps(3)
+    with pytest.raises(ValueError, match="exceeds chunk_size"):
+        micro(n_action_steps=5)
+
+
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     make(micro()).save_pretrained(tmp_path / "ckpt")
     with pytest.raises(ValueError, match=r"chunk_size: expected 4, checkpoint has 2"):

@@ -191,3 +191,16 @@ def test_anchor_rollouts_act_greedily_and_the_rest_sample(policy, env):
     assert r.tokens[r.traj == 1].tolist() != r.tokens[r.traj == 0].tolist()
     with pytest.raises(ValueError, match="anchors"):
         collect_rollouts(env, policy, [5], group_size=2, temperature=1.0, anchors=2)
+
+
+def test_receding_horizon_executes_the_chunk_head_and_credits_only_it(policy, env):
+    """n_action_steps = 1 of a 4-step chunk: one policy call per env step, and only the first step's 7 tokens of
+    each sample carry credit (the other three steps were decoded, never executed)."""
+    full = collect_rollouts(env, policy, [0, 1], group_size=2, temperature=1.0, greedy=True)
+    head = copy.deepcopy(policy)
+    head.set_n_action_steps(1)
+    r = collect_rollouts(env, head, [0, 1], group_size=2, temperature=1.0, greedy=True)
+    assert r.num_samples == r.env_steps  # a sample per executed step
+    assert r.num_samples > full.num_samples
+    per_step = r.token_mask.view(r.num_samples, 4, 7).sum(0)
+    assert (per_step[0] == r.num_samples).all() and (per_step[1:] == 0).all()

@@ -176,6 +176,20 @@ def test_frozen_modules_stay_fixed(init_ckpt, tmp_path):
         GRPOTrainer(cfg_for(init_ckpt, tmp_path / "typo", freeze=["visoin"]))
 
 
+def test_receding_horizon_from_the_config_reaches_rollouts(init_ckpt, tmp_path):
+    """``n_action_steps`` overrides the init checkpoint's: 2 of each 4-step chunk executed, only they credited."""
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "h2", eval_episodes=0, n_action_steps=2))
+    try:
+        assert t.policy.config.n_action_steps == 2
+        r = t.rollout()
+        per_step = r.token_mask.view(r.num_samples, 4, 7).sum(0)
+        assert (per_step[2:] == 0).all() and per_step[0].sum() > 0
+    finally:
+        t.close()
+    with pytest.raises(ValueError, match="n_action_steps 5 exceeds chunk_size 4"):
+        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "h5", n_action_steps=5))
+
+
 def test_skipping_all_equal_groups_takes_the_same_steps(init_ckpt, tmp_path):
     """The update skips the forward and backward of samples with a zero advantage; the parameters it ends with
     are those of an update that computes every sample (to float rounding), and the Adam state too."""

@@ -68,6 +68,9 @@ class VLAConfig(Config):
     cameras: tuple[str, ...] = ("agentview",)
     action_dim: int = Field(7, ge=1)
     chunk_size: int = Field(8, ge=1)
+    n_action_steps: int | None = Field(
+        None, ge=1, description="steps of each decoded chunk the robot executes before the policy is called again "
+        "(receding horizon, LeRobot's n_action_steps); None: the whole chunk")
     n_bins: int = Field(256, ge=2)
     binary_dims: tuple[int, ...] = (6,)
     use_proprio: bool = True
@@ -79,6 +82,13 @@ class VLAConfig(Config):
         "or the median of its distribution over the ordered bins (robust when RL leaves it broad and flat-topped)")
     camera_size: int | None = Field(None, ge=8, description="resolution the training images were rendered at; "
                                     "envs render at it and the processor resizes (None: vision.image_size)")
+
+    @model_validator(mode="after")
+    def _horizon(self) -> VLAConfig:
+        if self.n_action_steps is not None and self.n_action_steps > self.chunk_size:
+            raise ValueError(f"n_action_steps {self.n_action_steps} exceeds chunk_size {self.chunk_size}: the robot "
+                             "can only execute steps the policy decoded (set n_action_steps <= chunk_size or null)")
+        return self
 
     @property
     def num_action_tokens(self) -> int:

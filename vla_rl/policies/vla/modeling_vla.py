@@ -58,7 +58,8 @@ class VLABatch:
 
 @dataclass
 class ActOutput:
-    """tokens int64 (B, K) in [0, n_bins); logprobs, entropy float (B, K); actions float32 (B, T, D)."""
+    """tokens int64 (B, K) in [0, n_bins); logprobs, entropy float (B, K); actions float32 (B, T, D): the chunk's
+    first T = ``config.n_action_steps`` (or all chunk_size) steps, the ones to execute."""
 
     tokens: torch.Tensor
     logprobs: torch.Tensor
@@ -271,7 +272,7 @@ class VLAPolicy(nn.Module):
                 raise ValueError("quantile sampling is implemented for parallel decoding only")
             tokens, logp, ent = self._generate_autoregressive(batch, temperature, greedy, generator, point)
         ids = (tokens + self.action_offset).cpu().numpy().reshape(len(batch), self.config.chunk_size, -1)
-        return ActOutput(tokens, logp, ent, self.action_tokenizer.decode(ids))
+        return ActOutput(tokens, logp, ent, self.action_tokenizer.decode(ids)[:, : self.config.n_action_steps])
 
     def _generate_autoregressive(self, batch: VLABatch, temperature: float, greedy: bool,
                                  generator: torch.Generator | None, point: str = "argmax"):
@@ -292,6 +293,11 @@ class VLAPolicy(nn.Module):
             out = self.lm.model(inputs_embeds=nxt, attention_mask=mask, cache=cache, use_cache=True)
             hidden = out.last_hidden_state
         return torch.cat(toks, 1), torch.cat(logps, 1), torch.cat(ents, 1)
+
+    def set_n_action_steps(self, n: int | None) -> None:
+        """Execute the first ``n`` steps of each decoded chunk (None: all of it); checked against chunk_size.
+        Not part of the architecture: any checkpoint can act with any horizon up to its chunk."""
+        self.config = type(self.config).model_validate({**self.config.model_dump(), "n_action_steps": n})
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
