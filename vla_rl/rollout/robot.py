@@ -94,16 +94,18 @@ class QuantileNoise:
         idx = torch.arange(len(self.z)) if rows is None else torch.as_tensor(rows)
         self.z[idx] = torch.randn(len(idx), self.z.shape[1], generator=self.gen)
 
-    def next(self, rows: np.ndarray, steps: int) -> torch.Tensor:
+    def next(self, rows: np.ndarray, steps: int, executed: int | None = None) -> torch.Tensor:
         """Quantiles float (len(rows), steps * dim) in (0, 1) for the next ``steps`` control steps of ``rows``,
-        laid out like the action tokens (step-major)."""
+        laid out like the action tokens (step-major). The state advances by the ``executed`` steps (None: all
+        ``steps``): under a receding horizon the chunk's unexecuted steps are drawn but never happen, so the next
+        chunk continues from the last executed one."""
         idx = torch.as_tensor(rows)
         z, out = self.z[idx], []
         for _ in range(steps):
             eps = torch.randn(z.shape, generator=self.gen)
             z = self.rho * z + (1.0 - self.rho**2) ** 0.5 * eps
             out.append(z)
-        self.z[idx] = z
+        self.z[idx] = out[(executed or steps) - 1]
         return torch.special.ndtr(torch.cat(out, 1)).clamp(1e-6, 1 - 1e-6)
 
 
@@ -210,7 +212,8 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
                 state = obs["state"][rows] if proc.state_stats is not None else None
                 batch = proc.batch(images, [instructions[i] for i in rows], state)
                 with torch.no_grad():
-                    q = None if noise is None else noise.next(rows, policy.config.chunk_size)
+                    q = None if noise is None else noise.next(rows, policy.config.chunk_size,
+                                                              policy.config.n_action_steps)
                     if (sample_mass < 1.0 or anchor[rows].any()) and not greedy:
                         u = torch.rand(len(rows), k_tokens, generator=generator) if q is None else q
                         q = central_quantiles(u, sample_mass) if sample_mass < 1.0 else u

@@ -126,6 +126,10 @@ def test_quantile_noise_is_uniform_and_ar1():
     assert not torch.allclose(c[0], a[0, :7]) and torch.allclose(c[1:], a[1:, :7])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         QuantileNoise(1, 7, 1.5)
+    head = QuantileNoise(3, 2, 0.8, torch.Generator().manual_seed(0))  # receding horizon: 1 of 4 steps executed
+    head.reset()
+    drawn = head.next(np.arange(3), 4, executed=1)
+    torch.testing.assert_close(head.z, torch.special.ndtri(drawn[:, :2]), atol=1e-4, rtol=0)
 
 
 def test_correlated_rollouts_are_seeded_and_differ_from_independent_ones(policy, env):
