@@ -30,18 +30,24 @@ from vla_rl.envs import EnvConfig, check_task_id
 
 
 def lr_factor(iteration: int, iterations: int, warmup: int, schedule: str = "constant",
-              min_ratio: float = 0.1) -> float:
+              min_ratio: float = 0.1, decay_fraction: float = 1.0, progress: float | None = None) -> float:
     """The learning rate of 0-based ``iteration`` over the base lr: linear warmup to 1 over the first ``warmup``
-    iterations ((i + 1) / warmup), then 1 (``constant``) or a half cosine from 1 at the first iteration after the
-    warmup to ``min_ratio`` at the last one (``cosine``)."""
+    iterations ((i + 1) / warmup), then 1 (``constant``) or a half cosine to ``min_ratio`` (``cosine``) over the
+    last ``decay_fraction`` of the run, holding 1 before it (1.0: the decay starts at the first iteration after
+    the warmup; 0.3: warmup-stable-decay). The run's progress after the warmup is ``(iteration - warmup) /
+    (iterations - 1 - warmup)``, 1 at the last iteration, or ``progress`` where given (at least that: a time
+    budget's clock, which may end the run before ``iterations``)."""
     if iteration < warmup:
         return (iteration + 1) / warmup
     if schedule == "constant":
         return 1.0
     if schedule != "cosine":
         raise ValueError(f"unknown lr_schedule {schedule!r}; valid: constant, cosine")
-    progress = (iteration - warmup) / max(1, iterations - 1 - warmup)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    done = (iteration - warmup) / max(1, iterations - 1 - warmup)
+    if progress is not None:
+        done = max(done, progress)
+    x = (min(1.0, done) - (1.0 - decay_fraction)) / decay_fraction  # position inside the decay, <= 1
+    return 1.0 if x <= 0 else min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * x))
 
 
 class GRPOAlgoConfig(Config):
@@ -66,6 +72,15 @@ class GRPOAlgoConfig(Config):
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="after the warmup: constant, or "
                                                        "a cosine decay to min_lr_ratio x lr at the last iteration")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the cosine schedule's final lr / lr")
+    lr_decay_fraction: float = Field(1.0, gt=0, le=1, description="the cosine decays over this last fraction of "
+                                     "the run and holds the full lr before it (1: the whole run after the "
+                                     "warmup; 0.3: warmup-stable-decay)")
+    lr_clock: Literal["iterations", "budget"] = Field("iterations", description="what the lr schedule's progress "
+                                                       "counts: iterations out of `iterations`, or (budget) also "
+                                                       "the seconds of max_wall_s spent, whichever is further, "
+                                                       "so that a run the budget ends early still decays (its lr "
+                                                       "then depends on the machine's speed; without max_wall_s: "
+                                                       "iterations)")
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
@@ -348,8 +363,10 @@ class GRPOTrainer:
         counts: dict[str, int] = {}
         updates = 0
         self.policy.train()
+        clock = (time.time() - self.t_start) / cfg.max_wall_s if cfg.lr_clock == "budget" and cfg.max_wall_s \
+            else None
         lr = cfg.lr * lr_factor(self.iteration, cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
-                                cfg.min_lr_ratio)
+                                cfg.min_lr_ratio, cfg.lr_decay_fraction, clock)
         for group in self.opt.param_groups:
             group["lr"] = lr
         n = min(r.num_samples, cfg.max_update_samples or r.num_samples)

@@ -2,6 +2,7 @@
 and survives bad updates."""
 
 import json
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -87,6 +88,21 @@ def test_next_fits_by_hand():
     assert fits(75, False) and not fits(75, True)  # 100 fits exactly; a validation now makes it 105
     assert fits(55, False, eval_s=None) and not fits(55, True, eval_s=None)  # no validation yet: one iteration's
     assert fits(1e9, True, budget=None)
+
+
+def test_budget_clock_sets_the_lr_from_the_seconds_spent(init_ckpt, tmp_path):
+    lrs = {}
+    for clock in ("iterations", "budget"):
+        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / clock, iterations=40, lr_schedule="cosine", min_lr_ratio=0.1,
+                                lr_clock=clock, max_wall_s=1000.0, eval_episodes=0))
+        try:
+            r = t.rollout()
+            t.t_start = time.time() - 500.0  # half of the budget spent at the first iteration
+            lrs[clock] = t.update(r)["actor/lr"]
+        finally:
+            t.close()
+    assert lrs["iterations"] == pytest.approx(1e-3)
+    assert lrs["budget"] == pytest.approx(0.55e-3, rel=1e-2)  # the cosine half-way down: (1 + 0.1) / 2
 
 
 def test_update_makes_successful_actions_likelier(init_ckpt, tmp_path):
@@ -249,3 +265,20 @@ def test_lr_schedule_warms_up_then_holds_or_decays():
     assert cos[6] == pytest.approx(0.55) and cos[9] == pytest.approx(0.1)  # half-way: the mean of 1 and 0.1
     assert all(a >= b for a, b in zip(cos[3:], cos[4:], strict=False))
     assert lr_factor(0, 1, 0, "cosine", 0.1) == 1.0  # a one-iteration run takes the full lr
+
+
+def test_lr_schedule_decays_over_its_last_fraction_and_follows_a_budget_clock():
+    from vla_rl.trainers.grpo import lr_factor
+
+    # warmup-stable-decay: 3 warmup iterations, then progress (i - 3) / 8; the last 0.25 of it decays
+    wsd = [lr_factor(i, 12, 3, "cosine", 0.1, decay_fraction=0.25) for i in range(12)]
+    assert wsd[3:10] == pytest.approx([1.0] * 7)  # progress 0 .. 0.75: the full lr
+    assert wsd[10] == pytest.approx(0.55) and wsd[11] == pytest.approx(0.1)  # 0.875: half-way down the decay
+    full = [lr_factor(i, 12, 3, "cosine", 0.1) for i in range(12)]
+    assert all(w >= f for w, f in zip(wsd, full, strict=True))
+    # a clock ahead of the iterations moves the decay forward; one behind them changes nothing
+    assert lr_factor(4, 12, 3, "cosine", 0.1, progress=0.5) == pytest.approx(0.55)
+    assert lr_factor(4, 12, 3, "cosine", 0.1, progress=0.0) == pytest.approx(full[4])
+    assert lr_factor(4, 12, 3, "cosine", 0.1, 0.25, progress=2.0) == pytest.approx(0.1)  # past the budget
+    assert lr_factor(1, 12, 3, "cosine", 0.1, progress=0.9) == pytest.approx(2 / 3)  # the warmup first
+    assert lr_factor(5, 12, 3, "constant", progress=0.9) == 1.0
