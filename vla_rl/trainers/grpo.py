@@ -8,7 +8,8 @@ every task in turn; the outcome is the reward; group advantages (`vla_rl.algos.A
 action tokens of the trajectory's samples; lost episodes are dropped; with ``dynamic_sampling`` groups
 whose rewards are all equal are dropped and new seeds are rolled out (up to ``max_resample`` rounds).
 Checkpoints (policy + optimizer + RNG + counters) are written atomically every ``checkpoint_every``
-iterations; ``resume=true`` continues from ``<out>/state``.
+iterations; ``resume=true`` continues from ``<out>/state``. With ``ema`` > 0 a moving average of the weights is
+what validation scores and ``best`` / ``last`` hold; rollouts and updates stay on the online policy.
 """
 
 from __future__ import annotations
@@ -107,6 +108,9 @@ class GRPOAlgoConfig(Config):
     eval_episodes: int = Field(50, ge=0, description="validation episodes per task (greedy); 0: none")
     checkpoint_every: int = Field(5, ge=1)
     nan_patience: int = Field(3, ge=1, description="stop after this many consecutive non-finite updates")
+    ema: float = Field(0.0, ge=0, lt=1, description="decay per iteration of an exponential moving average of the "
+                       "policy's weights (0: off). On: rollouts and updates use the online policy; validation, "
+                       "best/ and last/ the average")
     resume: bool = False
     overwrite: bool = Field(False, description="start afresh in an out that holds a previous run, deleting it "
                             "(otherwise such an out is refused unless resume=true)")
@@ -285,6 +289,9 @@ class GRPOTrainer:
                              "continue it, overwrite=true to replace it, or choose another out")
         self.policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
         self.ref = self.backend.load_policy(cfg.init).eval() if cfg.kl_coef > 0 else None
+        self.ema = None
+        if cfg.ema > 0:  # starts at the initial policy; a resumed run reloads its average
+            self.ema = self.backend.load_policy(state_dir / "ema" if resuming else cfg.init).eval()
         trainable = frozen_split(self.policy, cfg.freeze)
         self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      betas=(0.9, 0.95))
@@ -440,9 +447,29 @@ class GRPOTrainer:
         out["actor/lr"] = lr
         return out
 
+    @property
+    def evaluated(self) -> Any:
+        """The policy that validation scores and best/ and last/ hold: the weight average if ``ema`` > 0."""
+        return self.policy if self.ema is None else self.ema
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * policy, for every parameter and buffer (after each update)."""
+        if self.ema is None:
+            return
+        online = self.policy.state_dict()
+        for k, v in self.ema.state_dict().items():
+            if v.is_floating_point():
+                v.lerp_(online[k], 1.0 - self.cfg.ema)
+            else:
+                v.copy_(online[k])
+
     def evaluate(self, split: str = "val", episodes: int | None = None) -> dict[str, dict[str, Any]]:
-        """Greedy success per task over ``episodes`` seeds of ``split``."""
-        return self.backend.evaluate(self.policy, split, episodes or self.cfg.eval_episodes)
+        """Greedy success per task over ``episodes`` seeds of ``split`` (of `evaluated`)."""
+        res = self.backend.evaluate(self.evaluated, split, episodes or self.cfg.eval_episodes)
+        if self.ema is not None:
+            self.ema.eval()  # evaluation hands the policy back in train mode
+        return res
 
     def save_state(self) -> None:
         """Policy + optimizer + RNG + counters, atomically, for ``resume``."""
@@ -450,6 +477,8 @@ class GRPOTrainer:
 
         def write(tmp: Path) -> None:
             self.policy.save_pretrained(tmp / "policy", extra={"iteration": self.iteration})
+            if self.ema is not None:
+                self.ema.save_pretrained(tmp / "ema", extra={"iteration": self.iteration})
             torch.save({"opt": self.opt.state_dict(), "gen": self.gen.get_state(), "iteration": self.iteration,
                         "seed_cursor": self.seed_cursor, "nan_skipped": self.nan_skipped, "best": self.best,
                         "totals": self.totals,
@@ -483,6 +512,7 @@ class GRPOTrainer:
         cfg = self.cfg
         t1 = time.time()
         m = self.update(r)
+        self.update_ema()
         t2 = time.time()
         self.iteration += 1
         valid = ~r.lost
@@ -522,8 +552,8 @@ class GRPOTrainer:
             m |= {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
             if mean > self.best:  # model selection on validation seeds only
                 self.best = mean
-                self.policy.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
-                                                                     "val_success": mean})
+                self.evaluated.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
+                                                                        "val_success": mean})
         self.log.log(self.iteration, m)
         if self.console is not None:
             self.console.print(
@@ -537,7 +567,7 @@ class GRPOTrainer:
 
     def finish(self) -> dict[str, Any]:
         """Write the last policy and ``summary.json``; returns the summary."""
-        self.policy.save_pretrained(self.out / "last", extra={"iteration": self.iteration})
+        self.evaluated.save_pretrained(self.out / "last", extra={"iteration": self.iteration})
         summary = {"iterations": self.iteration, "stopped_by_time": self.out_of_time, **self.totals,
                    "wall_s": time.time() - self.t_start, "best_val_success": self.best}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))

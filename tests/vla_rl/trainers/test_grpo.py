@@ -155,6 +155,51 @@ def test_resume_matches_an_uninterrupted_run(init_ckpt, tmp_path):
         cfg_for(init_ckpt, tmp_path / "part", resume=True, overwrite=True)
 
 
+def test_ema_follows_the_online_policy_by_hand_and_is_what_is_kept(init_ckpt, tmp_path):
+    """``ema``: after each iteration's update, average <- decay * average + (1 - decay) * online; validation,
+    best/ and last/ use the average; the rollouts and the update the online policy."""
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "ema", ema=0.75, lr=3e-3, iterations=2, eval_every=2))
+    try:
+        p0 = params(t.policy).clone()
+        torch.testing.assert_close(params(t.ema), p0, rtol=0, atol=0)  # it starts at the initial policy
+        avg = p0
+        for _ in range(2):
+            r = t.rollout()
+            r.success[:] = torch.arange(len(r.success)) % 2 == 0  # mixed outcomes: the policy moves
+            t.step(r, 0.0)
+            avg = 0.75 * avg + 0.25 * params(t.policy)
+            torch.testing.assert_close(params(t.ema), avg)
+        assert (params(t.policy) - avg).abs().max() > 1e-4  # the online policy was not replaced by the average
+        t.finish()
+    finally:
+        t.close()
+    for kept in ("best", "last"):  # validated at iteration 2, the last
+        torch.testing.assert_close(params(VLAPolicy.from_pretrained(tmp_path / "ema" / kept)), params(t.ema),
+                                   rtol=0, atol=0)
+
+
+def test_resume_restores_the_weight_average(init_ckpt, tmp_path):
+    full = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "full", iterations=3, eval_episodes=0, ema=0.5))
+    try:
+        full.train()
+    finally:
+        full.close()
+    part = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=2, eval_episodes=0, ema=0.5))
+    try:
+        part.train()
+    finally:
+        part.close()
+    resumed = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, eval_episodes=0, ema=0.5,
+                                  resume=True))
+    try:
+        torch.testing.assert_close(params(resumed.ema), params(part.ema), rtol=0, atol=0)  # not the initial one
+        resumed.train()
+    finally:
+        resumed.close()
+    torch.testing.assert_close(params(resumed.ema), params(full.ema), rtol=0, atol=0)
+    torch.testing.assert_close(params(resumed.policy), params(full.policy), rtol=0, atol=0)
+
+
 def test_non_finite_updates_are_skipped_then_stop(init_ckpt, tmp_path, monkeypatch):
     t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "nan", nan_patience=2, eval_episodes=0))
     try:
