@@ -466,10 +466,7 @@ class GRPOTrainer:
 
     def evaluate(self, split: str = "val", episodes: int | None = None) -> dict[str, dict[str, Any]]:
         """Greedy success per task over ``episodes`` seeds of ``split`` (of `evaluated`)."""
-        res = self.backend.evaluate(self.evaluated, split, episodes or self.cfg.eval_episodes)
-        if self.ema is not None:
-            self.ema.eval()  # evaluation hands the policy back in train mode
-        return res
+        return self.backend.evaluate(self.evaluated, split, episodes or self.cfg.eval_episodes)
 
     def save_state(self) -> None:
         """Policy + optimizer + RNG + counters, atomically, for ``resume``."""

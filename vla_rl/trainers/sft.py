@@ -271,6 +271,7 @@ def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg
     from vla_rl.evaluation import VLAChunkPolicy, run_episodes, summarize
 
     ecfg = env_cfg.for_policy(policy.config).model_copy(update={"num_envs": min(env_cfg.num_envs, episodes)})
+    was_training = policy.training
     chunk_policy = VLAChunkPolicy(policy, greedy=greedy, point_decoding=point_decoding)
     out = {}
     with torch.no_grad():
@@ -281,7 +282,7 @@ def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg
             finally:
                 env.close()
             out[task] = summarize(records)
-    policy.train()
+    policy.train(was_training)  # handed back in the mode it came in
     return out
 
 
