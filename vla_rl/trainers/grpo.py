@@ -236,7 +236,7 @@ class RobotBackend:
     def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
         from vla_rl.trainers.sft import evaluate_policy
 
-        return evaluate_policy(policy, list(self.cfg.tasks), split, episodes, self.env_cfg)
+        return evaluate_policy(policy, list(self.cfg.tasks), split, episodes, self.env_cfg, envs=self.envs)
 
     def metrics(self) -> dict[str, float]:
         """Backend-specific metrics of the last rollout (none for robots)."""

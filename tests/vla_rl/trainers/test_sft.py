@@ -77,3 +77,56 @@ def test_data_weights_must_match_the_datasets():
         SFTConfig(data=["a", "b"], data_weights=[1.0])
     with pytest.raises(ValueError, match="positive sum"):
         SFTConfig(data=["a", "b"], data_weights=[0.0, 0.0])
+
+
+def _tiny_policy():
+    import numpy as np
+
+    from vla_rl.policies.tokenizer import build_tokenizer
+    from vla_rl.policies.vla.configuration_vla import LMConfig, VisionConfig, VLAConfig
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.policies.vla.processor_vla import NormStats
+    from vla_rl.trainers.sft import all_instructions
+
+    torch.manual_seed(0)
+    cfg = VLAConfig(vision=VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2,
+                                        intermediate_size=64),
+                    lm=LMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), chunk_size=4)
+    tok = build_tokenizer(all_instructions(), vocab_size=300)
+    return VLAPolicy(cfg, len(tok), NormStats(-np.ones(7), np.ones(7)), NormStats(-np.ones(8), np.ones(8)),
+                     tokenizer=tok).eval()
+
+
+def test_evaluation_on_started_envs_scores_and_renders_as_on_fresh_ones(monkeypatch):
+    """The GRPO trainer validates on its rollout envs (4 envs for 3 episodes here, left mid-rollout): the
+    same records and the same frames as envs started for the evaluation, and the envs stay open."""
+    import numpy as np
+
+    import vla_rl.envs
+    from vla_rl.envs import EnvConfig, make_vector_env
+    from vla_rl.evaluation import VLAChunkPolicy, run_episodes
+    from vla_rl.rollout.robot import collect_rollouts
+    from vla_rl.trainers.sft import evaluate_policy
+
+    policy, tasks = _tiny_policy(), ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
+    ecfg = EnvConfig(num_envs=4).for_policy(policy.config)
+    fresh = evaluate_policy(policy, tasks, "val", 3, ecfg)
+    with make_vector_env(ecfg.model_copy(update={"num_envs": 3}), tasks[0]) as env:
+        fresh_records, fresh_frames = run_episodes(env, VLAChunkPolicy(policy), [7, 8, 9], record=3)
+    envs = {t: make_vector_env(ecfg, t) for t in tasks}
+    try:
+        collect_rollouts(envs[tasks[0]], policy, [5], group_size=4, temperature=1.0,
+                         generator=torch.Generator().manual_seed(0))
+        with monkeypatch.context() as m:  # nothing is started: a new env would fail here
+            m.setattr(vla_rl.envs, "make_vector_env", lambda *a, **k: pytest.fail("started a new env"))
+            reused = evaluate_policy(policy, tasks, "val", 3, ecfg, envs=envs)
+            records, frames = run_episodes(envs[tasks[0]], VLAChunkPolicy(policy), [7, 8, 9], record=3)
+        envs[tasks[1]].reset(seed=[0, 1, 2, 3])  # still open
+        with pytest.raises(ValueError, match="no started env for mujoco/PushCube-v1"):
+            evaluate_policy(policy, tasks, "val", 3, ecfg, envs={tasks[0]: envs[tasks[0]]})
+    finally:
+        for e in envs.values():
+            e.close()
+    assert reused == fresh and records == fresh_records
+    assert len(frames) == 3 and all(np.array_equal(a, b) for a, b in zip(frames, fresh_frames, strict=True))
+    assert any(len(f) > 1 and not np.array_equal(f[0], f[-1]) for f in frames)  # the arm moved: a real check
