@@ -120,3 +120,36 @@ def test_out_of_range_actions_are_clipped(reach):
     reach.reset(seed=6)
     reach.step(np.array([1, 0, 0, 0, 0, 0, -1], dtype=np.float32))
     np.testing.assert_array_equal(a, reach.get_state())
+
+
+def test_sims_of_one_scene_share_a_renderer_and_draw_their_own_model_and_state():
+    """Two PickCube envs draw through one process renderer (one GL context), yet each image equals what a
+    renderer of its own makes from its model and data, even after one model's colours change."""
+    import mujoco
+
+    from sims.mujoco.sim import shared_renderer
+
+    a, b, other = make("mujoco/PickCube-v1", image_size=48), make("mujoco/PickCube-v1", image_size=48), \
+        make("mujoco/Reach-v1", image_size=48)
+    try:
+        a.reset(seed=0)
+        b.reset(seed=5)
+        b.step(np.array([1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0], np.float32))
+        b.sim.model.geom_rgba[:, :3] = b.sim.model.geom_rgba[:, :3][:, ::-1]  # b's colours only: RGB -> BGR
+        own = {}
+        for env in (a, b):
+            with mujoco.Renderer(env.sim.model, 48, 48) as r:
+                for cam in env.cameras:
+                    r.update_scene(env.sim.data, camera=cam)
+                    own[id(env), cam] = r.render()
+        for env in (a, b):
+            for cam in env.cameras:
+                np.testing.assert_array_equal(env.sim.render(cam), own[id(env), cam])
+        assert not np.array_equal(own[id(a), "agentview"], own[id(b), "agentview"])
+        assert shared_renderer(a.sim._scene_key, a.sim.model) is shared_renderer(b.sim._scene_key, b.sim.model)
+        assert a.sim._scene_key != other.sim._scene_key  # another scene gets its own context
+        with pytest.raises(KeyError, match="nope"):
+            a.sim.render("nope")
+    finally:
+        for env in (a, b, other):
+            env.close()
