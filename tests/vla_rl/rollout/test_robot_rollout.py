@@ -7,23 +7,13 @@ import pytest
 import torch
 
 from sims.vector import SubprocVectorEnv
-from vla_rl.policies.tokenizer import build_tokenizer
-from vla_rl.policies.vla.configuration_vla import LMConfig, VisionConfig, VLAConfig
-from vla_rl.policies.vla.modeling_vla import VLAPolicy
 from vla_rl.policies.vla.processor_vla import NormStats
 from vla_rl.rollout.robot import QuantileNoise, central_quantiles, collect_rollouts
-from vla_rl.trainers.sft import all_instructions
 
 
 @pytest.fixture(scope="module")
-def policy():
-    torch.manual_seed(0)
-    cfg = VLAConfig(vision=VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2,
-                                        intermediate_size=64),
-                    lm=LMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), chunk_size=4)
-    tok = build_tokenizer(all_instructions(), vocab_size=300)
-    return VLAPolicy(cfg, len(tok), NormStats(-np.ones(7), np.ones(7)), NormStats(-np.ones(8), np.ones(8)),
-                     tokenizer=tok)
+def policy(tiny_vla):
+    return tiny_vla
 
 
 @pytest.fixture(scope="module")

@@ -5,30 +5,18 @@ import json
 import time
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
 from vla_rl.config import ConfigError, load_config
-from vla_rl.policies.tokenizer import build_tokenizer
-from vla_rl.policies.vla.configuration_vla import LMConfig, VisionConfig, VLAConfig
 from vla_rl.policies.vla.modeling_vla import VLAPolicy
-from vla_rl.policies.vla.processor_vla import NormStats
 from vla_rl.trainers.grpo import GRPOConfig, GRPOTrainer, NonFiniteUpdates
-from vla_rl.trainers.sft import all_instructions
 
 
 @pytest.fixture(scope="module")
-def init_ckpt(tmp_path_factory):
-    torch.manual_seed(0)
-    cfg = VLAConfig(vision=VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2,
-                                        intermediate_size=64),
-                    lm=LMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), chunk_size=4)
-    tok = build_tokenizer(all_instructions(), vocab_size=300)
-    pol = VLAPolicy(cfg, len(tok), NormStats(-np.ones(7), np.ones(7)), NormStats(-np.ones(8), np.ones(8)),
-                    tokenizer=tok)
+def init_ckpt(tmp_path_factory, tiny_vla):
     path = tmp_path_factory.mktemp("init") / "ckpt"
-    pol.save_pretrained(path)
+    tiny_vla.save_pretrained(path)
     return path
 
 

@@ -79,25 +79,7 @@ def test_data_weights_must_match_the_datasets():
         SFTConfig(data=["a", "b"], data_weights=[0.0, 0.0])
 
 
-def _tiny_policy():
-    import numpy as np
-
-    from vla_rl.policies.tokenizer import build_tokenizer
-    from vla_rl.policies.vla.configuration_vla import LMConfig, VisionConfig, VLAConfig
-    from vla_rl.policies.vla.modeling_vla import VLAPolicy
-    from vla_rl.policies.vla.processor_vla import NormStats
-    from vla_rl.trainers.sft import all_instructions
-
-    torch.manual_seed(0)
-    cfg = VLAConfig(vision=VisionConfig(image_size=32, patch_size=8, hidden_size=32, num_layers=1, num_heads=2,
-                                        intermediate_size=64),
-                    lm=LMConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64), chunk_size=4)
-    tok = build_tokenizer(all_instructions(), vocab_size=300)
-    return VLAPolicy(cfg, len(tok), NormStats(-np.ones(7), np.ones(7)), NormStats(-np.ones(8), np.ones(8)),
-                     tokenizer=tok).eval()
-
-
-def test_evaluation_on_started_envs_scores_and_renders_as_on_fresh_ones(monkeypatch):
+def test_evaluation_on_started_envs_scores_and_renders_as_on_fresh_ones(tiny_vla, monkeypatch):
     """The GRPO trainer validates on its rollout envs (4 envs for 3 episodes here, left mid-rollout): the
     same records and the same frames as envs started for the evaluation, and the envs stay open."""
     import numpy as np
@@ -108,7 +90,7 @@ def test_evaluation_on_started_envs_scores_and_renders_as_on_fresh_ones(monkeypa
     from vla_rl.rollout.robot import collect_rollouts
     from vla_rl.trainers.sft import evaluate_policy
 
-    policy, tasks = _tiny_policy(), ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
+    policy, tasks = tiny_vla, ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
     ecfg = EnvConfig(num_envs=4).for_policy(policy.config)
     fresh = evaluate_policy(policy, tasks, "val", 3, ecfg)
     with make_vector_env(ecfg.model_copy(update={"num_envs": 3}), tasks[0]) as env:
