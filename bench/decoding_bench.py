@@ -49,9 +49,9 @@ def token_stats(probs: Any, columns: list[int], far: int) -> dict[str, float]:
 def run_decoding_bench(cfg: BenchDecodingConfig) -> dict[str, Any]:
     import torch
 
-    from tasks.robot.splits import split_seeds
     from vla_rl.envs import EnvConfig, check_task_id, make_vector_env
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.splits import split_seeds
     from vla_rl.utils.io import atomic_write_json
 
     check_task_id(cfg.task)

@@ -156,7 +156,7 @@ def make_init(cfg: UpdateBenchConfig, folder: Path) -> Path:
 
 def step_seeds(cfg: UpdateBenchConfig) -> list[list[int]]:
     """The train-split seeds of every step (warmup first), as our trainer draws them."""
-    from tasks.robot.splits import split_seeds
+    from vla_rl.splits import split_seeds
 
     return [split_seeds("train", cfg.prompts, i * cfg.prompts) for i in range(cfg.warmup + cfg.steps)]
 

@@ -179,7 +179,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
     """Evaluate ``cfg.policy`` on each task; writes ``<out>/eval.json`` and mp4s; returns the results."""
-    from tasks.robot.splits import split_seeds
+    from vla_rl.splits import split_seeds
     from vla_rl.utils.video import write_mp4
 
     policy = make_policy(cfg)

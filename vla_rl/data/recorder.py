@@ -4,7 +4,7 @@
 
 Every control step becomes one frame: the observation *before* the action, the action actually executed
 (clipped to [-1, 1]) and whether the task was solved after it. Seeds come from
-``tasks.robot.splits.split_seeds(split, episodes, start)``, so demos never use val/test initial states.
+``vla_rl.splits.split_seeds(split, episodes, start)``, so demos never use val/test initial states.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def collect(
         the policy, format, output path and elapsed seconds.
     """
     from tasks.robot import make
-    from tasks.robot.splits import split_seeds
+    from vla_rl.splits import split_seeds
 
     if fmt not in ("lerobot", "zarr"):
         raise ValueError(f"unknown format {fmt!r}; valid: lerobot, zarr")

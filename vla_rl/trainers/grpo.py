@@ -324,8 +324,8 @@ class GRPOTrainer:
     # ---- one iteration ------------------------------------------------------------------------
     def rollout(self) -> Any:
         """Rollouts of this iteration for every task (with dynamic sampling if enabled)."""
-        from tasks.robot.splits import split_seeds
         from vla_rl.algos.sampling import informative_groups
+        from vla_rl.splits import split_seeds
 
         cfg = self.cfg
         parts = []

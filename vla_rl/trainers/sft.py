@@ -271,9 +271,9 @@ def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg
     renderers for every validation; every episode is reset from its seed, so the outcomes are the same."""
     import torch
 
-    from tasks.robot.splits import split_seeds
     from vla_rl.envs import make_vector_env
     from vla_rl.evaluation import VLAChunkPolicy, run_episodes, summarize
+    from vla_rl.splits import split_seeds
 
     missing = [t for t in tasks if envs is not None and t not in envs]
     if missing:

@@ -150,7 +150,7 @@ def vote_and_check(task: Any, problems: list, texts: list[str]) -> tuple[torch.T
 
 def heldout_questions(task: Any, difficulty: int, n: int) -> set[str]:
     """Questions of the first ``n`` val- and test-split problems of ``task`` at ``difficulty``."""
-    from tasks.robot.splits import split_seeds
+    from vla_rl.splits import split_seeds
 
     return {task.generate(s, difficulty).question for split in ("val", "test") for s in split_seeds(split, n)}
 
@@ -162,8 +162,8 @@ def evaluate_text(policy: Any, tasks: dict[str, Any], split: str, episodes: int,
     95% interval. With ``samples`` > 0 also ``samples`` completions per problem at ``temperature``:
     ``sampled_success`` (pass@1 estimated from them, the TTRL paper's avg@k) and ``majority_success`` (the
     most frequent answer is right, maj@k)."""
-    from tasks.robot.splits import split_seeds
     from vla_rl.rollout.text import collect_text_rollouts
+    from vla_rl.splits import split_seeds
     from vla_rl.utils.stats import wilson_interval
 
     out = {}
@@ -370,9 +370,9 @@ class TextQuickstartConfig(Config):
 
 def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[str, Any]:
     """SFT on noisy solutions -> test accuracy -> GRPO -> test accuracy; writes ``<out>/results.json``."""
-    from tasks.robot.splits import split_seeds
     from tasks.text.generators import make_text_task
     from vla_rl.policies.lm.modeling_lm import LMPolicy
+    from vla_rl.splits import split_seeds
     from vla_rl.trainers.text_sft import noisy_solutions, text_sft
     from vla_rl.utils.io import atomic_write_json
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tasks.robot._scene import DRAWER_OPEN, drawer_opening, mocap_pose
-from tasks.robot.splits import split_seeds
 from tests.tasks.robot.helpers import run_episode
+from vla_rl.splits import split_seeds
 
 TASK = "mujoco/OpenDrawer-v1"
 

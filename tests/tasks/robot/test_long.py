@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tasks.robot._scene import BIN_HALF, CUBE_HALF, DRAWER_OPEN, drawer_opening, in_bin, mocap_pose
-from tasks.robot.splits import split_seeds
+from vla_rl.splits import split_seeds
 
 TASK = "mujoco/PlaceThenOpenDrawer-v1"
 

@@ -7,7 +7,7 @@ import pytest
 from sims.mujoco.task import NarrowedRNG
 from tasks.robot import make
 from tasks.robot.narrow import OpenDrawerNarrow, PickCubeNarrow, PickCubeNarrowV2, PushCubeNarrow, PushCubeNarrowV2
-from tasks.robot.splits import split_seeds
+from vla_rl.splits import split_seeds
 
 
 def test_narrowed_rng_maps_each_draw_into_the_centred_fraction():

@@ -3,8 +3,8 @@
 import numpy as np
 
 from tasks.robot.pick import CUBE_HALF, LIFT_HEIGHT
-from tasks.robot.splits import split_seeds
 from tests.tasks.robot.helpers import rollout
+from vla_rl.splits import split_seeds
 
 TASK = "mujoco/PickCube-v1"
 

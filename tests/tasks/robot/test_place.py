@@ -5,8 +5,8 @@ import numpy as np
 
 from tasks.robot.pick import CUBE_HALF
 from tasks.robot.place import BIN_FLOOR, BIN_INNER
-from tasks.robot.splits import split_seeds
 from tests.tasks.robot.helpers import rollout
+from vla_rl.splits import split_seeds
 
 TASK = "mujoco/PlaceInBin-v1"
 

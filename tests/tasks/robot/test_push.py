@@ -3,7 +3,7 @@
 import numpy as np
 
 from tasks.robot.push import SUCCESS_DIST
-from tasks.robot.splits import split_seeds
+from vla_rl.splits import split_seeds
 
 TASK = "mujoco/PushCube-v1"
 

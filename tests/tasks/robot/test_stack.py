@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tasks.robot._scene import CUBE_HALF, yaw_quat
-from tasks.robot.splits import split_seeds
 from tasks.robot.stack import GREEN_HALF
+from vla_rl.splits import split_seeds
 
 TASK = "mujoco/StackCube-v1"
 

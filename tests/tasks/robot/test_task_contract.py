@@ -14,9 +14,9 @@ import pytest
 from sims.mujoco.sim import ArmSim
 from tasks.robot import make, task_ids
 from tasks.robot._scene import DRAWER_OPEN, drawer_opening, in_bin, mocap_pose
-from tasks.robot.splits import split_seeds
 from tasks.robot.stack import GREEN_HALF
 from tests.tasks.robot.helpers import random_policy, rollout
+from vla_rl.splits import split_seeds
 
 MIN_MOVE = 1e-3  # m (or rad): how far every randomised quantity differs between two seeds
 

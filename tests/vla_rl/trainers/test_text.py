@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from tasks.robot.splits import split_seeds
 from tasks.text.generators import make_text_task
 from vla_rl.cli import main
 from vla_rl.policies.lm.modeling_lm import LMPolicy
+from vla_rl.splits import split_seeds
 from vla_rl.trainers.grpo import GRPOTrainer
 from vla_rl.trainers.text import TextBackend, TextGRPOConfig, entropy_fit, evaluate_text, heldout_questions
 

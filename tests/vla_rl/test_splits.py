@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.robot.splits import SPLITS, check_seeds, split_of, split_seeds
+from vla_rl.splits import SPLITS, check_seeds, split_of, split_seeds
 
 
 def test_splits_are_disjoint():

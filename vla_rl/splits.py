@@ -1,6 +1,6 @@
-"""Initial-state seed ranges, disjoint by construction: train (RL and demos), val (model selection),
-test (reported figures). Every consumer asks for seeds here, so evaluation states can never leak into
-training (SimpleVLA-RL #34)."""
+"""Initial-state seed ranges for every task, robot or text, disjoint by construction: train (RL, demos, tokenizer
+corpora), val (model selection), test (reported figures). Every consumer asks for seeds here, so evaluation states
+can never leak into training (SimpleVLA-RL #34)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def check_seeds(seeds: list[int], split: str) -> None:
     bad = [s for s in seeds if s not in r]
     if bad:
         raise ValueError(f"seeds {bad[:5]} are not {split!r} seeds (range {r.start}..{r.stop - 1}); "
-                         f"use tasks.robot.splits.split_seeds({split!r}, n)")
+                         f"use vla_rl.splits.split_seeds({split!r}, n)")
 
 
 def _range(split: str) -> range:
