@@ -6,7 +6,7 @@ episode resets included. Two modes:
 * ``step``: one control step per call, every env renders (both cameras) after every step;
 * ``chunk``: ``CHUNK`` (8) control steps per call, rendering once at the end of the chunk.
 
-Contestants, all with the same `ArmEnv` (``tasks.robot.make``):
+Contestants, all with the same `ArmEnv` (``vla_rl.envs.make_env``):
 
 * ``ours``: `sims.vector.SubprocVectorEnv` (default workers: one per core);
 * ``async``: ``gymnasium.vector.AsyncVectorEnv(shared_memory=True)``, one process per env (``spawn``);
@@ -37,6 +37,7 @@ import resource
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ import numpy as np
 from pydantic import Field
 
 import sims.mujoco  # noqa: F401  (sets the MUJOCO_GL=egl default before anything imports mujoco)
+import vla_rl.envs
 from sims.vector import SubprocVectorEnv
 from vla_rl.config import Config
 
@@ -66,9 +68,7 @@ class ChunkActionWrapper(gym.Wrapper):
 
 def make_env(task_id: str, image_size: int, chunk: int | None = None) -> gym.Env:
     """One `ArmEnv` (wrapped for chunks when ``chunk``); module-level so that ``spawn`` can pickle it."""
-    import tasks.robot
-
-    env = tasks.robot.make(task_id, image_size=image_size)
+    env = vla_rl.envs.make_env(task_id, image_size=image_size)
     return ChunkActionWrapper(env, chunk) if chunk else env
 
 
@@ -77,7 +77,8 @@ def make_env(task_id: str, image_size: int, chunk: int | None = None) -> gym.Env
 
 class _Ours:
     def __init__(self, task_id: str, n: int, image_size: int, **kwargs: Any) -> None:
-        self.env = SubprocVectorEnv(task_id, n, env_kwargs={"image_size": image_size}, **kwargs)
+        factory = partial(vla_rl.envs.make_env, task_id, image_size=image_size)
+        self.env = SubprocVectorEnv([factory] * n, name=task_id, **kwargs)
         self.n = n
         self.done = np.zeros(n, bool)
         self.episodes = 0

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from pydantic import Field
 import sims.mujoco  # noqa: F401  (MUJOCO_GL default before mujoco is imported)
 from sims.vector import SubprocVectorEnv
 from vla_rl.config import Config
+from vla_rl.envs import make_env
 
 if TYPE_CHECKING:
     from vla_rl.policies.vla.configuration_vla import VLAConfig
@@ -65,7 +67,8 @@ def run_rollout_bench(task: str = "mujoco/PickCube-v1", num_envs: int = 16, num_
 
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    env = SubprocVectorEnv(task, num_envs, num_workers, env_kwargs={"image_size": 64, "cameras": ("agentview",)})
+    factory = partial(make_env, task, image_size=64, cameras=("agentview",))
+    env = SubprocVectorEnv([factory] * num_envs, num_workers, name=task)
     try:
         policy = random_policy().eval()
         chunk = policy.config.chunk_size

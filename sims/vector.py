@@ -1,10 +1,12 @@
-"""`SubprocVectorEnv`: N MuJoCo arm envs in worker processes, images in shared memory.
+"""`SubprocVectorEnv`: N envs in worker processes, images in shared memory.
 
-Implements the `vla_rl.envs.VectorEnv` contract. Layout:
+Implements the `vla_rl.envs.VectorEnv` contract over any envs with the MuJoCo arm env's rendering surface
+(`render_into`, `cameras`, `image_size`, `max_steps`). Built from picklable env factories, as Gymnasium's
+``AsyncVectorEnv(env_fns)``: it knows nothing of tasks or registries. Layout:
 
 * ``num_workers`` processes (``spawn`` or ``forkserver``; never ``fork``, so no MuJoCo/EGL state is
   inherited), worker ``w`` holding the contiguous env slice ``[lo_w, hi_w)``; the envs are built inside
-  the worker with `tasks.robot.make`.
+  the worker by calling their factories.
 * Shared memory: one ``uint8 (N, H, W, 3)`` block per camera and one ``float32 (N, D)`` state block.
   Workers render straight into their rows (`ArmEnv.render_into`); the parent copies the rows out.
 * A `multiprocessing.Pipe` per worker carries commands and the small per-env results
@@ -29,6 +31,7 @@ import sys
 import time
 import traceback
 import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
@@ -59,18 +62,17 @@ def _parent_alive(parent_pid: int, start_ppid: int) -> bool:
     return True
 
 
-def _worker_main(conn: Connection, parent_pid: int, task_id: str, env_kwargs: dict[str, Any], lo: int, hi: int,
+def _worker_main(conn: Connection, parent_pid: int, env_fns: list[Callable[[], Any]], lo: int, hi: int,
                  render_threads: int | None) -> None:
-    """Worker process: build envs ``[lo, hi)``, then serve commands until ``close`` or parent death."""
+    """Worker process: build envs ``[lo, hi)`` from their factories ``env_fns``, then serve commands until
+    ``close`` or parent death."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes us
     if render_threads is not None:  # llvmpipe reads this when the first GL context is made
         os.environ["LP_NUM_THREADS"] = str(render_threads)
     start_ppid = os.getppid()
     envs: list[Any] = []
     try:
-        import tasks.robot
-
-        envs = [tasks.robot.make(task_id, **env_kwargs) for _ in range(lo, hi)]
+        envs = [fn() for fn in env_fns]
         e = envs[0]
         conn.send((0, "ok", {"cameras": tuple(e.cameras), "image_size": int(e.image_size),
                           "state_dim": int(e.observation_space["state"].shape[0]),
@@ -211,19 +213,19 @@ def _shutdown(res: _Resources) -> None:
 
 
 class SubprocVectorEnv:
-    """``num_envs`` envs of ``task_id`` in ``num_workers`` processes (see the module docstring).
+    """``len(env_fns)`` envs in ``num_workers`` processes (see the module docstring).
 
     Args:
-        task_id: a `tasks.robot` id, e.g. ``"mujoco/Reach-v1"``.
-        num_envs: N.
+        env_fns: one picklable factory per env (N of them), called in the worker that holds the env, e.g.
+            ``functools.partial(vla_rl.envs.make_env, "mujoco/Reach-v1", image_size=64)``.
         num_workers: processes; default ``min(num_envs, os.cpu_count())``. Each holds a contiguous slice.
-        env_kwargs: passed to `tasks.robot.make` (``image_size``, ``cameras``).
         step_timeout_s: deadline for one worker to answer a reset/step/call.
         start_method: ``"spawn"`` or ``"forkserver"``.
         render_threads: ``LP_NUM_THREADS`` set in each worker (Mesa llvmpipe's CPU render threads; no effect
             on a GPU). Default: the parent's ``LP_NUM_THREADS`` if set, else ``max(1, cpu_count // num_workers)``
             so the workers do not oversubscribe the cores (`bench.env_bench` measures the alternatives).
         start_timeout_s: deadline for a (re)started worker to build its envs.
+        name: what the envs are (a task id), for error messages.
 
     Attributes:
         num_envs, num_workers, camera_names, image_size, state_dim, max_steps, single_observation_space,
@@ -231,12 +233,12 @@ class SubprocVectorEnv:
         restarts: how many workers were restarted after a crash or a timeout.
     """
 
-    def __init__(self, task_id: str, num_envs: int, num_workers: int | None = None,
-                 env_kwargs: dict[str, Any] | None = None, step_timeout_s: float = 30.0,
-                 start_method: str = "spawn", render_threads: int | None = None,
-                 start_timeout_s: float = 120.0) -> None:
+    def __init__(self, env_fns: Sequence[Callable[[], Any]], num_workers: int | None = None,
+                 step_timeout_s: float = 30.0, start_method: str = "spawn", render_threads: int | None = None,
+                 start_timeout_s: float = 120.0, name: str = "") -> None:
+        num_envs = len(env_fns)
         if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+            raise ValueError(f"env_fns must hold at least one env factory, got {num_envs}")
         if start_method not in ("spawn", "forkserver"):
             raise ValueError(f"start_method must be 'spawn' or 'forkserver' (fork is unsafe with EGL), "
                              f"got {start_method!r}")
@@ -244,10 +246,10 @@ class SubprocVectorEnv:
         num_workers = min(num_envs, cpus) if num_workers is None else num_workers
         if not 1 <= num_workers <= num_envs:
             raise ValueError(f"num_workers must be in [1, num_envs={num_envs}], got {num_workers}")
-        self.task_id = task_id
+        self.name = name
         self.num_envs = num_envs
         self.num_workers = num_workers
-        self.env_kwargs = dict(env_kwargs or {})
+        self.env_fns = list(env_fns)
         self.step_timeout_s = float(step_timeout_s)
         self.start_timeout_s = float(start_timeout_s)
         if render_threads is None and "LP_NUM_THREADS" not in os.environ:
@@ -541,7 +543,7 @@ class SubprocVectorEnv:
         parent_conn, child_conn = self._ctx.Pipe()
         proc = self._ctx.Process(
             target=_worker_main, name=f"SubprocVectorEnv-{w}", daemon=True,
-            args=(child_conn, os.getpid(), self.task_id, self.env_kwargs, lo, hi, self.render_threads),
+            args=(child_conn, os.getpid(), self.env_fns[lo:hi], lo, hi, self.render_threads),
         )
         proc.start()
         child_conn.close()  # so the parent sees EOF when the worker dies
@@ -555,7 +557,7 @@ class SubprocVectorEnv:
         errors = [f"worker {w}: {r[1]}" for w, r in replies.items() if r[0] == "error"]
         errors += [f"worker {w} {why}" for w, why in failed.items()]
         if errors:
-            raise RuntimeError(f"could not start env workers for {self.task_id!r}:\n" + "\n".join(errors))
+            raise RuntimeError(f"could not start env workers for {self.name or 'the envs'}:\n" + "\n".join(errors))
         specs = [replies[w][1] for w in ws]
         return specs[0]
 

@@ -66,9 +66,9 @@ def _console() -> Any:
 
 @command("tasks", "list the registered robot tasks")
 def _tasks(argv: list[str]) -> int:
-    from tasks.robot import task_ids
+    from vla_rl.envs import robot_task_ids
 
-    print("\n".join(task_ids()))
+    print("\n".join(robot_task_ids()))
     return 0
 
 

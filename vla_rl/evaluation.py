@@ -229,10 +229,10 @@ class SimConfig(Config):
 
 def run_sim(cfg: SimConfig) -> dict[str, Any]:
     """One episode in a single env; returns {success, steps, instruction, video}."""
-    from tasks.robot import make
+    from vla_rl.envs import make_env
     from vla_rl.utils.video import write_mp4
 
-    env = make(cfg.task, image_size=cfg.image_size)
+    env = make_env(cfg.task, image_size=cfg.image_size)
     rng = np.random.default_rng(cfg.seed)
     try:
         obs, info = env.reset(seed=cfg.seed)

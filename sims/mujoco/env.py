@@ -9,9 +9,9 @@ import numpy as np
 
 from sims.mujoco.sim import ArmSim
 from sims.mujoco.task import ArmTask, Expert, NarrowedRNG
-from vla_rl.envs import ACTION_DIM, check_actions
+from vla_rl.envs import ACTION_DIM, CAMERAS, check_actions
+from vla_rl.registry import resolve_entry_point
 
-CAMERAS = ("agentview", "wrist")
 STATE_DIM = 8
 
 
@@ -20,17 +20,28 @@ class ArmEnv(gym.Env):
 
     Observation: ``{"agentview": uint8 (H, W, 3), "wrist": uint8 (H, W, 3), "state": float32 (8,)}``.
     Action: float32 (7,) in [-1, 1] (see `vla_rl.envs`). Reward: 1.0 on the step the task succeeds,
-    else 0. ``terminated`` on success, ``truncated`` at ``task.max_steps``.
+    else 0. ``terminated`` on success, ``truncated`` at ``max_episode_steps``.
+
+    Args:
+        task: an `ArmTask`, or its entry point ``"package.module:Class"`` (how the env registry names it).
+        max_episode_steps: control steps before the episode is truncated.
+        spread: the centred fraction of each initial-state range that is sampled (1: the full ranges).
+        image_size, cameras: what is rendered. task_id: the registered id, for records.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, task: ArmTask, image_size: int = 128, cameras: tuple[str, ...] = CAMERAS,
-                 task_id: str = "", render_mode: str | None = "rgb_array") -> None:
+    def __init__(self, task: ArmTask | str, max_episode_steps: int = 100, spread: float = 1.0, image_size: int = 128,
+                 cameras: tuple[str, ...] = CAMERAS, task_id: str = "", render_mode: str | None = "rgb_array") -> None:
         unknown = set(cameras) - set(CAMERAS)
         if unknown:
             raise ValueError(f"unknown cameras {sorted(unknown)}; valid: {list(CAMERAS)}")
+        if not 0.0 < spread <= 1.0:
+            raise ValueError(f"spread must be in (0, 1], got {spread}")
+        if isinstance(task, str):
+            task = resolve_entry_point(task)()
         self.task = task
+        self.spread = spread
         self.task_id = task_id
         self.cameras = tuple(cameras)
         self.image_size = image_size
@@ -42,7 +53,8 @@ class ArmEnv(gym.Env):
              "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
         )
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-        self.max_steps = task.max_steps
+        self.max_steps = max_episode_steps
+        self.instructions = task.instructions
         self.instruction = ""
         self.elapsed = 0
         self.seed_used: int | None = None
@@ -55,9 +67,9 @@ class ArmEnv(gym.Env):
         self.seed_used = seed
         rng = self.np_random
         self.sim.reset_arm()
-        self.task.initialize(self.sim, rng if self.task.spread == 1.0 else NarrowedRNG(rng, self.task.spread))
+        self.task.initialize(self.sim, rng if self.spread == 1.0 else NarrowedRNG(rng, self.spread))
         self.sim.forward()
-        self.instruction = self.task.instructions[int(rng.integers(len(self.task.instructions)))]
+        self.instruction = self.instructions[int(rng.integers(len(self.instructions)))]
         self.elapsed = 0
         self._done = False
         self._expert = None

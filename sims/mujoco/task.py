@@ -23,15 +23,11 @@ class Expert(abc.ABC):
 
 
 class ArmTask(abc.ABC):
-    """A robot task on the MuJoCo arm: subclass and register it in `tasks.robot`."""
+    """A robot task on the MuJoCo arm: subclass it in `tasks.robot` and register an env spec for it (entry point
+    `sims.mujoco.env.ArmEnv`, ``task="tasks.robot.module:Class"``, a step limit) in `vla_rl.envs`."""
 
-    #: control steps before the episode is truncated
-    max_steps: int = 100
     #: instruction templates; one is chosen per episode from the seed
     instructions: tuple[str, ...] = ()
-    #: fraction of each initial-state range that is sampled, centred on the range (1.0: the full ranges);
-    #: narrower variants of a task set it (see `tasks.robot.narrow`)
-    spread: float = 1.0
 
     def objects_xml(self) -> str:
         """``<body>`` elements for the worldbody."""

@@ -24,7 +24,6 @@ class OpenDrawer(ArmTask):
     and the drawer's initial opening (0..0.03 m).
     """
 
-    max_steps = 120
     instructions = (
         "open the drawer",
         "pull the drawer open",

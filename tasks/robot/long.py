@@ -45,7 +45,6 @@ class PlaceThenOpenDrawer(ArmTask):
     |y| 0.18..0.28); the cube's position (x 0.36..0.55, |y| <= 0.25, clear of both) and yaw (|yaw| <= 0.3).
     """
 
-    max_steps = 250
     instructions = (
         "put the cube in the bin, then open the drawer",
         "place the red cube in the bin and then open the drawer",

@@ -80,7 +80,6 @@ def is_grasped(sim: ArmSim, body: str = "cube") -> bool:
 class PickCube(ArmTask):
     """Pick up the red cube: success once its bottom is `LIFT_HEIGHT` above the table while grasped."""
 
-    max_steps = 80
     instructions = (
         "pick up the red cube",
         "lift the red cube off the table",

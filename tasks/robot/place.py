@@ -52,7 +52,6 @@ def bin_xml(name: str = "bin", material: str = "blue") -> str:
 class PlaceInBin(ArmTask):
     """Put the red cube into the blue bin: success once it rests on the bin floor and the gripper has let go."""
 
-    max_steps = 120
     instructions = (
         "put the red cube in the blue bin",
         "place the red cube into the bin",

@@ -21,7 +21,6 @@ YAW_RANGE = (-1.9, 3.4)  # rad, the gripper yaws the push expert keeps to (the w
 class PushCube(ArmTask):
     """Push the red cube onto the green disc: success once its centre is within `SUCCESS_DIST` of the disc's."""
 
-    max_steps = 100
     instructions = (
         "push the red cube onto the green circle",
         "slide the red cube to the green target",

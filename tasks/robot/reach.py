@@ -11,7 +11,6 @@ SUCCESS_DIST = 0.04  # m between the TCP and the target centre
 
 
 class Reach(ArmTask):
-    max_steps = 60
     instructions = (
         "reach the yellow ball",
         "move the gripper to the yellow ball",

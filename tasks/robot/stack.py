@@ -23,7 +23,6 @@ class StackCube(ArmTask):
     their yaw (|yaw| <= 0.3 rad).
     """
 
-    max_steps = 150
     instructions = (
         "stack the red cube on the green cube",
         "put the red block on top of the green block",

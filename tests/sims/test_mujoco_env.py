@@ -4,19 +4,19 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from tasks.robot import make, task_ids
+from vla_rl.envs import make_env, robot_task_ids
 
 
 @pytest.fixture
 def reach():
-    env = make("mujoco/Reach-v1", image_size=64)
+    env = make_env("mujoco/Reach-v1", image_size=64)
     yield env
     env.close()
 
 
-@pytest.mark.parametrize("task_id", task_ids())
+@pytest.mark.parametrize("task_id", robot_task_ids())
 def test_every_task_passes_the_gymnasium_checker(task_id):
-    env = make(task_id, image_size=32)
+    env = make_env(task_id, image_size=32)
     try:
         check_env(env, skip_render_check=False)
         obs, info = env.reset(seed=0)
@@ -59,7 +59,7 @@ def test_controller_tracks_end_effector_deltas_and_gripper(reach):
 def test_same_seed_same_states_and_images():
     runs = []
     for _ in range(2):
-        env = make("mujoco/Reach-v1", image_size=48)
+        env = make_env("mujoco/Reach-v1", image_size=48)
         rng = np.random.default_rng(7)
         obs, _ = env.reset(seed=123)
         for _ in range(3):
@@ -129,8 +129,8 @@ def test_sims_of_one_scene_share_a_renderer_and_draw_their_own_model_and_state()
 
     from sims.mujoco.sim import shared_renderer
 
-    a, b, other = make("mujoco/PickCube-v1", image_size=48), make("mujoco/PickCube-v1", image_size=48), \
-        make("mujoco/Reach-v1", image_size=48)
+    a, b, other = make_env("mujoco/PickCube-v1", image_size=48), make_env("mujoco/PickCube-v1", image_size=48), \
+        make_env("mujoco/Reach-v1", image_size=48)
     try:
         a.reset(seed=0)
         b.reset(seed=5)

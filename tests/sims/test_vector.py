@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from functools import partial
 from multiprocessing import active_children
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
@@ -17,12 +18,17 @@ import numpy as np
 import pytest
 
 from sims.vector import SubprocVectorEnv
-from vla_rl.envs import VectorEnv
+from vla_rl.envs import VectorEnv, make_env
 
 TASK = "mujoco/Reach-v1"
 SIZE = 64
 KW = {"image_size": SIZE}
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def vec(num_envs: int, task: str = TASK, **kwargs) -> SubprocVectorEnv:
+    """``num_envs`` envs of ``task`` from picklable factories (what `vla_rl.envs.make_vector_env` builds)."""
+    return SubprocVectorEnv([partial(make_env, task, **KW)] * num_envs, name=task, **kwargs)
 
 
 def _alive(pid: int) -> bool:
@@ -45,7 +51,7 @@ def _wait_gone(pids: list[int], timeout_s: float = 10.0) -> bool:
 
 @pytest.fixture(scope="module")
 def venv():
-    env = SubprocVectorEnv(TASK, num_envs=4, num_workers=2, env_kwargs=KW)
+    env = vec(4, num_workers=2)
     yield env
     env.close()
 
@@ -167,7 +173,7 @@ def _check_lost_then_recover(env: SubprocVectorEnv, victim: int, old_pid: int) -
 
 
 def test_killed_worker_is_restarted_and_its_envs_are_lost():
-    with SubprocVectorEnv(TASK, num_envs=4, num_workers=2, env_kwargs=KW) as env:
+    with vec(4, num_workers=2) as env:
         env.reset(seed=0)
         env.step(np.zeros((4, 7)))
         victim = env.worker_of(2)
@@ -182,7 +188,7 @@ def test_killed_worker_is_restarted_and_its_envs_are_lost():
 
 
 def test_hung_worker_times_out_and_is_restarted():
-    with SubprocVectorEnv(TASK, num_envs=4, num_workers=2, env_kwargs=KW, step_timeout_s=3.0) as env:
+    with vec(4, num_workers=2, step_timeout_s=3.0) as env:
         env.reset(seed=0)
         victim = env.worker_of(0)
         old = env.worker_pids[victim]
@@ -198,7 +204,7 @@ def test_hung_worker_times_out_and_is_restarted():
 
 def _rollout(num_workers: int) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
     rng = np.random.default_rng(1234)
-    with SubprocVectorEnv(TASK, num_envs=4, num_workers=num_workers, env_kwargs=KW) as env:
+    with vec(4, num_workers=num_workers) as env:
         env.reset(seed=[3, 1, 4, 1])
         for t in range(6):
             if t % 2:
@@ -219,7 +225,7 @@ def test_determinism_across_worker_counts():
 
 
 def test_close_and_gc_leave_no_workers_or_shared_memory():
-    env = SubprocVectorEnv(TASK, num_envs=3, num_workers=2, env_kwargs=KW)
+    env = vec(3, num_workers=2)
     env.reset(seed=0)
     pids, names = env.worker_pids, [s.name for s in env._res.shms]
     env.close()
@@ -232,7 +238,7 @@ def test_close_and_gc_leave_no_workers_or_shared_memory():
         with pytest.raises(FileNotFoundError):
             SharedMemory(name=name)
 
-    env = SubprocVectorEnv(TASK, num_envs=2, num_workers=2, env_kwargs=KW)
+    env = vec(2, num_workers=2)
     pids, names = env.worker_pids, [s.name for s in env._res.shms]
     del env
     gc.collect()
@@ -245,9 +251,11 @@ def test_close_and_gc_leave_no_workers_or_shared_memory():
 def test_workers_exit_when_the_parent_is_killed():
     script = textwrap.dedent(f"""
         import sys, time
+        from functools import partial
         from sims.vector import SubprocVectorEnv
+        from vla_rl.envs import make_env
         if __name__ == "__main__":
-            env = SubprocVectorEnv({TASK!r}, num_envs=2, num_workers=2, env_kwargs={KW!r})
+            env = SubprocVectorEnv([partial(make_env, {TASK!r}, **{KW!r})] * 2, num_workers=2)
             print(*env.worker_pids, flush=True)
             print(*[s.name for s in env._res.shms], flush=True)
             time.sleep(120)
@@ -271,12 +279,12 @@ def test_workers_exit_when_the_parent_is_killed():
 
 def test_forkserver_start_method_and_startup_errors():
     before = set(active_children())
-    with SubprocVectorEnv(TASK, num_envs=3, num_workers=2, env_kwargs=KW, start_method="forkserver") as env:
+    with vec(3, num_workers=2, start_method="forkserver") as env:
         obs, _ = env.reset(seed=0)
         assert obs["agentview"].shape == (3, SIZE, SIZE, 3)
         assert env.step(np.zeros((3, 7)))[4]["steps"].tolist() == [1, 1, 1]
     with pytest.raises(ValueError, match="fork"):
-        SubprocVectorEnv(TASK, num_envs=2, start_method="fork")
-    with pytest.raises(RuntimeError, match="unknown robot task"):
-        SubprocVectorEnv("mujoco/NoSuchTask-v1", num_envs=2, num_workers=2)
+        vec(2, start_method="fork")
+    with pytest.raises(RuntimeError, match="unknown robot task 'mujoco/NoSuchTask-v1'"):
+        vec(2, task="mujoco/NoSuchTask-v1", num_workers=2)  # raised in the workers, reported by the parent
     assert set(active_children()) <= before

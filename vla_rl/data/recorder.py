@@ -68,7 +68,7 @@ def collect(
         A summary: attempted, kept, discarded, successes, success_rate, frames, seeds kept, only_success,
         the policy, format, output path and elapsed seconds.
     """
-    from tasks.robot import make
+    from vla_rl.envs import make_env
     from vla_rl.splits import split_seeds
 
     if fmt not in ("lerobot", "zarr"):
@@ -88,7 +88,7 @@ def collect(
         only_success = is_expert
     seeds = split_seeds(split, episodes, start)
 
-    env = make(task_id, image_size=image_size)
+    env = make_env(task_id, image_size=image_size)
     if max_steps is not None:
         env.max_steps = min(env.max_steps, int(max_steps))
     extra = {"env_task": task_id, "split": split, "policy": "expert" if is_expert else getattr(

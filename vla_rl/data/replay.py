@@ -22,9 +22,9 @@ def replay_episode(root: str | Path, episode: int, video: str | Path | None = No
     ``max_pixel_deviation`` (over every camera frame, uint8 levels), the step count, the recorded and
     replayed success, and the side-by-side video path (recorded | replayed) when ``video`` is given.
     """
-    from tasks.robot import make
     from vla_rl.data.lerobot import LeRobotReader
     from vla_rl.data.recorder import expert_noise_rng, perturb
+    from vla_rl.envs import make_env
 
     reader = LeRobotReader(root)
     ep = reader.episode(episode)
@@ -38,7 +38,7 @@ def replay_episode(root: str | Path, episode: int, video: str | Path | None = No
     size = next(iter(ep.frames.values())).shape[1] if ep.frames else 128
     noise = float(meta.get("expert_noise", 0.0))
     rng = expert_noise_rng(ep.seed)  # a noisy expert's demo: regenerate what it executed
-    env = make(task, image_size=size, cameras=tuple(ep.frames) or ("agentview",))
+    env = make_env(task, image_size=size, cameras=tuple(ep.frames) or ("agentview",))
     try:
         obs, _ = env.reset(seed=ep.seed)
         state_dev, pix_dev, frames, success = 0.0, 0, [], False

@@ -72,9 +72,9 @@ def _deep_update(base: dict, upd: dict) -> dict:
 
 def all_instructions() -> list[str]:
     """Every robot task's instruction templates (the tokenizer's training text)."""
-    from tasks.robot import TASKS
+    from vla_rl.envs import env_instructions, robot_task_ids
 
-    return [t for name in TASKS.names() for t in TASKS.get(name).instructions]
+    return [t for name in robot_task_ids() for t in env_instructions(name)]
 
 
 class DemoTensors:

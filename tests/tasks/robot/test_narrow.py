@@ -1,13 +1,16 @@
-"""Narrow task variants: the same seed draws the same unit numbers, mapped into the centred fraction of
-each range (`sims.mujoco.task.NarrowedRNG`)."""
+"""Narrow task variants (env specs with a ``spread``): the same seed draws the same unit numbers, mapped into the
+centred fraction of each range (`sims.mujoco.task.NarrowedRNG`)."""
 
 import numpy as np
 import pytest
 
 from sims.mujoco.task import NarrowedRNG
-from tasks.robot import make
-from tasks.robot.narrow import OpenDrawerNarrow, PickCubeNarrow, PickCubeNarrowV2, PushCubeNarrow, PushCubeNarrowV2
+from vla_rl.envs import env_spec, make_env
 from vla_rl.splits import split_seeds
+
+
+def spread(task_id: str) -> float:
+    return env_spec(task_id).kwargs["spread"]
 
 
 def test_narrowed_rng_maps_each_draw_into_the_centred_fraction():
@@ -27,19 +30,25 @@ def test_narrowed_rng_refuses_a_bad_spread(spread):
 
 
 def test_narrow_cubes_are_the_full_tasks_pulled_toward_the_centre():
-    full, narrow = (make(t, image_size=16, cameras=()) for t in ("mujoco/PickCube-v1", "mujoco/PickCubeNarrow-v1"))
+    full, narrow = (make_env(t, image_size=16, cameras=()) for t in ("mujoco/PickCube-v1", "mujoco/PickCubeNarrow-v1"))
     mid = np.array([0.525, 0.0])
     for seed in split_seeds("test", 10):
         full.reset(seed=seed)
         narrow.reset(seed=seed)
         assert full.instruction == narrow.instruction
         np.testing.assert_allclose(narrow.sim.body_pos("cube")[:2] - mid,
-                                   PickCubeNarrow.spread * (full.sim.body_pos("cube")[:2] - mid), atol=1e-6)
+                                   spread("mujoco/PickCubeNarrow-v1") * (full.sim.body_pos("cube")[:2] - mid),
+                                   atol=1e-6)
     full.close()
     narrow.close()
 
 
 def test_the_quickstart_variants_are_narrower_than_their_tasks():
-    assert all(0 < cls.spread < 1 for cls in (OpenDrawerNarrow, PickCubeNarrow, PushCubeNarrow))
-    assert PickCubeNarrowV2.spread < PickCubeNarrow.spread and PushCubeNarrowV2.spread < PushCubeNarrow.spread
-    assert PickCubeNarrowV2.__name__ == "PickCubeNarrowV2" and PickCubeNarrowV2.max_steps == PickCubeNarrow.max_steps
+    ids = ("mujoco/OpenDrawerNarrow-v1", "mujoco/PickCubeNarrow-v1", "mujoco/PushCubeNarrow-v1")
+    assert all(0 < spread(t) < 1 for t in ids)
+    assert spread("mujoco/PickCubeNarrow-v2") < spread("mujoco/PickCubeNarrow-v1")
+    assert spread("mujoco/PushCubeNarrow-v2") < spread("mujoco/PushCubeNarrow-v1")
+    v1, v2, full = (env_spec(f"mujoco/PickCube{v}") for v in ("Narrow-v1", "Narrow-v2", "-v1"))
+    assert v1.entry_point == v2.entry_point == full.entry_point and v1.kwargs["task"] == full.kwargs["task"]
+    assert v2.max_episode_steps == v1.max_episode_steps < full.max_episode_steps
+    assert make_env("mujoco/PickCubeNarrow-v2", image_size=16).max_steps == 50

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from sims.mujoco.sim import ArmSim
-from tasks.robot import make, task_ids
 from tasks.robot._scene import DRAWER_OPEN, drawer_opening, in_bin, mocap_pose
 from tasks.robot.stack import GREEN_HALF
 from tests.tasks.robot.helpers import random_policy, rollout
+from vla_rl.envs import make_env, robot_task_ids
 from vla_rl.splits import split_seeds
 
 MIN_MOVE = 1e-3  # m (or rad): how far every randomised quantity differs between two seeds
@@ -71,7 +71,7 @@ CONTRACTS: dict[str, Contract] = {
     "mujoco/PlaceThenOpenDrawer-v1": Contract(_long_layout, state_seed=2_000_005, layout_seeds=TEST5,
                                               expert_seeds=30, all_end_early=False,
                                               after_expert=_placed_and_opened),
-    # The quickstart suite (tasks/robot/narrow.py).
+    # The quickstart suite (the narrow specs in vla_rl/envs/__init__.py).
     "mujoco/OpenDrawerNarrow-v1": Contract(_cabinet_pose, state_seed=2_000_003, layout_seeds=TEST5,
                                            all_end_early=False),
     "mujoco/PickCubeNarrow-v1": Contract(_bodies("cube"), state_seed=321, layout_seeds=(321, 322)),
@@ -84,10 +84,10 @@ CONTRACTS: dict[str, Contract] = {
 def _make(task_id: str):
     # No cameras: nothing here looks at images, and reset would render them (~2 ms for each of ~450 resets).
     # Rendering never touches the physics state, so every rollout is the same as with cameras.
-    return make(task_id, image_size=32, cameras=())
+    return make_env(task_id, image_size=32, cameras=())
 
 
-@pytest.fixture(scope="module", params=task_ids(), ids=lambda task_id: task_id.split("/")[-1])
+@pytest.fixture(scope="module", params=robot_task_ids(), ids=lambda task_id: task_id.split("/")[-1])
 def env(request):
     e = _make(request.param)
     yield e
@@ -95,7 +95,7 @@ def env(request):
 
 
 def test_every_registered_task_has_a_contract():
-    assert sorted(CONTRACTS) == sorted(task_ids())
+    assert sorted(CONTRACTS) == sorted(robot_task_ids())
 
 
 def test_expert_succeeds_on_test_seeds(env):

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.robot import make
 from vla_rl.data.lerobot import PROGRESS_PATH, read_lerobot
 from vla_rl.data.recorder import collect
 from vla_rl.data.zarr_buffer import read_zarr
+from vla_rl.envs import make_env
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -33,7 +33,7 @@ def test_expert_demos_replay_exactly(tmp_path):
     ep = data[1]
     assert ep.seed == 1 and ep.success and ep.step_success[-1] and not ep.step_success[:-1].any()
     # frame t is the observation *before* action t: replaying the actions from the seed reproduces it all
-    env = make("mujoco/Reach-v1", image_size=32)
+    env = make_env("mujoco/Reach-v1", image_size=32)
     try:
         obs, _ = env.reset(seed=ep.seed)
         assert env.instruction == ep.instruction
@@ -61,7 +61,7 @@ def test_noisy_expert_records_its_own_actions_and_replays_exactly(tmp_path):
         r = replay_episode(tmp_path / "noisy", ep)
         assert r["max_state_deviation"] == 0 and r["max_pixel_deviation"] == 0 and r["replayed_success"]
     # the recorded actions are the expert's, not what was executed: replaying them without the noise drifts
-    env = make("mujoco/Reach-v1", image_size=32)
+    env = make_env("mujoco/Reach-v1", image_size=32)
     try:
         ep = data[0]
         obs, _ = env.reset(seed=ep.seed)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sims.vector import SubprocVectorEnv
+from vla_rl.envs import EnvConfig, make_vector_env
 from vla_rl.policies.vla.processor_vla import NormStats
 from vla_rl.rollout.robot import QuantileNoise, central_quantiles, collect_rollouts
 
@@ -18,8 +18,7 @@ def policy(tiny_vla):
 
 @pytest.fixture(scope="module")
 def env():
-    e = SubprocVectorEnv("mujoco/Reach-v1", num_envs=4, num_workers=2, env_kwargs={"image_size": 32,
-                                                                                   "cameras": ("agentview",)})
+    e = make_vector_env(EnvConfig(num_envs=4, num_workers=2, image_size=32, cameras=("agentview",)), "mujoco/Reach-v1")
     yield e
     e.close()
 
@@ -53,7 +52,7 @@ def test_pipelined_equals_sequential_when_greedy(policy, env):
 
 
 def test_pipelined_needs_two_workers(policy):
-    one = SubprocVectorEnv("mujoco/Reach-v1", num_envs=2, num_workers=1, env_kwargs={"image_size": 32})
+    one = make_vector_env(EnvConfig(num_envs=2, num_workers=1, image_size=32), "mujoco/Reach-v1")
     try:
         with pytest.raises(ValueError, match="at least 2 workers"):
             collect_rollouts(one, policy, [0], group_size=2, temperature=1.0, pipelined=True)

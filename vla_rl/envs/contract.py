@@ -23,11 +23,9 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from pydantic import Field, field_validator
-
-from vla_rl.config import Config
 
 ACTION_DIM = 7
+CAMERAS = ("agentview", "wrist")  # the camera names a backend may render, in this order
 
 Obs = dict[str, np.ndarray]
 StepResult = tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]
@@ -65,59 +63,3 @@ def check_actions(actions: np.ndarray, leading: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"actions contain NaN or inf (first at index {tuple(int(i) for i in idx)}); "
                          "refusing to step: fix the policy output")
     return np.clip(a, -1.0, 1.0)
-
-
-# ---- config and construction ----------------------------------------------------------------
-
-
-def robot_task_ids() -> list[str]:
-    """Registered robot task ids (imports only the light registry module)."""
-    from tasks.robot import task_ids
-
-    return task_ids()
-
-
-def check_task_id(task: str) -> str:
-    """Return ``task`` if it is a registered robot task id, else raise naming the valid ones."""
-    ids = robot_task_ids()
-    if task not in ids:
-        raise ValueError(f"unknown task {task!r}; valid: {', '.join(ids)}")
-    return task
-
-
-class EnvConfig(Config):
-    """How many parallel envs and what they render (the task is chosen by the command)."""
-
-    num_envs: int = Field(8, ge=1, le=4096, description="parallel environments")
-    num_workers: int | None = Field(None, ge=1, description="worker processes (default: min(envs, cores))")
-    image_size: int = Field(128, ge=16, le=1024, description="camera image side, pixels")
-    cameras: tuple[str, ...] = Field(("agentview", "wrist"), description="cameras to render")
-    step_timeout_s: float = Field(30.0, gt=0, description="a worker silent this long is restarted")
-
-    @field_validator("cameras")
-    @classmethod
-    def _known_cameras(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from sims.mujoco.env import CAMERAS
-
-        unknown = [c for c in v if c not in CAMERAS]
-        if unknown or not v:
-            raise ValueError(f"unknown cameras {unknown}; valid: {', '.join(CAMERAS)} (at least one)")
-        return v
-
-    def for_policy(self, policy_config: Any) -> EnvConfig:
-        """These settings, rendering the cameras a VLA policy reads at the resolution it was trained on."""
-        return self.model_copy(update={"image_size": policy_config.render_size,
-                                       "cameras": tuple(policy_config.cameras)})
-
-
-def make_vector_env(cfg: EnvConfig, task: str) -> VectorEnv:
-    """Start the parallel env workers running ``task`` with ``cfg``'s settings."""
-    from sims.vector import SubprocVectorEnv
-
-    return SubprocVectorEnv(
-        task,
-        num_envs=cfg.num_envs,
-        num_workers=cfg.num_workers,
-        env_kwargs={"image_size": cfg.image_size, "cameras": tuple(cfg.cameras)},
-        step_timeout_s=cfg.step_timeout_s,
-    )

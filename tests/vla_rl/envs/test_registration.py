@@ -1,0 +1,59 @@
+"""The env-spec registry: ids map to data (entry point, kwargs, step limit); `make_env` builds from it and
+refuses what the entry point does not take."""
+
+import pickle
+from functools import partial
+
+import pytest
+
+from vla_rl.envs import ENVS, EnvSpec, env_instructions, env_spec, make_env, register_env, robot_task_ids
+from vla_rl.registry import RegistryError
+
+
+def test_every_spec_is_data_and_builds():
+    for task_id in robot_task_ids():
+        spec = env_spec(task_id)
+        assert isinstance(spec, EnvSpec) and spec.id == task_id and ":" in spec.entry_point
+        env = make_env(task_id, image_size=16, cameras=())
+        try:
+            assert env.max_steps == spec.max_episode_steps and env.task_id == task_id
+            assert env.instructions and env.instructions == env_instructions(task_id)
+        finally:
+            env.close()
+
+
+def test_a_misspelt_kwarg_is_refused_naming_the_valid_ones():
+    with pytest.raises(TypeError) as e:
+        make_env("mujoco/PickCube-v1", image_sise=32)
+    msg = str(e.value)
+    assert "'image_sise'" in msg and "mujoco/PickCube-v1" in msg and "image_size" in msg and "spread" in msg
+    register_env("test/BadSpread-v1", "sims.mujoco.env:ArmEnv", 10, task="tasks.robot.reach:Reach", sprad=0.5)
+    try:
+        with pytest.raises(TypeError, match="'sprad'.*valid: .*spread"):  # a spec's own kwargs are checked too
+            make_env("test/BadSpread-v1")
+    finally:
+        ENVS._entries.pop("test/BadSpread-v1")
+
+
+def test_an_unknown_id_lists_and_suggests():
+    with pytest.raises(RegistryError) as e:
+        make_env("mujoco/PickCub-v1")
+    assert "Did you mean 'mujoco/PickCube-v1'" in str(e.value) and "mujoco/Reach-v1" in str(e.value)
+    with pytest.raises(RegistryError, match="already registered"):
+        register_env("mujoco/Reach-v1", "sims.mujoco.env:ArmEnv")
+    with pytest.raises(ValueError, match="package.module:Callable"):
+        register_env("test/NoColon-v1", "sims.mujoco.env.ArmEnv")
+
+
+def test_overrides_win_and_factories_pickle():
+    env = make_env("mujoco/PickCubeNarrow-v2", max_episode_steps=7, spread=1.0, image_size=16)
+    try:
+        assert env.max_steps == 7 and env.spread == 1.0
+    finally:
+        env.close()
+    factory = pickle.loads(pickle.dumps(partial(make_env, "mujoco/Reach-v1", image_size=16)))
+    env = factory()
+    try:
+        assert env.task_id == "mujoco/Reach-v1" and env.image_size == 16
+    finally:
+        env.close()

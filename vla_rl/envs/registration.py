@@ -1,0 +1,97 @@
+"""Env specs by versioned id, Gymnasium style: an id (``mujoco/PickCube-v1``; room for ``libero/...``,
+``maniskill/...``) maps to data, not code: an entry point string, its keyword arguments and a step limit.
+
+A variant of a task is a spec with other kwargs (the quickstart's narrow tasks: a ``spread`` and a shorter
+step limit), not a subclass. The core never imports a simulator or a task: `make_env` resolves the entry
+point when an env is built, in whatever process builds it (the vector env's workers).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from vla_rl.registry import Registry, resolve_entry_point
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One registered env.
+
+    Attributes:
+        id: ``backend/Name-vN``.
+        entry_point: ``"package.module:Callable"`` returning a Gymnasium env (a class or a function).
+        kwargs: passed to the entry point; `make_env`'s keyword arguments override them.
+        max_episode_steps: control steps before an episode is truncated, passed as ``max_episode_steps``.
+    """
+
+    id: str
+    entry_point: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+
+
+ENVS: Registry[EnvSpec] = Registry("robot task")
+
+
+def register_env(id: str, entry_point: str, max_episode_steps: int | None = None, **kwargs: Any) -> EnvSpec:
+    """Register a spec (a name can be registered once); returns it."""
+    if ":" not in entry_point:
+        raise ValueError(f"env {id!r}: entry point {entry_point!r} must look like 'package.module:Callable'")
+    spec = EnvSpec(id, entry_point, dict(kwargs), max_episode_steps)
+    ENVS.register(id, spec)
+    return spec
+
+
+def env_spec(id: str) -> EnvSpec:
+    """The spec registered as ``id``; a miss lists the registered ids (and suggests close ones)."""
+    return ENVS.get(id)
+
+
+def robot_task_ids() -> list[str]:
+    """Every registered env id, sorted."""
+    return ENVS.names()
+
+
+def check_task_id(id: str) -> str:
+    """Return ``id`` if it is registered, else raise naming the valid ones (for config validators)."""
+    env_spec(id)
+    return id
+
+
+def make_env(id: str, **kwargs: Any) -> Any:
+    """Build the env registered as ``id``: its entry point called with the spec's kwargs updated by ``kwargs``
+    and ``max_episode_steps``. Picklable as ``functools.partial(make_env, id, ...)`` (the vector env's factories).
+
+    Raises:
+        RegistryError: an unknown id, naming the registered ones.
+        TypeError: a keyword the entry point does not take (a misspelt kwarg), naming the valid ones.
+    """
+    spec = env_spec(id)
+    merged = {**spec.kwargs, **kwargs}
+    if spec.max_episode_steps is not None:
+        merged.setdefault("max_episode_steps", spec.max_episode_steps)
+    factory = resolve_entry_point(spec.entry_point)
+    check_kwargs(id, factory, merged)
+    return factory(**merged)
+
+
+def env_instructions(id: str) -> tuple[str, ...]:
+    """The instruction templates of env ``id`` (an env's ``instructions``; building one renders nothing)."""
+    env = make_env(id)
+    try:
+        return tuple(env.instructions)
+    finally:
+        env.close()
+
+
+def check_kwargs(id: str, factory: Any, kwargs: dict[str, Any]) -> None:
+    """Refuse keywords that ``factory`` does not take, naming the ones it does."""
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise TypeError(f"env {id!r} takes no argument {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}")
