@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from vla_rl.data import DatasetError, Episode
-from vla_rl.data.lerobot import _EpisodeList, _EpisodeWriter, _fsync_dir, _fsync_file, _prepare_root, dropped_count
-from vla_rl.utils.io import atomic_write_bytes
+from vla_rl.data.base import EpisodeList, EpisodeWriter, dropped_count, prepare_root
+from vla_rl.utils.io import atomic_write_bytes, fsync_dir, fsync_file
 
 LOWDIM_CHUNK = 1000
 EPISODE_ENDS_CHUNK = 4096
@@ -46,7 +46,7 @@ def _compressor() -> Any:
     return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.NOSHUFFLE)
 
 
-class ZarrWriter(_EpisodeWriter):
+class ZarrWriter(EpisodeWriter):
     """Record episodes into a diffusion-policy zarr replay buffer at ``root`` (same API as `LeRobotWriter`).
 
     ``start(task, seed)``, ``add_frame(obs, action, success)`` per control step (obs: camera -> uint8
@@ -76,7 +76,7 @@ class ZarrWriter(_EpisodeWriter):
         self.cameras = tuple(cameras)
         self.fps = int(fps)
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
-        _prepare_root(self.root, overwrite)
+        prepare_root(self.root, overwrite)
         self._group = zarr.open_group(str(self.root), mode="a", zarr_format=2)
         self._group.require_group("data")
         meta = self._group.require_group("meta")
@@ -150,12 +150,12 @@ class ZarrWriter(_EpisodeWriter):
             for k in range(start // chunk_len, (end - 1) // chunk_len + 1):
                 path = folder / ".".join([str(k)] + ["0"] * (ndim - 1))
                 if path.exists():
-                    _fsync_file(path)
-            _fsync_file(folder / ".zarray")
-            _fsync_dir(folder)
+                    fsync_file(path)
+            fsync_file(folder / ".zarray")
+            fsync_dir(folder)
         for key in ("episode_seeds", "episode_success"):
             for p in (self.root / "meta" / key).iterdir():
-                _fsync_file(p)
+                fsync_file(p)
 
     def _commit_episode_end(self, end: int) -> None:
         """Append ``end`` to meta/episode_ends atomically: chunk first (past the shape), then .zarray."""
@@ -169,12 +169,12 @@ class ZarrWriter(_EpisodeWriter):
         meta = json.loads((folder / ".zarray").read_text())
         meta["shape"] = [len(ends)]
         atomic_write_bytes(folder / ".zarray", json.dumps(meta, indent=2).encode())
-        _fsync_dir(folder)
+        fsync_dir(folder)
         self._ends = ends
 
 
 @dataclass
-class ZarrData(_EpisodeList):
+class ZarrData(EpisodeList):
     """What `read_zarr` returns: episodes and counts (``dropped`` None without a progress file)."""
 
     root: Path
