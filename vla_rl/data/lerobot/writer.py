@@ -168,12 +168,43 @@ class LeRobotWriter(EpisodeWriter):
         step_success = np.array(buf["success"], dtype=bool)
         success = bool(step_success.any()) if success is None else bool(success)
         ep = len(self._rows)
-        chunk, file = chunk_file(ep)
         start = self._total_frames
         tasks = dict(self._tasks)
         task_index = tasks.setdefault(buf["task"], len(tasks))
+        columns = self._frame_columns(buf, step_success, ep, start, task_index)
+        frames = {c: np.stack(buf["frames"][c]) for c in self.cameras}
+        hists = {c: channel_histogram(frames[c]) for c in self.cameras}
 
-        columns = {
+        # 1. videos, 2. data: files nothing references until info.json is rewritten below
+        chunk, file = chunk_file(ep)
+        row: dict[str, Any] = {"episode_index": ep, "tasks": [buf["task"]], "length": length,
+                               "data/chunk_index": chunk, "data/file_index": file,
+                               "dataset_from_index": start, "dataset_to_index": start + length}
+        video_info = self._write_videos(chunk, file, frames, row)
+        _write_parquet(self._data_table(columns), self.root / DATA_PATH.format(chunk_index=chunk, file_index=file))
+
+        # 3. metadata, info.json last (the commit point)
+        row.update(self._episode_stats(columns, hists, length))
+        row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
+                    "seed": None if seed is None else int(seed), "success": success})
+        rows = [*self._rows, row]
+        new_columns = {k: [*self._columns.get(k, []), v] for k, v in columns.items()}
+        new_hist = {c: self._hist[c] + hists[c] for c in self.cameras}
+        total = start + length
+        self._write_metadata(rows, tasks, new_columns, new_hist, total, video_info)
+
+        # committed: update the in-memory state, then the progress file
+        self._rows, self._tasks, self._columns, self._hist = rows, tasks, new_columns, new_hist
+        self._total_frames, self._video_info = total, video_info
+        self._episode_saved()
+        return ep
+
+    # ---- the steps of end_episode ----
+    def _frame_columns(self, buf: dict[str, Any], step_success: np.ndarray, ep: int, start: int,
+                       task_index: int) -> dict[str, np.ndarray]:
+        """The episode's per-frame columns (the data file's, in its column order), T rows each."""
+        length = len(step_success)
+        return {
             STATE_KEY: np.stack(buf["state"]),
             ACTION_KEY: np.stack(buf["action"]),
             SUCCESS_KEY: step_success,
@@ -183,13 +214,12 @@ class LeRobotWriter(EpisodeWriter):
             "index": np.arange(start, start + length, dtype=np.int64),
             "task_index": np.full(length, task_index, dtype=np.int64),
         }
-        frames = {c: np.stack(buf["frames"][c]) for c in self.cameras}
-        hists = {c: channel_histogram(frames[c]) for c in self.cameras}
 
-        # 1. videos, 2. data: files nothing references until info.json is rewritten below
-        row: dict[str, Any] = {"episode_index": ep, "tasks": [buf["task"]], "length": length,
-                               "data/chunk_index": chunk, "data/file_index": file,
-                               "dataset_from_index": start, "dataset_to_index": start + length}
+    def _write_videos(self, chunk: int, file: int, frames: dict[str, np.ndarray],
+                      row: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Write the episode's video of every camera as file ``chunk``/``file``, add their ``videos/<key>/*``
+        columns to ``row``; returns every camera's video info (probed from its first video)."""
+        length = len(next(iter(frames.values())))
         video_info = dict(self._video_info)
         for c in self.cameras:
             key = image_key(c)
@@ -201,35 +231,27 @@ class LeRobotWriter(EpisodeWriter):
             row[f"videos/{key}/file_index"] = file
             row[f"videos/{key}/from_timestamp"] = 0.0
             row[f"videos/{key}/to_timestamp"] = length / self.fps
-        _write_parquet(self._data_table(columns), self.root / DATA_PATH.format(chunk_index=chunk, file_index=file))
+        return video_info
 
-        # 3. metadata, info.json last (the commit point)
+    def _episode_stats(self, columns: dict[str, np.ndarray], hists: dict[str, np.ndarray],
+                       length: int) -> dict[str, Any]:
+        """The episode's ``stats/<feature>/<stat>`` columns: images first, then the frame columns."""
         ep_stats = {image_key(c): image_stats(hists[c], length) for c in self.cameras}
         ep_stats.update({k: vector_stats(v) for k, v in columns.items()})
-        for feat, s in ep_stats.items():
-            for name, val in s.items():
-                row[f"stats/{feat}/{name}"] = np.asarray(val).tolist()
-        row["meta/episodes/chunk_index"] = 0
-        row["meta/episodes/file_index"] = 0
-        row["seed"] = None if seed is None else int(seed)
-        row["success"] = success
-        rows = [*self._rows, row]
+        return {f"stats/{feat}/{name}": np.asarray(val).tolist()
+                for feat, s in ep_stats.items() for name, val in s.items()}
+
+    def _write_metadata(self, rows: list[dict[str, Any]], tasks: dict[str, int],
+                        columns: dict[str, list[np.ndarray]], hist: dict[str, np.ndarray], total: int,
+                        video_info: dict[str, dict[str, Any]]) -> None:
+        """Rewrite the metadata for ``rows``: tasks (if one is new), episodes, stats, then info.json (the commit)."""
         if len(tasks) != len(self._tasks):
             _write_parquet(_tasks_table(list(tasks)), self.root / TASKS_PATH)
         _write_parquet(self._episodes_table(rows), self.root / EPISODES_PATH)
-        new_columns = {k: [*self._columns.get(k, []), v] for k, v in columns.items()}
-        new_hist = {c: self._hist[c] + hists[c] for c in self.cameras}
-        total = start + length
-        stats = {image_key(c): image_stats(new_hist[c], total) for c in self.cameras}
-        stats.update({k: vector_stats(np.concatenate(v)) for k, v in new_columns.items()})
+        stats = {image_key(c): image_stats(hist[c], total) for c in self.cameras}
+        stats.update({k: vector_stats(np.concatenate(v)) for k, v in columns.items()})
         atomic_write_json(self.root / STATS_PATH, jsonable_stats(stats))
         atomic_write_json(self.root / INFO_PATH, self._info(len(rows), total, len(tasks), video_info))
-
-        # committed: update the in-memory state, then the progress file
-        self._rows, self._tasks, self._columns, self._hist = rows, tasks, new_columns, new_hist
-        self._total_frames, self._video_info = total, video_info
-        self._episode_saved()
-        return ep
 
     # ---- internals ----
     def _task_text(self, task: str) -> str:
