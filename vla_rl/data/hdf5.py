@@ -131,13 +131,33 @@ def _read_demo(path: Path, data: Any, name: str, index: int, cameras: Mapping[st
     if "obs" not in demo:
         raise DatasetError(path, f"{where} has no 'obs' group")
     obs = demo["obs"]
+    actions = _demo_actions(path, where, demo)
+    length = actions.shape[0]
+    frames = _demo_frames(path, where, obs, length, cameras, rotate)
+    state = _demo_state(path, where, obs, length, state_keys)
+    text = instruction or find_instruction(path, data, demo)
+    if not text:
+        raise DatasetError(path, f"no language instruction for {where} (no 'language_instruction' attribute, "
+                                 "no LIBERO 'problem_info'); pass instruction=...")
+    step_success = _demo_step_success(path, where, demo, length)
+    return Episode(frames=frames, state=state, action=actions.astype(np.float32), instruction=text,
+                   seed=None, success=bool(step_success.any()), step_success=step_success, index=index,
+                   extra={"source": f"{path.name}:{where}"})
+
+
+def _demo_actions(path: Path, where: str, demo: Any) -> np.ndarray:
+    """The demo's actions, checked: float (T, 7) with T > 0."""
     actions = np.asarray(demo["actions"][()])
     if actions.ndim != 2 or actions.shape[1] != 7 or not np.issubdtype(actions.dtype, np.floating):
         raise DatasetError(path, f"{where}/actions is {actions.dtype} {actions.shape}, expected float (T, 7)")
-    length = actions.shape[0]
-    if length == 0:
+    if actions.shape[0] == 0:
         raise DatasetError(path, f"{where}/actions is empty")
+    return actions
 
+
+def _demo_frames(path: Path, where: str, obs: Any, length: int, cameras: Mapping[str, str] | None,
+                 rotate: bool) -> dict[str, np.ndarray]:
+    """Our camera name -> uint8 (T, H, W, 3) frames (``cameras`` or else the first of `CAMERA_KEYS` found)."""
     if cameras is None:
         cams: dict[str, str] = {}
         for ours, candidates in CAMERA_KEYS.items():
@@ -157,7 +177,12 @@ def _read_demo(path: Path, data: Any, name: str, index: int, cameras: Mapping[st
             raise DatasetError(path, f"{where}/obs/{key} is {img.dtype} {img.shape}, expected uint8 "
                                      f"({length}, H, W, 3)")
         frames[ours] = np.ascontiguousarray(img[:, ::-1, ::-1]) if rotate else img
+    return frames
 
+
+def _demo_state(path: Path, where: str, obs: Any, length: int, state_keys: Sequence[str] | None) -> np.ndarray:
+    """float32 (T, D): the ``state_keys`` (or else the first of `STATE_KEY_SETS` found) concatenated, a
+    ``*_quat`` turned into axis-angle."""
     if state_keys is None:
         state_keys = next((s for s in STATE_KEY_SETS if all(k in obs for k in s)), None)
         if state_keys is None:
@@ -172,12 +197,11 @@ def _read_demo(path: Path, data: Any, name: str, index: int, cameras: Mapping[st
         if x is None:
             raise DatasetError(path, f"{where}/obs/{key} has {obs[key].shape[0]} rows, actions have {length}")
         parts.append(quat_to_axis_angle(x) if key.endswith("_quat") and x.shape[1] == 4 else x)
-    state = np.concatenate(parts, axis=1).astype(np.float32)
+    return np.concatenate(parts, axis=1).astype(np.float32)
 
-    text = instruction or find_instruction(path, data, demo)
-    if not text:
-        raise DatasetError(path, f"no language instruction for {where} (no 'language_instruction' attribute, "
-                                 "no LIBERO 'problem_info'); pass instruction=...")
+
+def _demo_step_success(path: Path, where: str, demo: Any, length: int) -> np.ndarray:
+    """bool (T,): the demo's ``dones``, or else success at the last step only (demos succeed by construction)."""
     if "dones" in demo:
         step_success = np.asarray(demo["dones"][()]).astype(bool).reshape(-1)
         if step_success.shape[0] != length:
@@ -185,9 +209,7 @@ def _read_demo(path: Path, data: Any, name: str, index: int, cameras: Mapping[st
     else:
         step_success = np.zeros(length, dtype=bool)
         step_success[-1] = True  # demos are successful by construction
-    return Episode(frames=frames, state=state, action=actions.astype(np.float32), instruction=text,
-                   seed=None, success=bool(step_success.any()), step_success=step_success, index=index,
-                   extra={"source": f"{path.name}:{where}"})
+    return step_success
 
 
 def import_hdf5(path: str | Path, out: str | Path, *, overwrite: bool = False, lossless: bool = True,

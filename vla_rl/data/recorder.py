@@ -71,19 +71,7 @@ def collect(
     from vla_rl.envs import make_env
     from vla_rl.splits import split_seeds
 
-    if fmt not in ("lerobot", "zarr"):
-        raise ValueError(f"unknown format {fmt!r}; valid: lerobot, zarr")
-    is_expert = isinstance(policy, str)
-    if is_expert and policy != "expert":
-        raise ValueError(f"unknown policy {policy!r}: pass 'expert' or a callable policy(obs, instruction)")
-    if not is_expert and not callable(policy):
-        raise TypeError("policy must be 'expert' or a callable policy(obs, instruction) -> (T, 7) actions")
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
-    if noise and not is_expert:
-        raise ValueError("noise injection perturbs the scripted expert only; record a checkpoint without noise")
+    is_expert = _check_collect_args(fmt, policy, episodes, noise)
     if only_success is None:
         only_success = is_expert
     seeds = split_seeds(split, episodes, start)
@@ -95,40 +83,11 @@ def collect(
         policy, "__name__", type(policy).__name__)}
     if noise:
         extra["expert_noise"] = float(noise)
-    try:
-        if fmt == "lerobot":
-            from vla_rl.data.lerobot import LeRobotWriter
-
-            writer: Any = LeRobotWriter(out, cameras=env.cameras, overwrite=overwrite, lossless=lossless,
-                                        info_extra=extra)
-        else:
-            from vla_rl.data.zarr_buffer import ZarrWriter
-
-            writer = ZarrWriter(out, cameras=env.cameras, overwrite=overwrite, info_extra=extra)
-    except BaseException:
-        env.close()
-        raise
+    writer = _open_writer(env, fmt, out, overwrite=overwrite, lossless=lossless, info_extra=extra)
 
     t0 = time.perf_counter()
-    kept_seeds: list[int] = []
-    successes = 0
     bar = _progress_bar(progress, f"{task_id} -> {out}", episodes)
-    try:
-        for seed in seeds:
-            success = _run_episode(env, writer, seed, policy, is_expert, noise)
-            successes += success
-            if only_success and not success:
-                writer.discard_episode()
-            else:
-                writer.end_episode(seed=seed, success=success)
-                kept_seeds.append(seed)
-            if bar is not None:
-                bar[0].update(bar[1], advance=1, kept=len(kept_seeds), succ=successes)
-    finally:
-        if bar is not None:
-            bar[0].stop()
-        summary = writer.close()
-        env.close()
+    kept_seeds, successes, summary = _record(env, writer, seeds, policy, is_expert, noise, only_success, bar)
     return {
         "task": task_id,
         "out": str(out),
@@ -146,6 +105,67 @@ def collect(
         "seeds": kept_seeds,
         "elapsed_s": round(time.perf_counter() - t0, 2),
     }
+
+
+def _check_collect_args(fmt: str, policy: str | Policy, episodes: int, noise: float) -> bool:
+    """Refuse a bad combination of `collect`'s arguments; returns whether ``policy`` is the scripted expert."""
+    if fmt not in ("lerobot", "zarr"):
+        raise ValueError(f"unknown format {fmt!r}; valid: lerobot, zarr")
+    is_expert = isinstance(policy, str)
+    if is_expert and policy != "expert":
+        raise ValueError(f"unknown policy {policy!r}: pass 'expert' or a callable policy(obs, instruction)")
+    if not is_expert and not callable(policy):
+        raise TypeError("policy must be 'expert' or a callable policy(obs, instruction) -> (T, 7) actions")
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if noise < 0:
+        raise ValueError(f"noise must be >= 0, got {noise}")
+    if noise and not is_expert:
+        raise ValueError("noise injection perturbs the scripted expert only; record a checkpoint without noise")
+    return is_expert
+
+
+def _open_writer(env: Any, fmt: str, out: str | Path, *, overwrite: bool, lossless: bool,
+                 info_extra: dict[str, Any]) -> Any:
+    """The dataset writer of ``fmt`` for ``env``'s cameras; closes ``env`` if it cannot be opened."""
+    try:
+        if fmt == "lerobot":
+            from vla_rl.data.lerobot import LeRobotWriter
+
+            return LeRobotWriter(out, cameras=env.cameras, overwrite=overwrite, lossless=lossless,
+                                 info_extra=info_extra)
+        from vla_rl.data.zarr_buffer import ZarrWriter
+
+        return ZarrWriter(out, cameras=env.cameras, overwrite=overwrite, info_extra=info_extra)
+    except BaseException:
+        env.close()
+        raise
+
+
+def _record(env: Any, writer: Any, seeds: list[int], policy: str | Policy, is_expert: bool, noise: float,
+            only_success: bool, bar: tuple[Any, Any] | None) -> tuple[list[int], int, dict[str, Any]]:
+    """Run one episode per seed, keep or discard each; then close the bar, the writer and the env.
+
+    Returns (the seeds kept, the number of successes, the writer's summary)."""
+    kept_seeds: list[int] = []
+    successes = 0
+    try:
+        for seed in seeds:
+            success = _run_episode(env, writer, seed, policy, is_expert, noise)
+            successes += success
+            if only_success and not success:
+                writer.discard_episode()
+            else:
+                writer.end_episode(seed=seed, success=success)
+                kept_seeds.append(seed)
+            if bar is not None:
+                bar[0].update(bar[1], advance=1, kept=len(kept_seeds), succ=successes)
+    finally:
+        if bar is not None:
+            bar[0].stop()
+        summary = writer.close()
+        env.close()
+    return kept_seeds, successes, summary
 
 
 def expert_noise_rng(seed: int) -> np.random.Generator:

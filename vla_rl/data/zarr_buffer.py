@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from vla_rl.data import DatasetError, Episode
-from vla_rl.data.lerobot import _EpisodeList, _EpisodeWriter, _fsync_dir, _fsync_file, _prepare_root, dropped_count
-from vla_rl.utils.io import atomic_write_bytes
+from vla_rl.data.base import EpisodeList, EpisodeWriter, dropped_count, prepare_root
+from vla_rl.utils.io import atomic_write_bytes, fsync_dir, fsync_file
 
 LOWDIM_CHUNK = 1000
 EPISODE_ENDS_CHUNK = 4096
@@ -46,7 +46,7 @@ def _compressor() -> Any:
     return numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.NOSHUFFLE)
 
 
-class ZarrWriter(_EpisodeWriter):
+class ZarrWriter(EpisodeWriter):
     """Record episodes into a diffusion-policy zarr replay buffer at ``root`` (same API as `LeRobotWriter`).
 
     ``start(task, seed)``, ``add_frame(obs, action, success)`` per control step (obs: camera -> uint8
@@ -76,7 +76,7 @@ class ZarrWriter(_EpisodeWriter):
         self.cameras = tuple(cameras)
         self.fps = int(fps)
         self.state_dim, self.action_dim = int(state_dim), int(action_dim)
-        _prepare_root(self.root, overwrite)
+        prepare_root(self.root, overwrite)
         self._group = zarr.open_group(str(self.root), mode="a", zarr_format=2)
         self._group.require_group("data")
         meta = self._group.require_group("meta")
@@ -150,12 +150,12 @@ class ZarrWriter(_EpisodeWriter):
             for k in range(start // chunk_len, (end - 1) // chunk_len + 1):
                 path = folder / ".".join([str(k)] + ["0"] * (ndim - 1))
                 if path.exists():
-                    _fsync_file(path)
-            _fsync_file(folder / ".zarray")
-            _fsync_dir(folder)
+                    fsync_file(path)
+            fsync_file(folder / ".zarray")
+            fsync_dir(folder)
         for key in ("episode_seeds", "episode_success"):
             for p in (self.root / "meta" / key).iterdir():
-                _fsync_file(p)
+                fsync_file(p)
 
     def _commit_episode_end(self, end: int) -> None:
         """Append ``end`` to meta/episode_ends atomically: chunk first (past the shape), then .zarray."""
@@ -169,12 +169,12 @@ class ZarrWriter(_EpisodeWriter):
         meta = json.loads((folder / ".zarray").read_text())
         meta["shape"] = [len(ends)]
         atomic_write_bytes(folder / ".zarray", json.dumps(meta, indent=2).encode())
-        _fsync_dir(folder)
+        fsync_dir(folder)
         self._ends = ends
 
 
 @dataclass
-class ZarrData(_EpisodeList):
+class ZarrData(EpisodeList):
     """What `read_zarr` returns: episodes and counts (``dropped`` None without a progress file)."""
 
     root: Path
@@ -197,9 +197,34 @@ def read_zarr(root: str | Path, frames: bool = True) -> ZarrData:
         DatasetError: naming the array or file and the problem (missing arrays, wrong dtypes, episode_ends
             not increasing or pointing past the data, unreadable chunks).
     """
+    root = Path(root)
+    group = _open_group(root)
+    ends = _episode_ends(group, root)
+    n = int(ends[-1]) if len(ends) else 0
+    data, meta = group["data"], group["meta"]
+    attrs = dict(group.attrs.get("vla_rl", {}))
+    progress = attrs.get("progress")
+    if progress is not None and not all(isinstance(progress.get(k), int) for k in ("started", "discarded")):
+        raise DatasetError(root / ".zattrs", "vla_rl.progress needs integer 'started' and 'discarded'")
+    cameras = list(attrs.get("cameras") or [k for k in sorted(data.array_keys())
+                                            if data[k].ndim == 4 and data[k].dtype == np.uint8])
+    keys = [*cameras, STATE_KEY, ACTION_KEY] if n else []
+    _check_data_arrays(data, keys, cameras, n, root)
+    uncommitted = max((data[k].shape[0] - n for k in keys), default=0)
+    seeds = _load_array(meta, "episode_seeds", root / "meta" / "episode_seeds") if "episode_seeds" in meta else None
+    succ = _load_array(meta, "episode_success", root / "meta" / "episode_success") \
+        if "episode_success" in meta else None
+    columns = {k: _load_array(data, k, root / "data" / k, n) for k in keys if frames or k not in cameras}
+    episodes = _split_episodes(columns, ends, cameras, list(attrs.get("instructions", [])), seeds, succ)
+    return ZarrData(root=root, episodes=episodes, episode_ends=ends, cameras=cameras,
+                    dropped=dropped_count(progress, len(ends)),
+                    discarded=int(progress["discarded"]) if progress else 0, uncommitted_rows=uncommitted)
+
+
+def _open_group(root: Path) -> Any:
+    """The replay buffer's root group, opened read-only, with its ``data/`` and ``meta/`` groups checked."""
     import zarr
 
-    root = Path(root)
     if not (root / ".zgroup").is_file():
         raise DatasetError(root, "not a zarr v2 group (no .zgroup): not a diffusion-policy replay buffer")
     try:
@@ -209,22 +234,24 @@ def read_zarr(root: str | Path, frames: bool = True) -> ZarrData:
     for sub in ("data", "meta"):
         if sub not in group:
             raise DatasetError(root / sub, "missing group (a replay buffer has data/ and meta/)")
+    return group
+
+
+def _episode_ends(group: Any, root: Path) -> np.ndarray:
+    """``meta/episode_ends``, checked: 1-D integers, strictly increasing and positive."""
+    path = root / "meta" / "episode_ends"
     if "episode_ends" not in group["meta"]:
-        raise DatasetError(root / "meta" / "episode_ends", "missing array")
-    ends = _load_array(group["meta"], "episode_ends", root / "meta" / "episode_ends")
+        raise DatasetError(path, "missing array")
+    ends = _load_array(group["meta"], "episode_ends", path)
     if ends.ndim != 1 or not np.issubdtype(ends.dtype, np.integer):
-        raise DatasetError(root / "meta" / "episode_ends", f"must be 1-D integers, got {ends.dtype} {ends.shape}")
+        raise DatasetError(path, f"must be 1-D integers, got {ends.dtype} {ends.shape}")
     if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
-        raise DatasetError(root / "meta" / "episode_ends", "must be strictly increasing positive frame counts")
-    n = int(ends[-1]) if len(ends) else 0
-    data = group["data"]
-    attrs = dict(group.attrs.get("vla_rl", {}))
-    progress = attrs.get("progress")
-    if progress is not None and not all(isinstance(progress.get(k), int) for k in ("started", "discarded")):
-        raise DatasetError(root / ".zattrs", "vla_rl.progress needs integer 'started' and 'discarded'")
-    cameras = list(attrs.get("cameras") or [k for k in sorted(data.array_keys())
-                                            if data[k].ndim == 4 and data[k].dtype == np.uint8])
-    keys = [*cameras, STATE_KEY, ACTION_KEY] if n else []
+        raise DatasetError(path, "must be strictly increasing positive frame counts")
+    return ends
+
+
+def _check_data_arrays(data: Any, keys: list[str], cameras: list[str], n: int, root: Path) -> None:
+    """Each of ``keys`` exists under ``data/`` with the right dtype and shape, and holds at least ``n`` rows."""
     for key in keys:
         path = root / "data" / key
         if key not in data:
@@ -237,13 +264,11 @@ def read_zarr(root: str | Path, frames: bool = True) -> ZarrData:
             raise DatasetError(path, f"must be float32 (N, D), got {arr.dtype} {arr.shape}")
         if arr.shape[0] < n:
             raise DatasetError(path, f"holds {arr.shape[0]} rows but meta/episode_ends[-1] = {n}")
-    uncommitted = max((data[k].shape[0] - n for k in keys), default=0)
-    meta = group["meta"]
-    seeds = _load_array(meta, "episode_seeds", root / "meta" / "episode_seeds") if "episode_seeds" in meta else None
-    succ = _load_array(meta, "episode_success", root / "meta" / "episode_success") \
-        if "episode_success" in meta else None
-    instructions = list(attrs.get("instructions", []))
-    columns = {k: _load_array(data, k, root / "data" / k, n) for k in keys if frames or k not in cameras}
+
+
+def _split_episodes(columns: dict[str, np.ndarray], ends: np.ndarray, cameras: list[str], instructions: list[str],
+                    seeds: np.ndarray | None, succ: np.ndarray | None) -> list[Episode]:
+    """Cut the data arrays' rows into episodes at ``ends``; missing extra metadata reads as "", None, False."""
     episodes = []
     starts = np.concatenate([[0], ends[:-1]]).astype(int)
     for i, (a, b) in enumerate(zip(starts, ends.astype(int), strict=True)):
@@ -253,9 +278,7 @@ def read_zarr(root: str | Path, frames: bool = True) -> ZarrData:
             state=columns[STATE_KEY][a:b], action=columns[ACTION_KEY][a:b],
             instruction=instructions[i] if i < len(instructions) else "",
             seed=seed, success=bool(succ[i]) if succ is not None and i < len(succ) else False, index=i))
-    return ZarrData(root=root, episodes=episodes, episode_ends=ends, cameras=cameras,
-                    dropped=dropped_count(progress, len(ends)),
-                    discarded=int(progress["discarded"]) if progress else 0, uncommitted_rows=uncommitted)
+    return episodes
 
 
 def _load_array(group: Any, key: str, path: Path, n: int | None = None) -> np.ndarray:

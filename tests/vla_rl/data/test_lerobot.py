@@ -13,6 +13,7 @@ import pytest
 from vla_rl.data import DatasetError
 from vla_rl.data import lerobot as lr
 from vla_rl.data.lerobot import LeRobotWriter, read_lerobot, write_lerobot
+from vla_rl.data.lerobot import writer as lr_writer
 from vla_rl.utils.video import write_mp4
 
 
@@ -166,14 +167,14 @@ def test_nothing_completed_reads_as_empty(tmp_path, episodes):
 
 def test_crash_between_data_and_metadata_keeps_committed_episodes(tmp_path, episodes, monkeypatch):
     root = tmp_path / "ds"
-    real = lr._write_parquet
+    real = lr_writer._write_parquet
 
     def dying(table, path):
         if "episodes" in str(path) and table.num_rows == 3:
             raise KeyboardInterrupt("killed")  # after episode 2's videos and data file were written
         real(table, path)
 
-    monkeypatch.setattr(lr, "_write_parquet", dying)
+    monkeypatch.setattr(lr_writer, "_write_parquet", dying)
     with pytest.raises(KeyboardInterrupt):
         _write(root, episodes)
     assert (root / "data/chunk-000/file-002.parquet").exists()  # the orphan is on disk, unreferenced

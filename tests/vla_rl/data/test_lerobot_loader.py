@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vla_rl.data import lerobot as lr
 from vla_rl.data.lerobot import LeRobotWriter, read_lerobot, write_lerobot
+from vla_rl.data.lerobot import writer as lr_writer
 
 
 def _side_python() -> Path | None:
@@ -70,14 +70,14 @@ def test_lerobot_dataset_loads_ours(tmp_path, make_episodes, monkeypatch):
     write_lerobot(clean, eps)
     # a recording that died: episode 2's files written but never committed, then a 4th episode left open
     crashed = tmp_path / "crashed"
-    real = lr._write_parquet
+    real = lr_writer._write_parquet
 
     def dying(table, path):
         if "episodes" in str(path) and table.num_rows == 3:
             raise KeyboardInterrupt("killed")
         real(table, path)
 
-    monkeypatch.setattr(lr, "_write_parquet", dying)
+    monkeypatch.setattr(lr_writer, "_write_parquet", dying)
     w = LeRobotWriter(crashed)
     for ep in eps:
         w.start(ep.instruction, seed=ep.seed)
