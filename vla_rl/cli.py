@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from vla_rl.config import Config, ConfigError, describe, load_config
+from vla_rl.policies.checkpoint import CheckpointError
 
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {}
 
@@ -319,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[name][1](rest)
-    except ConfigError as e:
+    except (ConfigError, CheckpointError) as e:  # bad input: one line, no traceback
         print(f"vla-rl {name}: {e}", file=sys.stderr)
         return 2
 

@@ -109,3 +109,17 @@ def test_sft_smoke_then_eval_checkpoint(tmp_path):
             "seeds_per_iter=2", "group_size=2", "eval_episodes=0", "env.num_envs=2", "minibatch_size=8")
     assert r.returncode == 0, r.stderr
     assert "GRPO done: 1 iterations" in r.stdout and (tmp_path / "rl" / "last" / "model.safetensors").is_file()
+
+
+def test_a_truncated_checkpoint_is_one_line_naming_the_file(tiny_vla, tmp_path):
+    """As a new user meets it: a copy cut short, then `vla-rl eval --policy <folder>`."""
+    ckpt = tmp_path / "ckpt"
+    tiny_vla.save_pretrained(ckpt)
+    weights = ckpt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    r = run("eval", "--policy", str(ckpt), "--task", "mujoco/Reach-v1", "--episodes", "1", "--out",
+            str(tmp_path / "eval"), timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert str(weights) in lines[0] and "truncated or corrupt" in lines[0] and "bytes" in lines[0]

@@ -334,8 +334,9 @@ class VLAPolicy(nn.Module):
                         map_location: str = "cpu") -> VLAPolicy:
         """Load a checkpoint folder. ``expect``: refuse a checkpoint whose architecture differs,
         naming each differing key."""
-        from safetensors.torch import load_file
         from transformers import PreTrainedTokenizerFast
+
+        from vla_rl.policies.checkpoint import load_weights
 
         path = Path(path)
         cfg_file = path / "config.json"
@@ -355,7 +356,7 @@ class VLAPolicy(nn.Module):
         st = meta.get("state_stats")
         policy = cls(config, meta["vocab_size"], NormStats.from_dict(meta["action_stats"]),
                      NormStats.from_dict(st) if st else None, tokenizer=tok)
-        weights = load_file(str(path / "model.safetensors"), device=map_location)
+        weights = load_weights(path / "model.safetensors", device=map_location)
         own = policy.state_dict()
         problems = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                     for k, v in weights.items() if k in own and own[k].shape != v.shape]
