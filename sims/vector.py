@@ -73,14 +73,8 @@ def _worker_main(conn: Connection, parent_pid: int, env_fns: list[Callable[[], A
     envs: list[Any] = []
     try:
         envs = [fn() for fn in env_fns]
-        e = envs[0]
-        conn.send((0, "ok", {"cameras": tuple(e.cameras), "image_size": int(e.image_size),
-                          "state_dim": int(e.observation_space["state"].shape[0]),
-                          "observation_space": e.observation_space, "action_space": e.action_space,
-                          "max_steps": int(e.max_steps)}))
-        images: dict[str, np.ndarray] = {}
-        state: np.ndarray | None = None
-        shms: list[SharedMemory] = []
+        conn.send((0, "ok", _env_layout(envs[0])))
+        local = _LocalEnvs(envs, lo, hi)
         while True:
             while not conn.poll(_POLL_S):
                 if not _parent_alive(parent_pid, start_ppid):
@@ -89,35 +83,7 @@ def _worker_main(conn: Connection, parent_pid: int, env_fns: list[Callable[[], A
             if cmd == "close":
                 return
             try:
-                if cmd == "attach":
-                    # The parent owns (and unlinks) the blocks. Attaching registers the name with the
-                    # resource tracker the parent shares with us; that set-add is a no-op.
-                    n, size, d = payload["num_envs"], payload["image_size"], payload["state_dim"]
-                    for cam, name in payload["images"].items():
-                        shms.append(SharedMemory(name=name))
-                        images[cam] = np.ndarray((n, size, size, 3), np.uint8, buffer=shms[-1].buf)[lo:hi]
-                    shms.append(SharedMemory(name=payload["state"]))
-                    state = np.ndarray((n, d), np.float32, buffer=shms[-1].buf)[lo:hi]
-                    reply: Any = None
-                elif cmd == "reset":
-                    reply = []
-                    for i, (env, seed) in enumerate(zip(envs, payload, strict=True)):
-                        obs, info = env.reset(seed=seed)
-                        for cam in images:
-                            images[cam][i] = obs[cam]
-                        state[i] = obs["state"]
-                        reply.append(info["instruction"])
-                elif cmd == "step":
-                    reply = _worker_step(envs, images, state, *payload)
-                elif cmd == "call":
-                    name, args, kwargs, local = payload
-                    reply = []
-                    for i in local:
-                        attr = getattr(envs[i], name)
-                        reply.append(attr(*args, **kwargs) if callable(attr) else attr)
-                else:
-                    raise ValueError(f"unknown command {cmd!r}")
-                conn.send((seq, "ok", reply))
+                conn.send((seq, "ok", local.serve(cmd, payload)))
             except Exception as exc:  # report, stay alive: the parent raises it
                 conn.send((seq, "error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
     except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):  # the parent went away
@@ -133,6 +99,62 @@ def _worker_main(conn: Connection, parent_pid: int, env_fns: list[Callable[[], A
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)  # skip teardown: shared-memory views and EGL finalisers need no cleanup here
+
+
+def _env_layout(env: Any) -> dict[str, Any]:
+    """What the parent needs to size the shared memory and describe the envs."""
+    return {"cameras": tuple(env.cameras), "image_size": int(env.image_size),
+            "state_dim": int(env.observation_space["state"].shape[0]),
+            "observation_space": env.observation_space, "action_space": env.action_space,
+            "max_steps": int(env.max_steps)}
+
+
+class _LocalEnvs:
+    """A worker's envs ``[lo, hi)`` and its views of the shared image and state rows; serves one command."""
+
+    def __init__(self, envs: list[Any], lo: int, hi: int) -> None:
+        self.envs, self.lo, self.hi = envs, lo, hi
+        self.images: dict[str, np.ndarray] = {}
+        self.state: np.ndarray | None = None
+        self.shms: list[SharedMemory] = []
+
+    def serve(self, cmd: str, payload: Any) -> Any:
+        if cmd == "attach":
+            return self.attach(payload)
+        if cmd == "reset":
+            return self.reset(payload)
+        if cmd == "step":
+            return _worker_step(self.envs, self.images, self.state, *payload)
+        if cmd == "call":
+            return self.call(*payload)
+        raise ValueError(f"unknown command {cmd!r}")
+
+    def attach(self, payload: dict[str, Any]) -> None:
+        # The parent owns (and unlinks) the blocks. Attaching registers the name with the
+        # resource tracker the parent shares with us; that set-add is a no-op.
+        n, size, d = payload["num_envs"], payload["image_size"], payload["state_dim"]
+        for cam, name in payload["images"].items():
+            self.shms.append(SharedMemory(name=name))
+            self.images[cam] = np.ndarray((n, size, size, 3), np.uint8, buffer=self.shms[-1].buf)[self.lo:self.hi]
+        self.shms.append(SharedMemory(name=payload["state"]))
+        self.state = np.ndarray((n, d), np.float32, buffer=self.shms[-1].buf)[self.lo:self.hi]
+
+    def reset(self, seeds: list[int | None]) -> list[str]:
+        instructions = []
+        for i, (env, seed) in enumerate(zip(self.envs, seeds, strict=True)):
+            obs, info = env.reset(seed=seed)
+            for cam in self.images:
+                self.images[cam][i] = obs[cam]
+            self.state[i] = obs["state"]
+            instructions.append(info["instruction"])
+        return instructions
+
+    def call(self, name: str, args: tuple, kwargs: dict[str, Any], local: list[int]) -> list[Any]:
+        out = []
+        for i in local:
+            attr = getattr(self.envs[i], name)
+            out.append(attr(*args, **kwargs) if callable(attr) else attr)
+        return out
 
 
 def _worker_step(envs: list[Any], images: dict[str, np.ndarray], state: np.ndarray, actions: np.ndarray,
