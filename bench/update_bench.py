@@ -97,10 +97,9 @@ class UpdateBenchConfig(Config):
     @field_validator("task")
     @classmethod
     def _known(cls, v: str) -> str:
-        from tasks.text.generators import TEXT_TASKS
+        from vla_rl.text_tasks import check_text_task
 
-        TEXT_TASKS.get(v)
-        return v
+        return check_text_task(v)
 
 
 def _versions() -> dict[str, str | None]:
@@ -243,8 +242,8 @@ def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str,
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from tasks.text.generators import make_text_task
-    from vla_rl.rollout.text import default_reward, prompt_text
+    from vla_rl.rollout.text import default_reward
+    from vla_rl.text_tasks import make_text_task, prompt_text
 
     task = make_text_task(cfg.task)
     seeds = [s for step in step_seeds(cfg) for s in step]

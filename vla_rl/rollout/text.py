@@ -23,16 +23,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tasks.text.base import Problem, TextTask
 from vla_rl.policies.lm.modeling_lm import LMPolicy, TextBatch, right_pad
 from vla_rl.rollout.base import Rollout, per_sample, per_trajectory
+from vla_rl.text_tasks import Problem, TextTask, prompt_text
 
 RewardFn = Callable[[list[Problem], list[str]], "torch.Tensor | Sequence[float]"]
-
-
-def prompt_text(task: TextTask, problem: Problem) -> str:
-    """The prompt the LM policy reads for ``problem`` (the task's prompt and a newline)."""
-    return task.prompt(problem) + "\n"
 
 
 @dataclass

@@ -23,16 +23,8 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from vla_rl.config import Config
+from vla_rl.text_tasks import check_text_task, make_text_task
 from vla_rl.trainers.grpo import GRPOAlgoConfig
-
-
-def check_text_task(name: str) -> str:
-    """``name`` if it is a registered text task or ``rg/<dataset>``; else the registry's error with the names."""
-    from tasks.text.generators import TEXT_TASKS
-
-    if not name.startswith("rg/"):
-        TEXT_TASKS.get(name)
-    return name
 
 
 class TextGRPOConfig(GRPOAlgoConfig):
@@ -66,7 +58,6 @@ class TextBackend:
     completions each, rewards from the verifier or the group's majority vote (TTRL)."""
 
     def __init__(self, cfg: TextGRPOConfig) -> None:
-        from tasks.text.generators import make_text_task
         from vla_rl.rollout.text import PendingGenerations
 
         self.cfg = cfg
@@ -370,7 +361,6 @@ class TextQuickstartConfig(Config):
 
 def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[str, Any]:
     """SFT on noisy solutions -> test accuracy -> GRPO -> test accuracy; writes ``<out>/results.json``."""
-    from tasks.text.generators import make_text_task
     from vla_rl.policies.lm.modeling_lm import LMPolicy
     from vla_rl.splits import split_seeds
     from vla_rl.trainers.text_sft import noisy_solutions, text_sft

@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from tasks.text.generators import make_text_task
 from vla_rl.cli import main
 from vla_rl.policies.lm.modeling_lm import LMPolicy
 from vla_rl.splits import split_seeds
+from vla_rl.text_tasks import make_text_task
 from vla_rl.trainers.grpo import GRPOTrainer
 from vla_rl.trainers.text import TextBackend, TextGRPOConfig, entropy_fit, evaluate_text, heldout_questions
 
@@ -153,9 +153,9 @@ def test_learning_rate_warms_up_linearly(init_lm, tmp_path):
 ])
 def test_every_algorithm_trains_on_text_through_the_one_trainer(init_lm, tmp_path, loss, extra, monkeypatch):
     # An untrained LM is never right: reward completions of even length so that groups have mixed outcomes.
-    from tasks.text.base import TextTask
+    from tasks.text.base import ProceduralTextTask
 
-    monkeypatch.setattr(TextTask, "verify", lambda self, problem, text: float(len(text or "") % 2 == 0))
+    monkeypatch.setattr(ProceduralTextTask, "verify", lambda self, problem, text: float(len(text or "") % 2 == 0))
     kw = {"loss_kwargs": {}} | extra
     t = GRPOTrainer(cfg_for(init_lm, tmp_path / "run", loss=loss, iterations=2, eval_episodes=0, **kw))
     before = params(t.policy).clone()
@@ -208,9 +208,9 @@ def test_rlccf_trains_two_models_on_the_collective_vote(tmp_path, capsys):
 
 
 def test_target_kl_stops_the_epochs_early(init_lm, tmp_path, monkeypatch):
-    from tasks.text.base import TextTask
+    from tasks.text.base import ProceduralTextTask
 
-    monkeypatch.setattr(TextTask, "verify", lambda self, problem, text: float(len(text or "") % 2 == 0))
+    monkeypatch.setattr(ProceduralTextTask, "verify", lambda self, problem, text: float(len(text or "") % 2 == 0))
     kw = dict(iterations=1, epochs=20, minibatch_size=2, lr=3e-2, eval_episodes=0, loss_kwargs={})
     free = GRPOTrainer(cfg_for(init_lm, tmp_path / "free", **kw))
     capped = GRPOTrainer(cfg_for(init_lm, tmp_path / "capped", target_kl=1e-3, **kw))

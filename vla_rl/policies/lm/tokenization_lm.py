@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from vla_rl.text_tasks import make_text_task, prompt_text
+
 
 def build_text_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     """A `PreTrainedTokenizerFast` trained on ``texts`` with at most ``vocab_size`` ids.
@@ -44,9 +46,6 @@ def task_corpus(
 ) -> list[str]:
     """Prompts and reference solutions of ``n`` problems per task and difficulty (seeds from
     ``seed_offset``, away from the usual train/eval ranges)."""
-    from tasks.text.generators import make_text_task
-    from vla_rl.rollout.text import prompt_text
-
     out = []
     for name in tasks:
         task = make_text_task(name)
