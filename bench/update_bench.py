@@ -163,7 +163,7 @@ def step_seeds(cfg: UpdateBenchConfig) -> list[list[int]]:
 def run_ours(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str, float]]:
     """Our `GRPOTrainer` (text backend), stepped as ``train()`` does; per-step timings and token counts."""
     from vla_rl.trainers.grpo import GRPOTrainer
-    from vla_rl.trainers.text import TextGRPOConfig
+    from vla_rl.trainers.text_grpo import TextGRPOConfig
 
     batch = cfg.prompts * cfg.group_size
     tcfg = TextGRPOConfig(

@@ -43,7 +43,8 @@ def test_the_text_core_imports_no_task_module():
     code = (
         "import sys\n"
         "import vla_rl.text_tasks as t, vla_rl.rollout.text, vla_rl.policies.lm.tokenization_lm\n"
-        "import vla_rl.trainers.text, vla_rl.trainers.text_sft\n"
+        "import vla_rl.trainers.text_grpo, vla_rl.trainers.text_eval, vla_rl.trainers.text_rlccf\n"
+        "import vla_rl.trainers.text_quickstart, vla_rl.trainers.text_sft, vla_rl.trainers.text_entropy\n"
         "t.check_text_task('countdown'); t.TEXT_TASKS.names()\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tasks', 'sims', 'robots')))\n"
     )
