@@ -97,10 +97,9 @@ class UpdateBenchConfig(Config):
     @field_validator("task")
     @classmethod
     def _known(cls, v: str) -> str:
-        from tasks.text.generators import TEXT_TASKS
+        from vla_rl.text_tasks import check_text_task
 
-        TEXT_TASKS.get(v)
-        return v
+        return check_text_task(v)
 
 
 def _versions() -> dict[str, str | None]:
@@ -164,7 +163,7 @@ def step_seeds(cfg: UpdateBenchConfig) -> list[list[int]]:
 def run_ours(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str, float]]:
     """Our `GRPOTrainer` (text backend), stepped as ``train()`` does; per-step timings and token counts."""
     from vla_rl.trainers.grpo import GRPOTrainer
-    from vla_rl.trainers.text import TextGRPOConfig
+    from vla_rl.trainers.text_grpo import TextGRPOConfig
 
     batch = cfg.prompts * cfg.group_size
     tcfg = TextGRPOConfig(
@@ -243,8 +242,8 @@ def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str,
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from tasks.text.generators import make_text_task
-    from vla_rl.rollout.text import default_reward, prompt_text
+    from vla_rl.rollout.text import default_reward
+    from vla_rl.text_tasks import make_text_task, prompt_text
 
     task = make_text_task(cfg.task)
     seeds = [s for step in step_seeds(cfg) for s in step]

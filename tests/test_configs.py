@@ -9,7 +9,8 @@ from vla_rl.evaluation import EvalConfig
 from vla_rl.trainers.grpo import GRPOConfig
 from vla_rl.trainers.quickstart import QuickstartConfig
 from vla_rl.trainers.sft import SFTConfig
-from vla_rl.trainers.text import RLCCFConfig, TextQuickstartConfig
+from vla_rl.trainers.text_quickstart import TextQuickstartConfig
+from vla_rl.trainers.text_rlccf import RLCCFConfig
 
 SCHEMAS = {"eval": EvalConfig, "sft": SFTConfig, "vla_grpo": GRPOConfig, "quickstart": QuickstartConfig,
            "text_quickstart": TextQuickstartConfig, "text_rlccf": RLCCFConfig}

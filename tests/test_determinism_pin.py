@@ -78,7 +78,7 @@ def test_robot_grpo_run_matches_its_pin(tiny_vla, tmp_path):
 def test_text_grpo_run_matches_its_pin(tmp_path):
     from vla_rl.policies.lm.modeling_lm import LMPolicy
     from vla_rl.trainers.grpo import GRPOTrainer
-    from vla_rl.trainers.text import TextGRPOConfig
+    from vla_rl.trainers.text_grpo import TextGRPOConfig
 
     LMPolicy.from_config("tiny", tasks=["arithmetic"], seed=0).save_pretrained(tmp_path / "init")
     cfg = TextGRPOConfig.model_validate(dict(

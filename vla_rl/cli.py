@@ -235,7 +235,7 @@ def _job_type(argv: list[str]) -> str:
 def _plot(argv: list[str]) -> int:
     from vla_rl.plot import plot_run
     from vla_rl.trainers.metrics import read_metrics
-    from vla_rl.trainers.text import entropy_fit
+    from vla_rl.trainers.text_entropy import entropy_fit
 
     if not argv or argv[0].startswith("-"):
         print("usage: vla-rl plot <run folder> [out.png]")

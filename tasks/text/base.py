@@ -1,6 +1,7 @@
-"""The text-task contract, in the spirit of InternBootcamp's bootcamps: a task generates a `Problem` from
-``(seed, difficulty)``, writes the prompt, extracts the model's final answer and verifies it.
+"""The base class of the built-in text tasks, in the spirit of InternBootcamp's bootcamps: a task generates a
+`Problem` from ``(seed, difficulty)``, writes the prompt, extracts the model's final answer and verifies it.
 
+`ProceduralTextTask` implements the core's contract (`vla_rl.text_tasks.TextTask`, which also defines `Problem`).
 Same ``(seed, difficulty)``, same problem: every generator draws from ``random.Random(seed * 1000 +
 difficulty)`` only. A problem's ``solution`` is a short worked reference ending in ``\\boxed{answer}``, and
 ``task.verify(problem, problem.solution) == 1.0`` holds for every built-in task (tested).
@@ -9,30 +10,11 @@ difficulty)`` only. A problem's ``solution`` is a short worked reference ending 
 from __future__ import annotations
 
 import random
-from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 from tasks.text.extract import extract_answer, has_explicit_answer
-
-MAX_DIFFICULTY = 5
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One generated problem. ``meta`` holds what the verifier needs (JSON-serialisable)."""
-
-    task: str
-    seed: int
-    difficulty: int
-    question: str
-    answer: str
-    solution: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (for JSONL logs)."""
-        return asdict(self)
+from vla_rl.text_tasks import Problem, TextTask
 
 
 def seeded_rng(seed: int, difficulty: int) -> random.Random:
@@ -40,16 +22,14 @@ def seeded_rng(seed: int, difficulty: int) -> random.Random:
     return random.Random(seed * 1000 + difficulty)
 
 
-class TextTask(ABC):
+class ProceduralTextTask(TextTask):
     """A procedurally generated, automatically verified text-reasoning task.
 
     Subclasses set ``name`` and implement `_generate` (draw a problem from the given RNG) and `score`
     (check an already extracted answer). `verify` = `extract` + `score`, clipped to [0, 1].
     """
 
-    name: ClassVar[str] = "text"
     description: ClassVar[str] = ""
-    max_difficulty: ClassVar[int] = MAX_DIFFICULTY
     answer_format: ClassVar[str] = ""  # e.g. "a comma-separated list", shown in the prompt
 
     def generate(self, seed: int, difficulty: int = 1) -> Problem:
@@ -79,10 +59,6 @@ class TextTask(ABC):
     def extract(self, text: str | None) -> str | None:
         """The final answer in a model output (see `tasks.text.extract.extract_answer`)."""
         return extract_answer(text)
-
-    @abstractmethod
-    def score(self, problem: Problem, answer: str) -> float:
-        """Score an extracted answer in [0, 1]."""
 
     def verify(self, problem: Problem, answer_text: str | None) -> float:
         """Extract the answer from a model output and score it; 0.0 when there is no answer."""

@@ -1,9 +1,11 @@
-"""Built-in procedural text tasks, registered by name in `TEXT_TASKS`.
+"""Built-in procedural text tasks; the core registers each by name in `vla_rl.text_tasks.TEXT_TASKS` as an
+entry point (``"tasks.text.generators:Countdown"``), so nothing here registers itself on import.
 
 Each task draws from ``random.Random(seed * 1000 + difficulty)`` only, scales with ``difficulty`` (1..5),
 and ships a reference ``solution`` that its own verifier accepts. Verifiers never call eval(): arithmetic
 answers go through `safe_arith`, an AST walker that allows integers and ``+ - * /`` only.
 
+    >>> from vla_rl.text_tasks import make_text_task
     >>> task = make_text_task("countdown")
     >>> p = task.generate(seed=0, difficulty=2)
     >>> task.verify(p, p.solution)
@@ -22,22 +24,12 @@ from collections import Counter
 from fractions import Fraction
 from typing import Any
 
-from tasks.text.base import Problem, TextTask
+from tasks.text.base import ProceduralTextTask
 from tasks.text.equivalence import numbers_close, parse_number
 from tasks.text.units import convert, parse_quantity, parse_unit
-from vla_rl.registry import Registry
+from vla_rl.text_tasks import Problem
 
-TEXT_TASKS: Registry[type[TextTask]] = Registry("text task")
 MAX_EXPRESSION_CHARS = 200
-
-
-def make_text_task(name: str, **kwargs: Any) -> TextTask:
-    """Build the task registered as ``name``; ``rg/<dataset>`` wraps a reasoning-gym dataset."""
-    if name.startswith("rg/"):
-        from tasks.text.reasoning_gym import ReasoningGymTask
-
-        return ReasoningGymTask(name[3:], **kwargs)
-    return TEXT_TASKS.get(name)(**kwargs)
 
 
 # --- safe arithmetic ----------------------------------------------------------------------------------
@@ -137,8 +129,7 @@ def _combine_tree(rng: random.Random, leaves: list[int], ops: str) -> tuple[str,
 # --- tasks --------------------------------------------------------------------------------------------
 
 
-@TEXT_TASKS.register("arithmetic")
-class Arithmetic(TextTask):
+class Arithmetic(ProceduralTextTask):
     """Evaluate an integer expression; difficulty adds operands and widens their range."""
 
     name = "arithmetic"
@@ -178,8 +169,7 @@ def _check_uses(literals: list[int], numbers: list[int], exactly: bool) -> bool:
     return used == have if exactly else all(used[n] <= have[n] for n in used)
 
 
-@TEXT_TASKS.register("countdown")
-class Countdown(TextTask):
+class Countdown(ProceduralTextTask):
     """Reach a target with the given numbers, each used at most once, and + - * / (TinyZero's Countdown)."""
 
     name = "countdown"
@@ -241,8 +231,7 @@ def solve_24(numbers: tuple[int, ...], target: int = 24) -> str | None:
     return got[1:-1] if got else None
 
 
-@TEXT_TASKS.register("game24")
-class Game24(TextTask):
+class Game24(ProceduralTextTask):
     """Make 24 from four numbers, each used exactly once; difficulty widens the number range."""
 
     name = "game24"
@@ -268,8 +257,7 @@ class Game24(TextTask):
         return float(value == 24 and _check_uses(literals, problem.meta["numbers"], exactly=True))
 
 
-@TEXT_TASKS.register("sorting")
-class Sorting(TextTask):
+class Sorting(ProceduralTextTask):
     """Sort a list of integers ascending or descending; difficulty lengthens it and adds negatives."""
 
     name = "sorting"
@@ -301,8 +289,7 @@ def _linear_side(coef: int, const: int) -> str:
     return " ".join(parts)
 
 
-@TEXT_TASKS.register("linear_equation")
-class LinearEquation(TextTask):
+class LinearEquation(ProceduralTextTask):
     """Solve ``a x + b = c x + d`` for x; fractional solutions from difficulty 4."""
 
     name = "linear_equation"
@@ -329,8 +316,7 @@ class LinearEquation(TextTask):
         return float(got is not None and got == Fraction(problem.meta["x"]))
 
 
-@TEXT_TASKS.register("modular_arithmetic")
-class ModularArithmetic(TextTask):
+class ModularArithmetic(ProceduralTextTask):
     """Residues: sums and products (1-2), powers (3-4), modular inverses (5)."""
 
     name = "modular_arithmetic"
@@ -386,8 +372,7 @@ def sudoku_valid(grid: list[list[int]]) -> bool:
     return all(g == full for g in rows + cols + boxes)
 
 
-@TEXT_TASKS.register("sudoku4")
-class Sudoku4(TextTask):
+class Sudoku4(ProceduralTextTask):
     """Fill a 4x4 sudoku; difficulty removes more givens (any valid completion of the givens is accepted)."""
 
     name = "sudoku4"
@@ -487,8 +472,7 @@ def _format_knights(assign: tuple[bool, ...]) -> str:
     return ", ".join(f"{_PEOPLE[i]}: {'knight' if k else 'knave'}" for i, k in enumerate(assign))
 
 
-@TEXT_TASKS.register("knights_knaves")
-class KnightsKnaves(TextTask):
+class KnightsKnaves(ProceduralTextTask):
     """Knights always tell the truth, knaves always lie; find who is which (unique solution guaranteed)."""
 
     name = "knights_knaves"
@@ -561,8 +545,7 @@ def _dijkstra(n: int, edges: list[tuple[int, int, int]], src: int, dst: int) -> 
 _PATH_RE = re.compile(r"[A-Z](?:\s*(?:-+>?|→|\\to|,)?\s*[A-Z])+")
 
 
-@TEXT_TASKS.register("shortest_path")
-class ShortestPath(TextTask):
+class ShortestPath(ProceduralTextTask):
     """Length of the shortest path in a small weighted graph (a path with that length is accepted too)."""
 
     name = "shortest_path"
@@ -634,8 +617,7 @@ def _string_op(rng: random.Random, s: str) -> tuple[str, str]:
     return f"replace every '{old}' with '{new}'", s.replace(old, new)
 
 
-@TEXT_TASKS.register("string_manipulation")
-class StringManipulation(TextTask):
+class StringManipulation(ProceduralTextTask):
     """Apply a chain of string operations (or count a letter); difficulty lengthens the word and the chain."""
 
     name = "string_manipulation"
@@ -678,8 +660,7 @@ _CONVERSIONS: dict[int, list[tuple[str, str]]] = {
 }
 
 
-@TEXT_TASKS.register("unit_conversion")
-class UnitConversion(TextTask):
+class UnitConversion(ProceduralTextTask):
     """Convert a physical quantity between units (numeric check within 1 %, the unit checked if given)."""
 
     name = "unit_conversion"
@@ -726,8 +707,7 @@ def _choice_letter(answer: str, n_options: int) -> str | None:
     return letter if ord(letter) - ord("A") < n_options else None
 
 
-@TEXT_TASKS.register("multiple_choice")
-class MultipleChoice(TextTask):
+class MultipleChoice(ProceduralTextTask):
     """Pick the option with the right value (a sum, product, gcd or largest fraction); more options and
     closer distractors with difficulty."""
 

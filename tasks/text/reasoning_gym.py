@@ -1,4 +1,4 @@
-"""A reasoning-gym dataset as a `TextTask` (``make_text_task("rg/leg_counting")``).
+"""A reasoning-gym dataset as a text task (``make_text_task("rg/leg_counting")``).
 
 reasoning-gym is optional (``pip install 'vla-rl[reasoning-gym]'``) and imported only when a problem is
 generated or scored, so listing tasks never needs it. Its datasets are seeded and indexable, and each
@@ -13,8 +13,9 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-from tasks.text.base import Problem, TextTask
+from tasks.text.base import ProceduralTextTask
 from vla_rl.availability import DependencyNotInstalled
+from vla_rl.text_tasks import Problem
 
 INSTALL_HINT = "pip install 'vla-rl[reasoning-gym]'"
 
@@ -34,7 +35,7 @@ def _dataset(name: str, seed: int, config_json: str) -> Any:
     return rg.create_dataset(name, seed=seed, size=1, **json.loads(config_json))
 
 
-class ReasoningGymTask(TextTask):
+class ReasoningGymTask(ProceduralTextTask):
     """Wrap the reasoning-gym dataset ``dataset`` (e.g. ``"leg_counting"``); ``config`` goes to its
     ``create_dataset``. ``difficulty`` only enters the seed (reasoning-gym sets difficulty through each
     dataset's own config keys, so pass them in ``config``)."""

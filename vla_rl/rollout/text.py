@@ -23,16 +23,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tasks.text.base import Problem, TextTask
 from vla_rl.policies.lm.modeling_lm import LMPolicy, TextBatch, right_pad
 from vla_rl.rollout.base import Rollout, per_sample, per_trajectory
+from vla_rl.text_tasks import Problem, TextTask, prompt_text
 
 RewardFn = Callable[[list[Problem], list[str]], "torch.Tensor | Sequence[float]"]
-
-
-def prompt_text(task: TextTask, problem: Problem) -> str:
-    """The prompt the LM policy reads for ``problem`` (the task's prompt and a newline)."""
-    return task.prompt(problem) + "\n"
 
 
 @dataclass
@@ -158,6 +153,21 @@ def collect_text_rollouts(
     trajectory per call, unfinished trajectories paused in ``pending`` (required) and resumed first in
     the next call (``seeds`` may then be empty); only whole groups of finished trajectories are returned.
     """
+    _check_chunking(chunk_tokens, pending)
+    t0 = time.perf_counter()
+    new = _new_trajectories(policy, task, seeds, difficulty, group_size, group_offset)
+    pool = (pending.items if pending is not None else []) + new
+    active = [tr for tr in pool if not tr.done]
+    was_training = policy.training
+    policy.eval()
+    t_pol = _extend(policy, active, chunk_tokens or max_new_tokens, max_new_tokens, temperature, generator, greedy,
+                    batch_size or max(len(active), 1))
+    policy.train(was_training)
+    ready = _take_finished_groups(pool, pending)
+    return _to_rollout(ready, policy, reward_fn, format_weight, time.perf_counter() - t0, t_pol)
+
+
+def _check_chunking(chunk_tokens: int | None, pending: PendingGenerations | None) -> None:
     if chunk_tokens is not None and pending is None:
         raise ValueError(
             "chunk-wise rollout (chunk_tokens) needs a PendingGenerations buffer to carry paused "
@@ -165,22 +175,28 @@ def collect_text_rollouts(
         )
     if chunk_tokens is not None and chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
-    t0, t_pol = time.perf_counter(), 0.0
+
+
+def _new_trajectories(policy: LMPolicy, task: TextTask, seeds: Sequence[int], difficulty: int, group_size: int,
+                      group_offset: int) -> list[_Trajectory]:
+    """``group_size`` empty trajectories per problem ``task.generate(seed, difficulty)``, in group
+    ``group_offset + index of the seed``."""
     problems = [task.generate(s, difficulty) for s in seeds]
     prompt_ids = policy.prompt_ids([prompt_text(task, p) for p in problems]) if problems else []
-    new = [
+    return [
         _Trajectory(task, p, group_offset + i, ids)
         for i, (p, ids) in enumerate(zip(problems, prompt_ids, strict=True))
         for _ in range(group_size)
     ]
-    pool = (pending.items if pending is not None else []) + new
-    active = [tr for tr in pool if not tr.done]
-    budget = chunk_tokens or max_new_tokens
-    step = batch_size or max(len(active), 1)
-    was_training = policy.training
-    policy.eval()
-    for start in range(0, len(active), step):
-        part = active[start : start + step]
+
+
+def _extend(policy: LMPolicy, active: list[_Trajectory], budget: int, max_new_tokens: int, temperature: float,
+            generator: torch.Generator | None, greedy: bool, batch_size: int) -> float:
+    """Generate up to ``budget`` more tokens for each of ``active`` (``batch_size`` rows per forward batch),
+    appending tokens, log-probs and entropies, and mark the finished; returns the seconds spent in the policy."""
+    t_pol = 0.0
+    for start in range(0, len(active), batch_size):
+        part = active[start : start + batch_size]
         batch = TextBatch.left_pad([tr.prompt + tr.tokens for tr in part], policy.pad_id)
         limits = torch.tensor([min(budget, max_new_tokens - len(tr.tokens)) for tr in part])
         tp = time.perf_counter()
@@ -193,12 +209,15 @@ def collect_text_rollouts(
             tr.entropy += gen.entropy[i, :n].tolist()
             tr.chunks += 1
             tr.done = bool(gen.finished[i]) or len(tr.tokens) >= max_new_tokens
-    policy.train(was_training)
+    return t_pol
+
+
+def _take_finished_groups(pool: list[_Trajectory], pending: PendingGenerations | None) -> list[_Trajectory]:
+    """The trajectories of groups whose every member has finished; the rest stay in ``pending``."""
     waiting = {tr.group for tr in pool if not tr.done}
-    ready = [tr for tr in pool if tr.group not in waiting]
     if pending is not None:
         pending.items = [tr for tr in pool if tr.group in waiting]
-    return _to_rollout(ready, policy, reward_fn, format_weight, time.perf_counter() - t0, t_pol)
+    return [tr for tr in pool if tr.group not in waiting]
 
 
 def _to_rollout(

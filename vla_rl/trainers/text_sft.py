@@ -19,9 +19,8 @@ from typing import Any
 
 import torch
 
-from tasks.text.base import Problem, TextTask
 from vla_rl.policies.lm.modeling_lm import LMPolicy, TextBatch, right_pad
-from vla_rl.rollout.text import prompt_text
+from vla_rl.text_tasks import Problem, TextTask, prompt_text
 
 
 def completion_nll(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -6,17 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.text.base import Problem, TextTask
 from tasks.text.generators import (
-    TEXT_TASKS,
     UnsafeArithmetic,
     knights_solutions,
-    make_text_task,
     safe_arith,
     solve_24,
     sudoku_valid,
 )
 from vla_rl.registry import RegistryError
+from vla_rl.text_tasks import TEXT_TASKS, Problem, TextTask, make_text_task
 
 
 def _swap_first_unequal(items: list) -> list:

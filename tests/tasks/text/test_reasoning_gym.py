@@ -4,8 +4,8 @@ import types
 import pytest
 
 from tasks.text import reasoning_gym as rg_adapter
-from tasks.text.generators import make_text_task
 from vla_rl.availability import DependencyNotInstalled
+from vla_rl.text_tasks import make_text_task
 
 
 def test_missing_reasoning_gym_names_the_extra(monkeypatch):

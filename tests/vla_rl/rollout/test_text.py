@@ -4,11 +4,11 @@ padding-safe concat/select; chunk-wise rollout (MiniCPM4) across calls and polic
 import pytest
 import torch
 
-from tasks.text.generators import make_text_task
 from vla_rl.algos import POLICY_LOSSES, compute_advantages
 from vla_rl.policies.lm.modeling_lm import LMPolicy, TextBatch
 from vla_rl.policies.lm.tokenization_lm import build_text_tokenizer, task_corpus
-from vla_rl.rollout.text import PendingGenerations, TextRollout, collect_text_rollouts, default_reward, prompt_text
+from vla_rl.rollout.text import PendingGenerations, TextRollout, collect_text_rollouts, default_reward
+from vla_rl.text_tasks import make_text_task, prompt_text
 
 TASK = make_text_task("arithmetic")
 

@@ -6,9 +6,9 @@ import random
 import pytest
 import torch
 
-from tasks.text.generators import make_text_task
 from vla_rl.policies.lm.modeling_lm import LMPolicy
 from vla_rl.policies.lm.tokenization_lm import build_text_tokenizer, task_corpus
+from vla_rl.text_tasks import make_text_task
 from vla_rl.trainers.text_sft import corrupt_solution, noisy_solutions, text_sft, wrong_answer
 
 

@@ -3,12 +3,16 @@
 Byte-level BPE like `vla_rl.policies.tokenizer.build_tokenizer`, but with every digit its own
 pre-token (``Digits(individual_digits=True)``, as Llama and Qwen do), so numbers are spelled digit by
 digit and arithmetic stays learnable; no action ids; ``<s>`` is prepended to every encoded prompt.
-`task_corpus` draws the training text from the procedural text tasks (prompts + reference solutions).
+`task_corpus` draws the training text from the procedural text tasks (prompts + reference solutions) of
+train-split seeds only (`corpus_seeds`): no validation or test problem shapes the vocabulary.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+
+from vla_rl.splits import SPLITS, split_seeds
+from vla_rl.text_tasks import make_text_task, prompt_text
 
 
 def build_text_tokenizer(texts: Iterable[str], vocab_size: int = 512):
@@ -36,22 +40,23 @@ def build_text_tokenizer(texts: Iterable[str], vocab_size: int = 512):
     return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)
 
 
+def corpus_seeds(n: int) -> list[int]:
+    """The seeds of the tokenizer corpus's problems: the last ``n`` of the train split, far from the train seeds
+    that GRPO and the text SFT draw (from 0 upward), and never a validation or test seed."""
+    return split_seeds("train", n, len(SPLITS["train"]) - n)
+
+
 def task_corpus(
     tasks: Sequence[str] = ("arithmetic",),
     n: int = 500,
     difficulties: Sequence[int] = (1, 2, 3),
-    seed_offset: int = 10**6,
 ) -> list[str]:
-    """Prompts and reference solutions of ``n`` problems per task and difficulty (seeds from
-    ``seed_offset``, away from the usual train/eval ranges)."""
-    from tasks.text.generators import make_text_task
-    from vla_rl.rollout.text import prompt_text
-
+    """Prompts and reference solutions of ``n`` problems per task and difficulty, from `corpus_seeds`."""
     out = []
     for name in tasks:
         task = make_text_task(name)
         for d in difficulties:
-            for s in range(seed_offset, seed_offset + n):
+            for s in corpus_seeds(n):
                 p = task.generate(s, min(d, task.max_difficulty))
                 out += [prompt_text(task, p), p.solution]
     return out

@@ -64,7 +64,8 @@ def test_left_pad_and_right_pad():
 def test_sampled_logprobs_equal_rescored_logprobs_with_early_stops(policy):
     pol = eos_prone(policy)
     batch = pol.encode(PROMPTS * 2)
-    out = pol.generate(batch, 16, temperature=0.8, generator=torch.Generator().manual_seed(0))
+    # a draw (seed 4) with rows of both kinds; which draw does depends on the tokenizer's ids
+    out = pol.generate(batch, 16, temperature=0.8, generator=torch.Generator().manual_seed(4))
     lengths = out.lengths
     assert out.finished.any() and (lengths < out.tokens.shape[1]).any(), "need rows that stopped early"
     assert (lengths == 16).any(), "need rows that ran to the budget"
