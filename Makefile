@@ -1,4 +1,5 @@
-# The two commands: `make train` (the embedded default job) and `make test`. Both install first.
+# The two commands: `make train` (the embedded default job) and `make test` (ruff, the import contracts, pytest).
+# Both install first.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,6 +23,7 @@ train: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q tests
 
 bench: install
