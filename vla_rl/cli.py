@@ -154,7 +154,7 @@ def _checkpoint_chunk_fn(path: str) -> Callable[[dict, str], Any]:
     chunks = VLAChunkPolicy(VLAPolicy.from_pretrained(path))
 
     def act(obs: dict, instruction: str) -> Any:
-        return chunks.act(None, {k: np.asarray(v)[None] for k, v in obs.items()}, [instruction])[0]
+        return chunks.act({k: np.asarray(v)[None] for k, v in obs.items()}, [instruction])[0]
 
     act.__name__ = f"vla:{path}"
     return act

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -16,21 +16,19 @@ from pydantic import Field, field_validator
 from vla_rl.config import Config
 from vla_rl.envs import EnvConfig, Obs, VectorEnv, check_task_id, make_vector_env, robot_task_ids
 from vla_rl.policies.vla.configuration_vla import PointDecoding
+from vla_rl.rollout.episodes import ChunkPolicy, Wave, run_waves
 from vla_rl.utils.io import atomic_write_json
 from vla_rl.utils.stats import wilson_interval
 
 
-class ChunkPolicy(Protocol):
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
-        """Action chunks float32 (N, T, 7) for every env; rows where ``active`` bool (N,) is False are ignored
-        (a policy may leave them zero and skip their inference)."""
-
-
 class ExpertPolicy:
-    """The tasks' scripted experts, one action per call (T = 1)."""
+    """The tasks' scripted experts (privileged state, read inside ``env``'s workers), one action per call (T = 1)."""
 
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
-        return np.stack(env.call("expert_action"))[:, None, :]
+    def __init__(self, env: VectorEnv) -> None:
+        self.env = env
+
+    def act(self, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
+        return np.stack(self.env.call("expert_action"))[:, None, :]
 
 
 class RandomPolicy:
@@ -40,8 +38,8 @@ class RandomPolicy:
         self.rng = np.random.default_rng(seed)
         self.chunk = chunk
 
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
-        return self.rng.uniform(-1, 1, (env.num_envs, self.chunk, 7)).astype(np.float32)
+    def act(self, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
+        return self.rng.uniform(-1, 1, (len(instructions), self.chunk, 7)).astype(np.float32)
 
 
 class EvalConfig(Config):
@@ -88,8 +86,7 @@ class VLAChunkPolicy:
         self.point_decoding = point_decoding  # None: the checkpoint's own
         self.generator = torch.Generator().manual_seed(seed)
 
-    def act(self, env: VectorEnv | None, obs: Obs, instructions: list[str],
-            active: np.ndarray | None = None) -> np.ndarray:
+    def act(self, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
         """Chunks (N, T, 7); only the ``active`` rows are inferred (the others are zero)."""
         if active is None or active.all():
             return self._infer(obs, instructions)
@@ -105,10 +102,12 @@ class VLAChunkPolicy:
         return out.actions
 
 
-def make_policy(cfg: EvalConfig) -> ChunkPolicy:
-    """``expert``, ``random`` or a checkpoint folder (written by `vla-rl sft` / `vla-rl train`)."""
+def make_policy(cfg: EvalConfig, env: VectorEnv | None = None) -> ChunkPolicy:
+    """``expert`` (acting in ``env``), ``random`` or a checkpoint folder (written by `vla-rl sft` / `vla-rl train`)."""
     if cfg.policy == "expert":
-        return ExpertPolicy()
+        if env is None:
+            raise ValueError("the expert acts in an env: make_policy(cfg, env)")
+        return ExpertPolicy(env)
     if cfg.policy == "random":
         return RandomPolicy(cfg.seed)
     path = Path(cfg.policy)
@@ -126,45 +125,35 @@ def make_policy(cfg: EvalConfig) -> ChunkPolicy:
                           point_decoding=cfg.point_decoding)
 
 
+class _Frames:
+    """`run_episodes`' observer: the frames of the first ``record`` episodes, uint8 (H, W * cameras, 3) each."""
+
+    def __init__(self, cameras: tuple[str, ...], record: int) -> None:
+        self.cameras, self.record = cameras, record
+        self.videos: list[list[np.ndarray]] = []
+
+    def on_reset(self, wave: Wave) -> None:
+        self.wave = [[self._frame(wave, i)] for i in range(max(0, min(self.record - wave.first, len(wave.seeds))))]
+        self.videos += self.wave
+
+    def on_chunk(self, wave: Wave, rows: np.ndarray, info: dict[str, Any]) -> None:
+        for i in rows[rows < len(self.wave)]:
+            self.wave[i].append(self._frame(wave, i))
+
+    def _frame(self, wave: Wave, i: int) -> np.ndarray:
+        return np.concatenate([wave.obs[c][i] for c in self.cameras], axis=1)
+
+
 def run_episodes(env: VectorEnv, policy: ChunkPolicy, seeds: list[int],
                  record: int = 0) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Run one episode per seed, ``env.num_envs`` at a time, until each terminates or truncates.
+    """Run one episode per seed (`run_waves`), ``env.num_envs`` at a time, until each terminates or truncates.
 
     Returns per-episode records (seed, success, lost, steps, instruction) and, for the first
     ``record`` episodes, their frames uint8 (T, H, W * cameras, 3).
     """
-    n = env.num_envs
-    records: list[dict[str, Any]] = []
-    videos: list[np.ndarray] = []
-    for start in range(0, len(seeds), n):
-        batch = seeds[start : start + n]
-        pad = batch + [batch[-1]] * (n - len(batch))
-        obs, info = env.reset(seed=pad)
-        active = np.arange(n) < len(batch)
-        steps = np.zeros(n, dtype=int)
-        success = np.zeros(n, dtype=bool)
-        lost = np.zeros(n, dtype=bool)
-        n_rec = max(0, min(record - start, len(batch)))
-        frames: list[list[np.ndarray]] = [[_frame(obs, env.camera_names, i)] for i in range(n_rec)]
-        while active.any():
-            actions = policy.act(env, obs, info["instruction"], active)
-            obs, _, term, trunc, step_info = env.step_chunk(actions, active)
-            steps += step_info["steps"]
-            success |= active & step_info["success"]
-            lost |= active & step_info["lost"]
-            for i in range(n_rec):
-                if active[i]:
-                    frames[i].append(_frame(obs, env.camera_names, i))
-            active &= ~(term | trunc | step_info["lost"])
-        for i, seed in enumerate(batch):
-            records.append({"seed": seed, "success": bool(success[i] and not lost[i]), "lost": bool(lost[i]),
-                            "steps": int(steps[i]), "instruction": info["instruction"][i]})
-        videos.extend(np.stack(f) for f in frames)
-    return records, videos
-
-
-def _frame(obs: Obs, cameras: tuple[str, ...], i: int) -> np.ndarray:
-    return np.concatenate([obs[c][i] for c in cameras], axis=1)
+    frames = _Frames(env.camera_names, record)
+    records = run_waves(env, policy, seeds, frames)
+    return records, [np.stack(f) for f in frames.videos]
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -182,7 +171,7 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
     from vla_rl.splits import split_seeds
     from vla_rl.utils.video import write_mp4
 
-    policy = make_policy(cfg)
+    policy = make_policy(cfg) if cfg.policy != "expert" else None  # the expert: one per env, below
     if isinstance(policy, VLAChunkPolicy):  # render what the policy reads, at its resolution
         cfg = cfg.model_copy(update={"env": cfg.env.for_policy(policy.policy.config)})
     out = Path(cfg.out)
@@ -194,7 +183,8 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         env = make_vector_env(cfg.env, task)
         try:
-            records, videos = run_episodes(env, policy, split_seeds(cfg.split, cfg.episodes), cfg.videos)
+            acting = policy if policy is not None else make_policy(cfg, env)
+            records, videos = run_episodes(env, acting, split_seeds(cfg.split, cfg.episodes), cfg.videos)
         finally:
             env.close()
         summary = summarize(records) | {"wall_s": time.perf_counter() - t0}

@@ -14,9 +14,9 @@ def test_inactive_rows_are_skipped_and_zero():
     chunks.policy.act = lambda batch, **kw: rows_inferred.append(len(batch)) or act(batch, **kw)
     o = obs()
     instructions = all_instructions()[:5]
-    full = chunks.act(None, o, instructions)
+    full = chunks.act(o, instructions)
     active = np.array([True, False, True, True, False])
-    part = chunks.act(None, o, instructions, active)
+    part = chunks.act(o, instructions, active)
     assert rows_inferred == [5, 3]
     assert part.shape == full.shape == (5, 2, 7)
     np.testing.assert_allclose(part[active], full[active], atol=1e-6)  # greedy acting is per row
@@ -28,6 +28,6 @@ def test_eval_overrides_the_checkpoints_action_horizon(tmp_path):
 
     make(micro()).save_pretrained(tmp_path / "ckpt")
     o, instructions = obs(), all_instructions()[:5]
-    assert make_policy(EvalConfig(policy=str(tmp_path / "ckpt"))).act(None, o, instructions).shape == (5, 2, 7)
+    assert make_policy(EvalConfig(policy=str(tmp_path / "ckpt"))).act(o, instructions).shape == (5, 2, 7)
     head = make_policy(EvalConfig(policy=str(tmp_path / "ckpt"), n_action_steps=1))
-    assert head.act(None, o, instructions).shape == (5, 1, 7)
+    assert head.act(o, instructions).shape == (5, 1, 7)
