@@ -87,6 +87,19 @@ class VLAChunkPolicy:
         self.point_decoding = point_decoding  # None: the checkpoint's own
         self.generator = torch.Generator().manual_seed(seed)
 
+    @classmethod
+    def from_pretrained(cls, path: str | Path, n_action_steps: int | None = None, **kwargs: Any) -> VLAChunkPolicy:
+        """A checkpoint folder's VLA (``n_action_steps``: override its action horizon), named ``vla:<path>``
+        (the name `vla_rl.data.recorder.collect` writes into a dataset's info)."""
+        from vla_rl.policies.vla.modeling_vla import VLAPolicy
+
+        vla = VLAPolicy.from_pretrained(path)
+        if n_action_steps is not None:
+            vla.set_n_action_steps(n_action_steps)
+        chunks = cls(vla, **kwargs)
+        chunks.__name__ = f"vla:{path}"
+        return chunks
+
     def act(self, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
         """Chunks (N, T, 7); only the ``active`` rows are inferred (the others are zero)."""
         if active is None or active.all():
@@ -96,6 +109,11 @@ class VLAChunkPolicy:
         out = np.zeros((len(active), *sub.shape[1:]), sub.dtype)
         out[rows] = sub
         return out
+
+    def __call__(self, obs: Obs, instruction: str) -> np.ndarray:
+        """One env's observation (images (H, W, 3), state (D,)) -> its chunk (T, 7): `act` on a batch of one, for
+        single-env recording (`vla_rl.data.recorder.collect` calls ``policy(obs, instruction)``)."""
+        return self.act({k: np.asarray(v)[None] for k, v in obs.items()}, [instruction])[0]
 
     def _infer(self, obs: Obs, instructions: list[str]) -> np.ndarray:
         out = self.policy.act(self.processor(obs, instructions), temperature=self.temperature, greedy=self.greedy,
@@ -115,15 +133,10 @@ def make_policy(cfg: EvalConfig, env: VectorEnv | None = None) -> ChunkPolicy:
     if not (path / "config.json").is_file():
         raise ValueError(f"policy {cfg.policy!r} is neither 'expert', 'random' nor a checkpoint folder "
                          "(a folder holding config.json and model.safetensors)")
-    from vla_rl.policies.vla.modeling_vla import VLAPolicy
-
     greedy = cfg.temperature is None
-    vla = VLAPolicy.from_pretrained(path)
-    if cfg.n_action_steps is not None:
-        vla.set_n_action_steps(cfg.n_action_steps)
-    return VLAChunkPolicy(vla, greedy=greedy,
-                          temperature=1.0 if greedy else cfg.temperature, seed=cfg.seed,
-                          point_decoding=cfg.point_decoding)
+    return VLAChunkPolicy.from_pretrained(path, cfg.n_action_steps, greedy=greedy,
+                                          temperature=1.0 if greedy else cfg.temperature, seed=cfg.seed,
+                                          point_decoding=cfg.point_decoding)
 
 
 class _Frames:
