@@ -53,10 +53,10 @@ class AblationConfig(Config):
 
 
 def run_ablation(cfg: AblationConfig, console: Any = None) -> dict[str, Any]:
+    from vla_rl.evaluation import evaluate_policy
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
     from vla_rl.trainers.grpo import GRPOConfig
     from vla_rl.trainers.quickstart import QuickstartConfig
-    from vla_rl.trainers.sft import evaluate_policy
     from vla_rl.utils.io import atomic_write_json
 
     unknown = [v for v in cfg.variants if v not in VARIANTS]

@@ -46,43 +46,49 @@ def token_stats(probs: Any, columns: list[int], far: int) -> dict[str, float]:
             "tokens": int(gap.numel())}
 
 
+class _ReadTokens:
+    """Acts by the first checkpoint's median-decoded chunks; before each chunk, keeps every checkpoint's action
+    token probabilities float (live envs, K, n_bins) on the same observations."""
+
+    def __init__(self, paths: list[str]) -> None:
+        from vla_rl.policies.vla.modeling_vla import VLAPolicy
+
+        self.policies = {path: VLAPolicy.from_pretrained(path).eval() for path in paths}
+        self.processors = {path: pol.processor() for path, pol in self.policies.items()}
+        self.lead = paths[0]
+        self.probs: dict[str, list[Any]] = {path: [] for path in paths}
+
+    def act(self, obs: dict, instructions: list[str], active: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            for path, pol in self.policies.items():
+                batch = self.processors[path](obs, instructions)
+                self.probs[path].append(torch.softmax(pol.action_logits(batch).float(), -1)[active])
+            lead = self.policies[self.lead]
+            batch = self.processors[self.lead](obs, instructions)
+            return lead.act(batch, greedy=True, point_decoding="median").actions
+
+
 def run_decoding_bench(cfg: BenchDecodingConfig) -> dict[str, Any]:
     import torch
 
     from vla_rl.envs import EnvConfig, check_task_id, make_vector_env
-    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.rollout.episodes import run_waves
     from vla_rl.splits import split_seeds
     from vla_rl.utils.io import atomic_write_json
 
     check_task_id(cfg.task)
     torch.set_num_threads(cfg.threads)
-    policies = {path: VLAPolicy.from_pretrained(path).eval() for path in cfg.policies}
-    lead = policies[cfg.policies[0]]
-    processors = {path: pol.processor() for path, pol in policies.items()}
-    bad = [d for d in cfg.dims if not 0 <= d < lead.config.action_dim]
+    reader = _ReadTokens(cfg.policies)
+    lead = reader.policies[reader.lead].config
+    bad = [d for d in cfg.dims if not 0 <= d < lead.action_dim]
     if bad:
-        raise ValueError(f"dims {bad} are outside the policy's {lead.config.action_dim} action dimensions")
-    env = make_vector_env(EnvConfig(num_envs=cfg.episodes).for_policy(lead.config), cfg.task)
-    probs: dict[str, list[Any]] = {path: [] for path in policies}
-    try:
-        obs, info = env.reset(seed=split_seeds("test", cfg.episodes))
-        live = np.ones(cfg.episodes, dtype=bool)
-        with torch.no_grad():
-            for _ in range(cfg.chunks):
-                for path, pol in policies.items():
-                    batch = processors[path](obs, info["instruction"])
-                    probs[path].append(torch.softmax(pol.action_logits(batch).float(), -1)[live])
-                act = lead.act(processors[cfg.policies[0]](obs, info["instruction"]), greedy=True,
-                               point_decoding="median")
-                obs, _, term, trunc, step = env.step_chunk(act.actions, live)
-                live &= ~(term | trunc | step["lost"])
-                if not live.any():
-                    break
-    finally:
-        env.close()
-    k = lead.config.num_action_tokens
-    columns = [j for j in range(k) if j % lead.config.action_dim in cfg.dims]
-    rows = {path: token_stats(torch.cat(p), columns, cfg.far) for path, p in probs.items()}
+        raise ValueError(f"dims {bad} are outside the policy's {lead.action_dim} action dimensions")
+    with make_vector_env(EnvConfig(num_envs=cfg.episodes).for_policy(lead), cfg.task) as env:
+        run_waves(env, reader, split_seeds("test", cfg.episodes), max_chunks=cfg.chunks)  # one wave
+    columns = [j for j in range(lead.num_action_tokens) if j % lead.action_dim in cfg.dims]
+    rows = {path: token_stats(torch.cat(p), columns, cfg.far) for path, p in reader.probs.items()}
     doc = {"task": cfg.task, "episodes": cfg.episodes, "chunks": cfg.chunks, "dims": cfg.dims, "far": cfg.far,
            "baseline": cfg.policies[0], "policies": rows}
     atomic_write_json(cfg.out, doc)

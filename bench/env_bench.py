@@ -76,6 +76,10 @@ def make_env(task_id: str, image_size: int, chunk: int | None = None) -> gym.Env
 
 
 class _Ours:
+    """Our `SubprocVectorEnv`, stepped call by call like the baselines (not through the episode loop,
+    `vla_rl.rollout.episodes.run_waves`): the figure is the vector env's own stepping rate, sampled on the same
+    call boundaries as Gymnasium's; `vla-rl bench rollout` measures the episode loop."""
+
     def __init__(self, task_id: str, n: int, image_size: int, **kwargs: Any) -> None:
         factory = partial(vla_rl.envs.make_env, task_id, image_size=image_size)
         self.env = SubprocVectorEnv([factory] * n, name=task_id, **kwargs)
@@ -322,41 +326,17 @@ def run_env_bench(task_id: str = "mujoco/Reach-v1", env_counts: tuple[int, ...] 
     """
     cpus = os.cpu_count() or 1
     t_start = time.perf_counter()
-    doc: dict[str, Any] = {
-        "machine": {"cpu_count": cpus, "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
-                    "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS"), "platform": platform.platform(),
-                    "python": platform.python_version(), "processor": platform.processor() or platform.machine(),
-                    "loadavg_start": [round(x, 2) for x in os.getloadavg()],
-                    "versions": _versions()},
-        "settings": {"task_id": task_id, "image_size": image_size, "chunk": CHUNK, "env_counts": list(env_counts),
-                     "seconds_per_sample": seconds, "rounds": rounds,
-                     "unit": "env steps/s = control steps summed over envs per wall-clock second"},
-    }
+    doc: dict[str, Any] = {"machine": _machine(cpus), "settings": {
+        "task_id": task_id, "image_size": image_size, "chunk": CHUNK, "env_counts": list(env_counts),
+        "seconds_per_sample": seconds, "rounds": rounds,
+        "unit": "env steps/s = control steps summed over envs per wall-clock second"}}
     quiet = _Quiet(quiet_budget_s)
     quiet.wait()
     limit_runs = [_limit(task_id, image_size, seconds, rounds)]
     results: dict[str, dict[str, Any]] = {m: {} for m in MODES}
     for n in env_counts:
-        ours = _Ours(task_id, n, image_size)
-        seq = _Sequential(task_id, n, image_size)
-        ours.reset()
-        seq.reset()
-        for mode in MODES:
-            asy = _Async(task_id, n, image_size, mode)
-            asy.reset()
-            runners = {"ours": ours, "async": asy, "sequential": seq}
-            samples: dict[str, list[dict[str, float]]] = {k: [] for k in runners}
-            for r in range(rounds):
-                for name, runner in runners.items():
-                    samples[name].append(_measure(runner, mode, seconds, seed=r, quiet=quiet))
-            asy.close()
-            results[mode][str(n)] = {name: _best(s) for name, s in samples.items()}
-            results[mode][str(n)]["ours"].update(num_workers=ours.env.num_workers,
-                                                 render_threads=ours.env.render_threads)
-            _log(f"N={n:3d} {mode:5s} " + "  ".join(
-                f"{k} {v['env_steps_per_s']:8.1f}" for k, v in results[mode][str(n)].items() if isinstance(v, dict)))
-        ours.close()
-        seq.close()
+        for mode, row in _contest(task_id, n, image_size, seconds, rounds, quiet).items():
+            results[mode][str(n)] = row
     quiet.wait()
     limit_runs.append(_limit(task_id, image_size, seconds, rounds))  # again: the best of both counts
     doc["limit"] = _limit_figures(limit_runs, cpus)
@@ -370,6 +350,40 @@ def run_env_bench(task_id: str = "mujoco/Reach-v1", env_counts: tuple[int, ...] 
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(doc, indent=2) + "\n")
     return doc
+
+
+def _machine(cpus: int) -> dict[str, Any]:
+    return {"cpu_count": cpus, "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
+            "LP_NUM_THREADS": os.environ.get("LP_NUM_THREADS"), "platform": platform.platform(),
+            "python": platform.python_version(), "processor": platform.processor() or platform.machine(),
+            "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+            "versions": _versions()}
+
+
+def _contest(task_id: str, n: int, image_size: int, seconds: float, rounds: int,
+             quiet: _Quiet) -> dict[str, dict[str, Any]]:
+    """Every contestant at ``n`` envs, both modes, ``rounds`` interleaved samples each -> {mode: {name: best}}."""
+    ours = _Ours(task_id, n, image_size)
+    seq = _Sequential(task_id, n, image_size)
+    ours.reset()
+    seq.reset()
+    rows: dict[str, dict[str, Any]] = {}
+    for mode in MODES:
+        asy = _Async(task_id, n, image_size, mode)
+        asy.reset()
+        runners = {"ours": ours, "async": asy, "sequential": seq}
+        samples: dict[str, list[dict[str, float]]] = {k: [] for k in runners}
+        for r in range(rounds):
+            for name, runner in runners.items():
+                samples[name].append(_measure(runner, mode, seconds, seed=r, quiet=quiet))
+        asy.close()
+        rows[mode] = {name: _best(s) for name, s in samples.items()}
+        rows[mode]["ours"].update(num_workers=ours.env.num_workers, render_threads=ours.env.render_threads)
+        _log(f"N={n:3d} {mode:5s} " + "  ".join(
+            f"{k} {v['env_steps_per_s']:8.1f}" for k, v in rows[mode].items() if isinstance(v, dict)))
+    ours.close()
+    seq.close()
+    return rows
 
 
 def _tune(task_id: str, n: int, image_size: int, seconds: float, rounds: int, cpus: int,

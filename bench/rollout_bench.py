@@ -60,11 +60,61 @@ def random_policy(config: VLAConfig | None = None) -> VLAPolicy:
                      NormStats(-np.ones(8), np.ones(8)), tokenizer=tok)
 
 
+def env_only_rate(env: SubprocVectorEnv, chunk: int, repeats: int, seconds: float = 3.0) -> float:
+    """Env steps/s of uniform random chunks (`run_waves`, waves of ``num_envs`` episodes), best of ``repeats``."""
+    from vla_rl.evaluation import RandomPolicy
+    from vla_rl.rollout.episodes import run_waves
+
+    policy, best = RandomPolicy(0, chunk), 0.0
+    for _ in range(repeats):
+        t0, steps = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:  # whole waves: an episode runs to its step limit
+            steps += sum(r["steps"] for r in run_waves(env, policy, list(range(env.num_envs))))
+        best = max(best, steps / (time.perf_counter() - t0))
+    return best
+
+
+def policy_only_rate(env: SubprocVectorEnv, policy: VLAPolicy, repeats: int, seconds: float = 3.0) -> float:
+    """One batched chunk decode for all envs, counted as the env steps it commands, per second (best of
+    ``repeats``)."""
+    obs, info = env.reset(seed=list(range(env.num_envs)))
+    batch = policy.processor()(obs, info["instruction"])
+    policy.act(batch, temperature=1.6)
+    best = 0.0
+    for _ in range(repeats):
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            policy.act(batch, temperature=1.6)
+            n += 1
+        best = max(best, n * env.num_envs * policy.config.chunk_size / (time.perf_counter() - t0))
+    return best
+
+
+def loop_rates(env: SubprocVectorEnv, policy: VLAPolicy, seeds: int, group_size: int,
+               repeats: int) -> dict[str, dict[str, float]]:
+    """`collect_rollouts` sequential and pipelined, with torch's default threads and with 1: the best round of each,
+    keyed ``<mode>@<threads>thread(s)``."""
+    from vla_rl.rollout.robot import collect_rollouts
+
+    loops: dict[str, dict[str, float]] = {}
+    default_threads = torch.get_num_threads()
+    for threads in sorted({default_threads, 1}, reverse=True):
+        torch.set_num_threads(threads)
+        for mode in ("sequential", "pipelined") * repeats:
+            r = collect_rollouts(env, policy, list(range(seeds)), group_size, 1.6,
+                                 torch.Generator().manual_seed(0), pipelined=mode == "pipelined")
+            rate = r.env_steps / r.wall_s
+            key = f"{mode}@{threads}thread{'s' if threads > 1 else ''}"
+            if rate > loops.get(key, {}).get("env_steps_per_s", 0.0):
+                loops[key] = {"env_steps_per_s": round(rate, 1), "env_steps": r.env_steps,
+                              "wall_s": round(r.wall_s, 2), "policy_s": round(r.policy_s, 2)}
+    torch.set_num_threads(default_threads)
+    return loops
+
+
 def run_rollout_bench(task: str = "mujoco/PickCube-v1", num_envs: int = 16, num_workers: int = 2, seeds: int = 4,
                       group_size: int = 8, repeats: int = 2, torch_threads: int | None = None,
                       out: str | Path | None = "bench/results/rollout.json") -> dict[str, Any]:
-    from vla_rl.rollout.robot import collect_rollouts
-
     if torch_threads:
         torch.set_num_threads(torch_threads)
     factory = partial(make_env, task, image_size=64, cameras=("agentview",))
@@ -72,47 +122,9 @@ def run_rollout_bench(task: str = "mujoco/PickCube-v1", num_envs: int = 16, num_
     try:
         policy = random_policy().eval()
         chunk = policy.config.chunk_size
-        rng = np.random.default_rng(0)
-        # env only: random chunks, all envs, resets when every env is done
-        best_env = 0.0
-        for _ in range(repeats):
-            env.reset(seed=list(range(num_envs)))
-            active = np.ones(num_envs, bool)
-            t0, steps = time.perf_counter(), 0
-            while time.perf_counter() - t0 < 3.0:
-                if not active.any():
-                    env.reset(seed=list(range(num_envs)))
-                    active[:] = True
-                acts = rng.uniform(-1, 1, (num_envs, chunk, 7)).astype(np.float32)
-                _, _, te, tr, info = env.step_chunk(acts, active)
-                steps += int(info["steps"].sum())
-                active &= ~(te | tr)
-            best_env = max(best_env, steps / (time.perf_counter() - t0))
-        # policy only: one batched chunk decode for all envs, counted as the env steps it commands
-        obs, info = env.reset(seed=list(range(num_envs)))
-        proc = policy.processor()
-        batch = proc(obs, info["instruction"])
-        policy.act(batch, temperature=1.6)
-        best_pol = 0.0
-        for _ in range(repeats):
-            t0, n = time.perf_counter(), 0
-            while time.perf_counter() - t0 < 3.0:
-                policy.act(batch, temperature=1.6)
-                n += 1
-            best_pol = max(best_pol, n * num_envs * chunk / (time.perf_counter() - t0))
-        loops: dict[str, dict[str, float]] = {}
-        default_threads = torch.get_num_threads()
-        for threads in sorted({default_threads, 1}, reverse=True):
-            torch.set_num_threads(threads)
-            for mode in ("sequential", "pipelined") * repeats:
-                r = collect_rollouts(env, policy, list(range(seeds)), group_size, 1.6,
-                                     torch.Generator().manual_seed(0), pipelined=mode == "pipelined")
-                rate = r.env_steps / r.wall_s
-                key = f"{mode}@{threads}thread{'s' if threads > 1 else ''}"
-                if rate > loops.get(key, {}).get("env_steps_per_s", 0.0):
-                    loops[key] = {"env_steps_per_s": round(rate, 1), "env_steps": r.env_steps,
-                                  "wall_s": round(r.wall_s, 2), "policy_s": round(r.policy_s, 2)}
-        torch.set_num_threads(default_threads)
+        best_env = env_only_rate(env, chunk, repeats)
+        best_pol = policy_only_rate(env, policy, repeats)
+        loops = loop_rates(env, policy, seeds, group_size, repeats)
     finally:
         env.close()
     serial_bound = 1.0 / (1.0 / best_env + 1.0 / best_pol)  # no overlap at all

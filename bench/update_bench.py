@@ -160,13 +160,12 @@ def step_seeds(cfg: UpdateBenchConfig) -> list[list[int]]:
     return [split_seeds("train", cfg.prompts, i * cfg.prompts) for i in range(cfg.warmup + cfg.steps)]
 
 
-def run_ours(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str, float]]:
-    """Our `GRPOTrainer` (text backend), stepped as ``train()`` does; per-step timings and token counts."""
-    from vla_rl.trainers.grpo import GRPOTrainer
+def ours_config(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> Any:
+    """The `TextGRPOConfig` of our side: one optimizer step over the whole batch per iteration, no KL, no eval."""
     from vla_rl.trainers.text_grpo import TextGRPOConfig
 
     batch = cfg.prompts * cfg.group_size
-    tcfg = TextGRPOConfig(
+    return TextGRPOConfig(
         tasks=[cfg.task],
         difficulty=cfg.difficulty,
         init=str(init),
@@ -191,7 +190,13 @@ def run_ours(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str
         seed=cfg.seed,
         threads=cfg.threads,
     )
-    trainer = GRPOTrainer(tcfg)
+
+
+def run_ours(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str, float]]:
+    """Our `GRPOTrainer` (text backend), stepped as ``train()`` does; per-step timings and token counts."""
+    from vla_rl.trainers.grpo import GRPOTrainer
+
+    trainer = GRPOTrainer(ours_config(cfg, init, workdir))
     trainer.policy.stop_ids = [-1]  # never matches a sampled id: every row generates max_new_tokens tokens
     expected = step_seeds(cfg)
     steps = []
@@ -232,32 +237,12 @@ def _timed(fn: Callable[..., Any], sink: list[float], after: Callable[[Any], Non
     return wrapper
 
 
-def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str, float]]:
-    """TRL's `GRPOTrainer` on the same weights, prompts and settings; per-step timings and token counts."""
-    from vla_rl.availability import DependencyNotInstalled, is_available
-
-    if not is_available("trl"):
-        raise DependencyNotInstalled(f"trl is not installed; run: {TRL_INSTALL} (the bench extra)")
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    from vla_rl.rollout.text import default_reward
-    from vla_rl.text_tasks import make_text_task, prompt_text
-
-    task = make_text_task(cfg.task)
-    seeds = [s for step in step_seeds(cfg) for s in step]
-    data = Dataset.from_dict(
-        {"prompt": [prompt_text(task, task.generate(s, cfg.difficulty)) for s in seeds], "seed": seeds}
-    )
-
-    def verifier(prompts: list[str], completions: list[str], seed: list[int], **_: Any) -> list[float]:
-        return [
-            default_reward(task, task.generate(s, cfg.difficulty), c) for s, c in zip(seed, completions, strict=True)
-        ]
+def trl_args(cfg: UpdateBenchConfig, workdir: Path) -> Any:
+    """TRL's `GRPOConfig` for the same work as `ours_config` (see the module docstring)."""
+    from trl import GRPOConfig
 
     batch = cfg.prompts * cfg.group_size
-    args = GRPOConfig(
+    return GRPOConfig(
         output_dir=str(workdir / "trl"),
         max_steps=cfg.warmup + cfg.steps,
         per_device_train_batch_size=batch,
@@ -297,33 +282,72 @@ def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
     )
-    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(init))
-    trainer = GRPOTrainer(model=model, reward_funcs=verifier, args=args, train_dataset=data, processing_class=tokenizer)
-    if trainer.model.is_activation_checkpointing:
-        raise RuntimeError("trl: activation checkpointing is on; the two sides would not do the same work")
 
-    gen_s: list[float] = []
-    sample_s: list[float] = []
-    counts: list[tuple[float, float]] = []
+def trl_data(cfg: UpdateBenchConfig) -> tuple[Any, Callable[..., list[float]]]:
+    """The prompts of every step in order (a `datasets.Dataset` with their seeds) and the task's verifier."""
+    from datasets import Dataset
+
+    from vla_rl.rollout.text import default_reward
+    from vla_rl.text_tasks import make_text_task, prompt_text
+
+    task = make_text_task(cfg.task)
+    seeds = [s for step in step_seeds(cfg) for s in step]
+    data = Dataset.from_dict(
+        {"prompt": [prompt_text(task, task.generate(s, cfg.difficulty)) for s in seeds], "seed": seeds}
+    )
+
+    def verifier(prompts: list[str], completions: list[str], seed: list[int], **_: Any) -> list[float]:
+        return [
+            default_reward(task, task.generate(s, cfg.difficulty), c) for s, c in zip(seed, completions, strict=True)
+        ]
+
+    return data, verifier
+
+
+def time_trl(trainer: Any) -> dict[str, list]:
+    """Timers on a TRL trainer: per optimizer step (a callback), per generation + scoring and per sampling call
+    (wrapped on the instance), and the completion / prompt token counts of each generation."""
+    from transformers import TrainerCallback
+
+    sinks: dict[str, list] = {"step_s": [], "gen_s": [], "sample_s": [], "counts": []}
 
     def count(out: dict[str, Any]) -> None:
-        counts.append((float(out["completion_mask"].sum()), float(out["prompt_mask"].sum())))
+        sinks["counts"].append((float(out["completion_mask"].sum()), float(out["prompt_mask"].sum())))
 
-    trainer._generate_and_score_completions = _timed(trainer._generate_and_score_completions, gen_s, count)
-    trainer._generate_single_turn = _timed(trainer._generate_single_turn, sample_s)
-
-    step_s: list[float] = []
+    trainer._generate_and_score_completions = _timed(trainer._generate_and_score_completions, sinks["gen_s"], count)
+    trainer._generate_single_turn = _timed(trainer._generate_single_turn, sinks["sample_s"])
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.t0 = time.perf_counter()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            step_s.append(time.perf_counter() - self.t0)
+            sinks["step_s"].append(time.perf_counter() - self.t0)
 
     trainer.add_callback(StepTimer())
+    return sinks
+
+
+def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str, float]]:
+    """TRL's `GRPOTrainer` on the same weights, prompts and settings; per-step timings and token counts."""
+    from vla_rl.availability import DependencyNotInstalled, is_available
+
+    if not is_available("trl"):
+        raise DependencyNotInstalled(f"trl is not installed; run: {TRL_INSTALL} (the bench extra)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    data, verifier = trl_data(cfg)
+    args = trl_args(cfg, workdir)
+    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(init))
+    trainer = GRPOTrainer(model=model, reward_funcs=verifier, args=args, train_dataset=data, processing_class=tokenizer)
+    if trainer.model.is_activation_checkpointing:
+        raise RuntimeError("trl: activation checkpointing is on; the two sides would not do the same work")
+
+    t = time_trl(trainer)
     trainer.train()
+    step_s, gen_s, sample_s, counts = t["step_s"], t["gen_s"], t["sample_s"], t["counts"]
     n = cfg.warmup + cfg.steps
     if not len(step_s) == len(gen_s) == len(sample_s) == n:
         raise RuntimeError(

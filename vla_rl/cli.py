@@ -132,33 +132,16 @@ class CollectConfig(Config):
 @command("collect", "record episodes (expert or checkpoint) as a LeRobot v3 dataset or zarr buffer")
 def _collect(argv: list[str]) -> int:
     from vla_rl.data.recorder import collect
+    from vla_rl.evaluation import VLAChunkPolicy
 
     cfg = parse_args(CollectConfig, argv, "collect")
-    policy: Any = cfg.policy
-    if cfg.policy != "expert":
-        policy = _checkpoint_chunk_fn(cfg.policy)
+    policy: Any = cfg.policy if cfg.policy == "expert" else VLAChunkPolicy.from_pretrained(cfg.policy)  # greedy
     s = collect(cfg.task, cfg.episodes, policy, cfg.out, fmt=cfg.format, split=cfg.split, start=cfg.start,
                 image_size=cfg.image_size, only_success=cfg.only_success, overwrite=cfg.overwrite,
                 noise=cfg.noise)
     print(f"{s['task']}: kept {s['kept']}/{s['attempted']} episodes ({s['frames']} frames, "
           f"success {s['success_rate']:.0%}) -> {s['out']} in {s['elapsed_s']:.1f} s")
     return 0
-
-
-def _checkpoint_chunk_fn(path: str) -> Callable[[dict, str], Any]:
-    """A VLA checkpoint as ``policy(obs, instruction) -> (T, 7)`` for single-env recording (greedy)."""
-    import numpy as np
-
-    from vla_rl.evaluation import VLAChunkPolicy
-    from vla_rl.policies.vla.modeling_vla import VLAPolicy
-
-    chunks = VLAChunkPolicy(VLAPolicy.from_pretrained(path))
-
-    def act(obs: dict, instruction: str) -> Any:
-        return chunks.act(None, {k: np.asarray(v)[None] for k, v in obs.items()}, [instruction])[0]
-
-    act.__name__ = f"vla:{path}"
-    return act
 
 
 class ReplayConfig(Config):

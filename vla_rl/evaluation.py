@@ -7,8 +7,9 @@ task's scripted expert (privileged state, inside the env workers); ``random`` sa
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -16,21 +17,19 @@ from pydantic import Field, field_validator
 from vla_rl.config import Config
 from vla_rl.envs import EnvConfig, Obs, VectorEnv, check_task_id, make_vector_env, robot_task_ids
 from vla_rl.policies.vla.configuration_vla import PointDecoding
+from vla_rl.rollout.episodes import ChunkPolicy, Wave, run_waves
 from vla_rl.utils.io import atomic_write_json
 from vla_rl.utils.stats import wilson_interval
 
 
-class ChunkPolicy(Protocol):
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
-        """Action chunks float32 (N, T, 7) for every env; rows where ``active`` bool (N,) is False are ignored
-        (a policy may leave them zero and skip their inference)."""
-
-
 class ExpertPolicy:
-    """The tasks' scripted experts, one action per call (T = 1)."""
+    """The tasks' scripted experts (privileged state, read inside ``env``'s workers), one action per call (T = 1)."""
 
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
-        return np.stack(env.call("expert_action"))[:, None, :]
+    def __init__(self, env: VectorEnv) -> None:
+        self.env = env
+
+    def act(self, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
+        return np.stack(self.env.call("expert_action"))[:, None, :]
 
 
 class RandomPolicy:
@@ -40,8 +39,8 @@ class RandomPolicy:
         self.rng = np.random.default_rng(seed)
         self.chunk = chunk
 
-    def act(self, env: VectorEnv, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
-        return self.rng.uniform(-1, 1, (env.num_envs, self.chunk, 7)).astype(np.float32)
+    def act(self, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
+        return self.rng.uniform(-1, 1, (len(instructions), self.chunk, 7)).astype(np.float32)
 
 
 class EvalConfig(Config):
@@ -88,8 +87,20 @@ class VLAChunkPolicy:
         self.point_decoding = point_decoding  # None: the checkpoint's own
         self.generator = torch.Generator().manual_seed(seed)
 
-    def act(self, env: VectorEnv | None, obs: Obs, instructions: list[str],
-            active: np.ndarray | None = None) -> np.ndarray:
+    @classmethod
+    def from_pretrained(cls, path: str | Path, n_action_steps: int | None = None, **kwargs: Any) -> VLAChunkPolicy:
+        """A checkpoint folder's VLA (``n_action_steps``: override its action horizon), named ``vla:<path>``
+        (the name `vla_rl.data.recorder.collect` writes into a dataset's info)."""
+        from vla_rl.policies.vla.modeling_vla import VLAPolicy
+
+        vla = VLAPolicy.from_pretrained(path)
+        if n_action_steps is not None:
+            vla.set_n_action_steps(n_action_steps)
+        chunks = cls(vla, **kwargs)
+        chunks.__name__ = f"vla:{path}"
+        return chunks
+
+    def act(self, obs: Obs, instructions: list[str], active: np.ndarray | None = None) -> np.ndarray:
         """Chunks (N, T, 7); only the ``active`` rows are inferred (the others are zero)."""
         if active is None or active.all():
             return self._infer(obs, instructions)
@@ -99,72 +110,64 @@ class VLAChunkPolicy:
         out[rows] = sub
         return out
 
+    def __call__(self, obs: Obs, instruction: str) -> np.ndarray:
+        """One env's observation (images (H, W, 3), state (D,)) -> its chunk (T, 7): `act` on a batch of one, for
+        single-env recording (`vla_rl.data.recorder.collect` calls ``policy(obs, instruction)``)."""
+        return self.act({k: np.asarray(v)[None] for k, v in obs.items()}, [instruction])[0]
+
     def _infer(self, obs: Obs, instructions: list[str]) -> np.ndarray:
         out = self.policy.act(self.processor(obs, instructions), temperature=self.temperature, greedy=self.greedy,
                               generator=self.generator, point_decoding=self.point_decoding)
         return out.actions
 
 
-def make_policy(cfg: EvalConfig) -> ChunkPolicy:
-    """``expert``, ``random`` or a checkpoint folder (written by `vla-rl sft` / `vla-rl train`)."""
+def make_policy(cfg: EvalConfig, env: VectorEnv | None = None) -> ChunkPolicy:
+    """``expert`` (acting in ``env``), ``random`` or a checkpoint folder (written by `vla-rl sft` / `vla-rl train`)."""
     if cfg.policy == "expert":
-        return ExpertPolicy()
+        if env is None:
+            raise ValueError("the expert acts in an env: make_policy(cfg, env)")
+        return ExpertPolicy(env)
     if cfg.policy == "random":
         return RandomPolicy(cfg.seed)
     path = Path(cfg.policy)
     if not (path / "config.json").is_file():
         raise ValueError(f"policy {cfg.policy!r} is neither 'expert', 'random' nor a checkpoint folder "
                          "(a folder holding config.json and model.safetensors)")
-    from vla_rl.policies.vla.modeling_vla import VLAPolicy
-
     greedy = cfg.temperature is None
-    vla = VLAPolicy.from_pretrained(path)
-    if cfg.n_action_steps is not None:
-        vla.set_n_action_steps(cfg.n_action_steps)
-    return VLAChunkPolicy(vla, greedy=greedy,
-                          temperature=1.0 if greedy else cfg.temperature, seed=cfg.seed,
-                          point_decoding=cfg.point_decoding)
+    return VLAChunkPolicy.from_pretrained(path, cfg.n_action_steps, greedy=greedy,
+                                          temperature=1.0 if greedy else cfg.temperature, seed=cfg.seed,
+                                          point_decoding=cfg.point_decoding)
+
+
+class _Frames:
+    """`run_episodes`' observer: the frames of the first ``record`` episodes, uint8 (H, W * cameras, 3) each."""
+
+    def __init__(self, cameras: tuple[str, ...], record: int) -> None:
+        self.cameras, self.record = cameras, record
+        self.videos: list[list[np.ndarray]] = []
+
+    def on_reset(self, wave: Wave) -> None:
+        self.wave = [[self._frame(wave, i)] for i in range(max(0, min(self.record - wave.first, len(wave.seeds))))]
+        self.videos += self.wave
+
+    def on_chunk(self, wave: Wave, rows: np.ndarray, info: dict[str, Any]) -> None:
+        for i in rows[rows < len(self.wave)]:
+            self.wave[i].append(self._frame(wave, i))
+
+    def _frame(self, wave: Wave, i: int) -> np.ndarray:
+        return np.concatenate([wave.obs[c][i] for c in self.cameras], axis=1)
 
 
 def run_episodes(env: VectorEnv, policy: ChunkPolicy, seeds: list[int],
                  record: int = 0) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Run one episode per seed, ``env.num_envs`` at a time, until each terminates or truncates.
+    """Run one episode per seed (`run_waves`), ``env.num_envs`` at a time, until each terminates or truncates.
 
     Returns per-episode records (seed, success, lost, steps, instruction) and, for the first
     ``record`` episodes, their frames uint8 (T, H, W * cameras, 3).
     """
-    n = env.num_envs
-    records: list[dict[str, Any]] = []
-    videos: list[np.ndarray] = []
-    for start in range(0, len(seeds), n):
-        batch = seeds[start : start + n]
-        pad = batch + [batch[-1]] * (n - len(batch))
-        obs, info = env.reset(seed=pad)
-        active = np.arange(n) < len(batch)
-        steps = np.zeros(n, dtype=int)
-        success = np.zeros(n, dtype=bool)
-        lost = np.zeros(n, dtype=bool)
-        n_rec = max(0, min(record - start, len(batch)))
-        frames: list[list[np.ndarray]] = [[_frame(obs, env.camera_names, i)] for i in range(n_rec)]
-        while active.any():
-            actions = policy.act(env, obs, info["instruction"], active)
-            obs, _, term, trunc, step_info = env.step_chunk(actions, active)
-            steps += step_info["steps"]
-            success |= active & step_info["success"]
-            lost |= active & step_info["lost"]
-            for i in range(n_rec):
-                if active[i]:
-                    frames[i].append(_frame(obs, env.camera_names, i))
-            active &= ~(term | trunc | step_info["lost"])
-        for i, seed in enumerate(batch):
-            records.append({"seed": seed, "success": bool(success[i] and not lost[i]), "lost": bool(lost[i]),
-                            "steps": int(steps[i]), "instruction": info["instruction"][i]})
-        videos.extend(np.stack(f) for f in frames)
-    return records, videos
-
-
-def _frame(obs: Obs, cameras: tuple[str, ...], i: int) -> np.ndarray:
-    return np.concatenate([obs[c][i] for c in cameras], axis=1)
+    frames = _Frames(env.camera_names, record)
+    records = run_waves(env, policy, seeds, frames)
+    return records, [np.stack(f) for f in frames.videos]
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -177,12 +180,46 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_steps": float(np.mean([r["steps"] for r in valid])) if valid else float("nan")}
 
 
+def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg: EnvConfig,
+                    greedy: bool = True, start: int = 0, point_decoding: str | None = None,
+                    envs: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Success of ``policy`` per task over ``episodes`` seeds of ``split`` (vector envs at the policy's
+    image size and cameras); greedy tokens by ``point_decoding`` (None: the policy's own).
+
+    ``envs``: vector envs already started, one per task, rendering at the policy's image size and cameras
+    (the GRPO trainer's rollout envs): used as they are and left open, which spares starting workers and
+    renderers for every validation; every episode is reset from its seed, so the outcomes are the same."""
+    import torch
+
+    from vla_rl.envs import make_vector_env  # (looked up per call: a test checks that none is started)
+    from vla_rl.splits import split_seeds
+
+    missing = [t for t in tasks if envs is not None and t not in envs]
+    if missing:
+        raise ValueError(f"evaluate_policy: no started env for {', '.join(missing)} (envs has {', '.join(envs or [])})")
+    ecfg = env_cfg.for_policy(policy.config).model_copy(update={"num_envs": min(env_cfg.num_envs, episodes)})
+    was_training = policy.training
+    chunk_policy = VLAChunkPolicy(policy, greedy=greedy, point_decoding=point_decoding)
+    out = {}
+    with torch.no_grad():
+        for task in tasks:
+            env = envs[task] if envs is not None else make_vector_env(ecfg, task)
+            try:
+                records, _ = run_episodes(env, chunk_policy, split_seeds(split, episodes, start))
+            finally:
+                if envs is None:
+                    env.close()
+            out[task] = summarize(records)
+    policy.train(was_training)  # handed back in the mode it came in
+    return out
+
+
 def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
     """Evaluate ``cfg.policy`` on each task; writes ``<out>/eval.json`` and mp4s; returns the results."""
     from vla_rl.splits import split_seeds
     from vla_rl.utils.video import write_mp4
 
-    policy = make_policy(cfg)
+    policy = make_policy(cfg) if cfg.policy != "expert" else None  # the expert: one per env, below
     if isinstance(policy, VLAChunkPolicy):  # render what the policy reads, at its resolution
         cfg = cfg.model_copy(update={"env": cfg.env.for_policy(policy.policy.config)})
     out = Path(cfg.out)
@@ -194,7 +231,8 @@ def evaluate(cfg: EvalConfig, console: Any = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         env = make_vector_env(cfg.env, task)
         try:
-            records, videos = run_episodes(env, policy, split_seeds(cfg.split, cfg.episodes), cfg.videos)
+            acting = policy if policy is not None else make_policy(cfg, env)
+            records, videos = run_episodes(env, acting, split_seeds(cfg.split, cfg.episodes), cfg.videos)
         finally:
             env.close()
         summary = summarize(records) | {"wall_s": time.perf_counter() - t0}

@@ -9,6 +9,7 @@ and must be excluded from the update, never scored as failures.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 
 from vla_rl.envs import VectorEnv
 from vla_rl.rollout.base import Rollout, per_sample, per_trajectory
+from vla_rl.rollout.episodes import Wave, run_waves
 
 
 @dataclass
@@ -117,14 +119,75 @@ def central_quantiles(u: torch.Tensor, mass: float) -> torch.Tensor:
     return (0.5 + (u - 0.5) * mass).clamp(1e-6, 1 - 1e-6)
 
 
-def env_halves(env: VectorEnv) -> list[np.ndarray]:
-    """Two disjoint bool (N,) masks, each a whole set of workers, for pipelining (one half simulates
-    while the policy infers for the other). Needs at least two workers."""
-    workers = getattr(env, "num_workers", 1)
-    if workers < 2 or not hasattr(env, "step_chunk_async"):
-        raise ValueError("pipelined rollouts need a SubprocVectorEnv with at least 2 workers")
-    first = np.array([env.worker_of(i) < workers // 2 for i in range(env.num_envs)])
-    return [first, ~first]
+class _Sampler:
+    """`collect_rollouts`' acting and recording, over `run_waves`: `act` infers the live envs' chunks (temperature,
+    correlated noise, central mass, anchors), `on_chunk` records each chunk's samples once its steps are known."""
+
+    def __init__(self, policy, temperature: float, generator: torch.Generator | None, greedy: bool,
+                 noise: QuantileNoise | None, sample_mass: float, anchor_plan: np.ndarray) -> None:
+        self.policy, self.temperature, self.generator, self.greedy = policy, temperature, generator, greedy
+        self.noise, self.sample_mass, self.anchor_plan = noise, sample_mass, anchor_plan
+        self.proc = policy.processor()
+        self.acting = torch.from_numpy(np.tile(policy.action_tokenizer.acting_dims(), policy.config.chunk_size)).float()
+        self.sent: deque = deque()  # (images, batch, out) of each chunk in flight, oldest first
+        self.buf: dict[str, list] = {k: [] for k in ("images", "ids", "amask", "state", "tokens", "logp", "ent",
+                                                     "tmask", "traj")}
+        self.policy_s = 0.0
+
+    def on_reset(self, wave: Wave) -> None:
+        n_env = len(wave.active)
+        self.traj_ids = wave.first + np.arange(n_env)
+        self.anchor = np.zeros(n_env, bool)  # acts by the median
+        self.anchor[: len(wave.seeds)] = self.anchor_plan[wave.first : wave.first + len(wave.seeds)]
+        if self.noise is not None:
+            self.noise.reset()
+
+    def act(self, obs, instructions: list[str], active: np.ndarray) -> np.ndarray:
+        rows = np.flatnonzero(active)
+        tp = time.perf_counter()
+        images = self.proc.images({c: obs[c][rows] for c in self.proc.cameras})
+        state = obs["state"][rows] if self.proc.state_stats is not None else None
+        batch = self.proc.batch(images, [instructions[i] for i in rows], state)
+        with torch.no_grad():
+            out = self.policy.act(batch, temperature=self.temperature, greedy=self.greedy, generator=self.generator,
+                                  quantiles=self._quantiles(rows))
+        self.policy_s += time.perf_counter() - tp
+        self.sent.append((images, batch, out))
+        actions = np.zeros((len(active), out.actions.shape[1], self.policy.config.action_dim), np.float32)
+        actions[rows] = out.actions
+        return actions
+
+    def _quantiles(self, rows: np.ndarray) -> torch.Tensor | None:
+        """The sampling quantiles of the tokens of ``rows`` (None: plain sampling, or greedy)."""
+        cfg = self.policy.config
+        q = None if self.noise is None else self.noise.next(rows, cfg.chunk_size, cfg.n_action_steps)
+        if (self.sample_mass < 1.0 or self.anchor[rows].any()) and not self.greedy:
+            u = torch.rand(len(rows), cfg.num_action_tokens, generator=self.generator) if q is None else q
+            q = central_quantiles(u, self.sample_mass) if self.sample_mass < 1.0 else u
+            q[torch.from_numpy(self.anchor[rows])] = 0.5
+        return q
+
+    def on_chunk(self, wave: Wave, rows: np.ndarray, info: dict) -> None:
+        images, batch, out = self.sent.popleft()
+        cfg = self.policy.config
+        executed = torch.from_numpy(info["steps"][rows])
+        tmask = (torch.arange(cfg.num_action_tokens)[None] // cfg.action_dim < executed[:, None]).float() * self.acting
+        for key, val in (("images", images), ("ids", batch.input_ids), ("amask", batch.attention_mask),
+                         ("tokens", out.tokens), ("logp", out.logprobs), ("ent", out.entropy),
+                         ("tmask", tmask), ("traj", torch.from_numpy(self.traj_ids[rows]))):
+            self.buf[key].append(val)
+        if batch.state is not None:
+            self.buf["state"].append(batch.state)
+
+    def rollout(self, records: list[dict], groups: list[int], task: str, wall_s: float) -> RobotRollout:
+        buf, cat = self.buf, torch.cat
+        return RobotRollout(
+            cat(buf["images"]), cat(buf["ids"]), cat(buf["amask"]), cat(buf["state"]) if buf["state"] else None,
+            cat(buf["tokens"]), cat(buf["logp"]).float(), cat(buf["ent"]).float(), cat(buf["tmask"]), cat(buf["traj"]),
+            torch.tensor(groups), torch.tensor([r["success"] for r in records]),
+            torch.tensor([r["lost"] for r in records]), torch.tensor([r["steps"] for r in records]),
+            [r["seed"] for r in records], [task] * len(records), torch.from_numpy(self.anchor_plan), wall_s,
+            self.policy_s)
 
 
 def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, temperature: float,
@@ -132,7 +195,7 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
                      greedy: bool = False, pipelined: bool = False, noise_correlation: float = 0.0,
                      sample_mass: float = 1.0, anchors: int = 0) -> RobotRollout:
     """Run ``group_size`` episodes from each seed (same seed G times: one GRPO group), ``env.num_envs``
-    at a time. Group ids are ``group_offset + index of the seed``.
+    at a time (`run_waves`). Group ids are ``group_offset + index of the seed``.
 
     ``pipelined``: the envs are split into two halves of workers; while one half simulates its chunk,
     the policy infers for the other (`SubprocVectorEnv.step_chunk_async`). The samples are the same
@@ -153,88 +216,17 @@ def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, 
         raise ValueError(f"sample_mass must be in (0, 1], got {sample_mass}")
     if not 0 <= anchors < group_size:
         raise ValueError(f"anchors must be in [0, group_size - 1] (a group needs a sampled rollout), got {anchors}")
-    proc = policy.processor()
-    k_tokens = policy.config.num_action_tokens
-    dim = policy.config.action_dim
-    acting = torch.from_numpy(np.tile(policy.action_tokenizer.acting_dims(), policy.config.chunk_size)).float()
-    n_env = env.num_envs
-    halves = env_halves(env) if pipelined else [np.ones(n_env, bool)]
-    plan = [(s, group_offset + i) for i, s in enumerate(seeds) for _ in range(group_size)]
-    anchor_plan = np.tile(np.arange(group_size) < anchors, len(seeds))  # (len(plan),) acts by the median
-    noise = QuantileNoise(n_env, dim, noise_correlation, generator) if noise_correlation > 0 and not greedy else None
-    buf: dict[str, list] = {k: [] for k in ("images", "ids", "amask", "state", "tokens", "logp", "ent", "tmask",
-                                            "traj")}
-    group, success, lost, steps = [], [], [], []
-    t0, t_pol = time.perf_counter(), 0.0
+    t0 = time.perf_counter()
+    noise = None
+    if noise_correlation > 0 and not greedy:
+        noise = QuantileNoise(env.num_envs, policy.config.action_dim, noise_correlation, generator)
+    anchor_plan = np.tile(np.arange(group_size) < anchors, len(seeds))  # per episode: acts by the median
+    sampler = _Sampler(policy, temperature, generator, greedy, noise, sample_mass, anchor_plan)
     was_training = policy.training
     policy.eval()
-    for start in range(0, len(plan), n_env):
-        wave = plan[start : start + n_env]
-        pad = [w[0] for w in wave] + [wave[-1][0]] * (n_env - len(wave))
-        obs, info = env.reset(seed=pad)
-        instructions = info["instruction"]
-        active = np.arange(n_env) < len(wave)
-        succ = np.zeros(n_env, bool)
-        lst = np.zeros(n_env, bool)
-        nsteps = np.zeros(n_env, np.int64)
-        traj_ids = start + np.arange(n_env)
-        anchor = np.zeros(n_env, bool)
-        anchor[: len(wave)] = anchor_plan[start : start + len(wave)]
-        if noise is not None:
-            noise.reset()
-        pending: list = [None] * len(halves)
-        while active.any() or any(p is not None for p in pending):
-            for h, half in enumerate(halves):
-                if pending[h] is not None:  # collect this half's chunk, record its samples
-                    handle, rows, images, batch, out = pending[h]
-                    pending[h] = None
-                    res_obs, _, term, trunc, sinfo = env.step_wait(handle) if pipelined else handle
-                    for key in obs:
-                        obs[key][rows] = res_obs[key][rows]
-                    executed = torch.from_numpy(sinfo["steps"][rows])
-                    tmask = (torch.arange(k_tokens)[None] // dim < executed[:, None]).float() * acting
-                    for key, val in (("images", images), ("ids", batch.input_ids), ("amask", batch.attention_mask),
-                                     ("tokens", out.tokens), ("logp", out.logprobs), ("ent", out.entropy),
-                                     ("tmask", tmask), ("traj", torch.from_numpy(traj_ids[rows]))):
-                        buf[key].append(val)
-                    if batch.state is not None:
-                        buf["state"].append(batch.state)
-                    nsteps[rows] += sinfo["steps"][rows]
-                    succ[rows] |= sinfo["success"][rows]
-                    lst[rows] |= sinfo["lost"][rows]
-                    done = term | trunc | sinfo["lost"]
-                    active[rows] &= ~done[rows]
-                rows = np.flatnonzero(active & half)
-                if len(rows) == 0:
-                    continue
-                tp = time.perf_counter()  # infer for this half, then send its chunk
-                images = proc.images({c: obs[c][rows] for c in proc.cameras})
-                state = obs["state"][rows] if proc.state_stats is not None else None
-                batch = proc.batch(images, [instructions[i] for i in rows], state)
-                with torch.no_grad():
-                    q = None if noise is None else noise.next(rows, policy.config.chunk_size,
-                                                              policy.config.n_action_steps)
-                    if (sample_mass < 1.0 or anchor[rows].any()) and not greedy:
-                        u = torch.rand(len(rows), k_tokens, generator=generator) if q is None else q
-                        q = central_quantiles(u, sample_mass) if sample_mass < 1.0 else u
-                        q[torch.from_numpy(anchor[rows])] = 0.5
-                    out = policy.act(batch, temperature=temperature, greedy=greedy, generator=generator, quantiles=q)
-                t_pol += time.perf_counter() - tp
-                actions = np.zeros((n_env, out.actions.shape[1], dim), np.float32)
-                actions[rows] = out.actions
-                mask = np.zeros(n_env, bool)
-                mask[rows] = True
-                handle = env.step_chunk_async(actions, mask) if pipelined else env.step_chunk(actions, mask)
-                pending[h] = (handle, rows, images, batch, out)
-        for i, (_, g) in enumerate(wave):
-            group.append(g)
-            success.append(bool(succ[i] and not lst[i]))
-            lost.append(bool(lst[i]))
-            steps.append(int(nsteps[i]))
-    policy.train(was_training)
-    cat = torch.cat
-    return RobotRollout(
-        cat(buf["images"]), cat(buf["ids"]), cat(buf["amask"]), cat(buf["state"]) if buf["state"] else None,
-        cat(buf["tokens"]), cat(buf["logp"]).float(), cat(buf["ent"]).float(), cat(buf["tmask"]), cat(buf["traj"]),
-        torch.tensor(group), torch.tensor(success), torch.tensor(lost), torch.tensor(steps),
-        [p[0] for p in plan], [task] * len(plan), torch.from_numpy(anchor_plan), time.perf_counter() - t0, t_pol)
+    try:
+        records = run_waves(env, sampler, [s for s in seeds for _ in range(group_size)], sampler, pipelined)
+    finally:
+        policy.train(was_training)
+    groups = [group_offset + i for i in range(len(seeds)) for _ in range(group_size)]
+    return sampler.rollout(records, groups, task, time.perf_counter() - t0)

@@ -234,7 +234,7 @@ class RobotBackend:
             torch.set_num_threads(threads)  # the update takes every thread
 
     def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
-        from vla_rl.trainers.sft import evaluate_policy
+        from vla_rl.evaluation import evaluate_policy
 
         return evaluate_policy(policy, list(self.cfg.tasks), split, episodes, self.env_cfg, envs=self.envs)
 

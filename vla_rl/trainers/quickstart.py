@@ -113,10 +113,11 @@ def sub_config(schema: type[Config], keys: dict[str, Any], fixed: dict[str, Any]
 def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]:
     """Run the five phases; writes ``<out>/results.json`` and returns it."""
     from vla_rl.data.recorder import collect
+    from vla_rl.evaluation import evaluate_policy
     from vla_rl.plot import plot_run
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
     from vla_rl.trainers.grpo import GRPOTrainer
-    from vla_rl.trainers.sft import evaluate_policy, train_sft
+    from vla_rl.trainers.sft import train_sft
     from vla_rl.utils.io import atomic_write_json
 
     say = console.print if console is not None else (lambda *a, **k: None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +183,7 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from vla_rl.evaluation import evaluate_policy
     from vla_rl.policies.tokenizer import build_tokenizer
     from vla_rl.policies.vla.modeling_vla import VLABatch, VLAPolicy
     from vla_rl.policies.vla.processor_vla import NormStats
@@ -258,41 +258,6 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
                "best_val_success": best, "history": history, "checkpoint": str(out / "best")}
     atomic_write_json(out / "summary.json", summary)
     return summary
-
-
-def evaluate_policy(policy, tasks: list[str], split: str, episodes: int, env_cfg: EnvConfig,
-                    greedy: bool = True, start: int = 0, point_decoding: str | None = None,
-                    envs: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Success of ``policy`` per task over ``episodes`` seeds of ``split`` (vector envs at the policy's
-    image size and cameras); greedy tokens by ``point_decoding`` (None: the policy's own).
-
-    ``envs``: vector envs already started, one per task, rendering at the policy's image size and cameras
-    (the GRPO trainer's rollout envs): used as they are and left open, which spares starting workers and
-    renderers for every validation; every episode is reset from its seed, so the outcomes are the same."""
-    import torch
-
-    from vla_rl.envs import make_vector_env
-    from vla_rl.evaluation import VLAChunkPolicy, run_episodes, summarize
-    from vla_rl.splits import split_seeds
-
-    missing = [t for t in tasks if envs is not None and t not in envs]
-    if missing:
-        raise ValueError(f"evaluate_policy: no started env for {', '.join(missing)} (envs has {', '.join(envs or [])})")
-    ecfg = env_cfg.for_policy(policy.config).model_copy(update={"num_envs": min(env_cfg.num_envs, episodes)})
-    was_training = policy.training
-    chunk_policy = VLAChunkPolicy(policy, greedy=greedy, point_decoding=point_decoding)
-    out = {}
-    with torch.no_grad():
-        for task in tasks:
-            env = envs[task] if envs is not None else make_vector_env(ecfg, task)
-            try:
-                records, _ = run_episodes(env, chunk_policy, split_seeds(split, episodes, start))
-            finally:
-                if envs is None:
-                    env.close()
-            out[task] = summarize(records)
-    policy.train(was_training)  # handed back in the mode it came in
-    return out
 
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:

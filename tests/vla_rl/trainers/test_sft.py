@@ -86,9 +86,8 @@ def test_evaluation_on_started_envs_scores_and_renders_as_on_fresh_ones(tiny_vla
 
     import vla_rl.envs
     from vla_rl.envs import EnvConfig, make_vector_env
-    from vla_rl.evaluation import VLAChunkPolicy, run_episodes
+    from vla_rl.evaluation import VLAChunkPolicy, evaluate_policy, run_episodes
     from vla_rl.rollout.robot import collect_rollouts
-    from vla_rl.trainers.sft import evaluate_policy
 
     policy, tasks = tiny_vla, ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
     ecfg = EnvConfig(num_envs=4).for_policy(policy.config)
