@@ -62,8 +62,8 @@ class GRPOAlgoConfig(Config):
     temperature: float = Field(1.6, gt=0, description="sampling temperature (SimpleVLA-RL: 1.6)")
     advantage: str = Field("grpo", description="advantage estimator: grpo, drgrpo, rloo")
     loss: str = Field("ppo_clip", description="policy loss: ppo_clip, clip_cov, kl_cov, nft, luffy")
-    loss_kwargs: dict[str, Any] = Field(default_factory=lambda: {"eps_low": 0.2, "eps_high": 0.28},
-                                        description="keyword arguments of the loss (clip bounds, ...)")
+    loss_kwargs: dict[str, Any] = Field(default_factory=dict, description="options of the loss, checked against "
+                                        "its signature (ppo_clip: eps_low 0.2, eps_high 0.28, dual_clip_c 3.0, ...)")
     agg_mode: str = "token-mean"
     kl_coef: float = Field(0.0, ge=0, description="KL-to-reference loss coefficient (0: no reference model)")
     kl_kind: str = "k3"
@@ -132,6 +132,13 @@ class GRPOAlgoConfig(Config):
 
         POLICY_LOSSES.get(v)
         return v
+
+    @model_validator(mode="after")
+    def _loss_options_known(self) -> GRPOAlgoConfig:
+        from vla_rl.algos.losses import check_loss_options
+
+        check_loss_options(self.loss, self.loss_kwargs)
+        return self
 
     @model_validator(mode="after")
     def _resume_or_overwrite(self) -> GRPOAlgoConfig:

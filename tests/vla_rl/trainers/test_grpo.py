@@ -315,3 +315,11 @@ def test_lr_schedule_decays_over_its_last_fraction_and_follows_a_budget_clock():
     assert lr_factor(4, 12, 3, "cosine", 0.1, 0.25, progress=2.0) == pytest.approx(0.1)  # past the budget
     assert lr_factor(1, 12, 3, "cosine", 0.1, progress=0.9) == pytest.approx(2 / 3)  # the warmup first
     assert lr_factor(5, 12, 3, "constant", progress=0.9) == 1.0
+
+
+def test_a_misspelt_loss_option_is_refused_at_load_naming_the_valid_ones(init_ckpt):
+    with pytest.raises(ConfigError) as e:
+        load_config(GRPOConfig, None, ["tasks=[mujoco/Reach-v1]", f"init={init_ckpt}", "loss=ppo_clip",
+                                       "loss_kwargs={eps_hihg: 0.3}"])
+    assert "eps_hihg" in str(e.value) and "eps_high" in str(e.value) and "eps_low" in str(e.value)
+    assert "ppo_clip" in str(e.value)
