@@ -19,6 +19,7 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -268,6 +269,25 @@ def frozen_split(policy: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.
     return [t for t in named.values() if t.requires_grad]
 
 
+class RunningMeans:
+    """Means of metrics over an iteration's gradient steps; a step may count a metric without a value (as 0)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, Any]) -> None:
+        for k, v in metrics.items():
+            self.sums[k], self.counts[k] = self.sums.get(k, 0.0) + float(v), self.counts.get(k, 0) + 1
+
+    def count(self, *keys: str) -> None:
+        for k in keys:
+            self.sums[k], self.counts[k] = self.sums.get(k, 0.0), self.counts.get(k, 0) + 1
+
+    def result(self) -> dict[str, float]:
+        return {k: v / self.counts[k] for k, v in self.sums.items()}
+
+
 class NonFiniteUpdates(RuntimeError):
     """Too many consecutive updates with a NaN/inf loss or gradient."""
 
@@ -354,105 +374,143 @@ class GRPOTrainer:
         return type(parts[0]).concat(parts)
 
     def update(self, r: Any) -> dict[str, float]:
-        """PPO epochs over the samples; returns averaged metrics."""
-        from vla_rl.algos import POLICY_LOSSES, compute_advantages, kl_penalty
-        from vla_rl.algos.advantages import group_stats, sample_advantages
-        from vla_rl.algos.losses import ZERO_ADVANTAGE_SKIPPABLE, informative_rows, masked_mean
+        """PPO epochs over the samples (``epochs`` passes, minibatches of ``minibatch_size``); returns the
+        metrics averaged over the gradient steps."""
+        from vla_rl.algos.losses import ZERO_ADVANTAGE_SKIPPABLE, informative_rows
 
         cfg = self.cfg
         if r.num_samples == 0:
             return {"actor/skipped_empty": 1.0}
-        rewards = r.reward
-        adv_traj = compute_advantages(cfg.advantage, rewards, r.group)
-        adv = sample_advantages(adv_traj, r.traj, cfg.equal_trajectory_weight)  # (S,)
-        if cfg.negative_scale != 1.0:
-            adv = torch.where(adv < 0, adv * cfg.negative_scale, adv)
-        _, group_acc, _ = group_stats(rewards, r.group)  # per-sample group accuracy (NFT)
-        group_acc = group_acc.float()
-        loss_fn = POLICY_LOSSES.get(cfg.loss)
+        adv, group_acc = self.advantages(r)
         # Samples with a zero advantage (all-equal groups) add exactly nothing to the PPO-clip loss or its
         # gradient: skip their forward and backward, rescale the loss, take the same step (tested).
         skip_zero = self.skip_zero_advantage and cfg.loss in ZERO_ADVANTAGE_SKIPPABLE and self.ref is None
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        means = RunningMeans()
         updates = 0
         self.policy.train()
-        clock = (time.time() - self.t_start) / cfg.max_wall_s if cfg.lr_clock == "budget" and cfg.max_wall_s \
-            else None
-        lr = cfg.lr * lr_factor(self.iteration, cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
-                                cfg.min_lr_ratio, cfg.lr_decay_fraction, clock)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
+        lr = self.set_lr()
         n = min(r.num_samples, cfg.max_update_samples or r.num_samples)
         subset = torch.randperm(r.num_samples, generator=self.gen)[:n]  # every trajectory's steps alike
         stopped = False
-        for _ in range(cfg.epochs):
-            if stopped:
-                break
-            perm = subset[torch.randperm(n, generator=self.gen)]
-            for start in range(0, n, cfg.minibatch_size):
-                idx = perm[start : start + cfg.minibatch_size]
-                factor = 1.0
-                if skip_zero:
-                    keep, factor = informative_rows(adv[idx], r.token_mask[idx], cfg.agg_mode)
-                    if not keep.any():  # a zero gradient: Adam still steps (its moments decay), as it would have
-                        for g in self.opt.param_groups:
-                            for p in g["params"]:
-                                p.grad = torch.zeros_like(p)
-                        self.opt.step()
-                        for k in ("loss/pg", "actor/grad_norm"):
-                            sums[k], counts[k] = sums.get(k, 0.0), counts.get(k, 0) + 1
-                        updates += 1
-                        continue
-                    idx = idx[keep]
-                batch = r.batch(idx)
-                logp, ent = self.policy.logprobs(batch, r.tokens[idx], cfg.temperature)
-                mask = r.token_mask[idx]
-                traj = r.traj[idx]
-                off = r.off_policy[traj] if getattr(r, "off_policy", None) is not None else torch.zeros(
-                    len(idx), dtype=torch.bool)
-                extra = {"correct": r.success[traj], "group_accuracy": group_acc[traj], "off_policy": off,
-                         "generator": self.gen}
-                loss, metrics = loss_fn(logp, r.old_logp[idx], adv[idx], mask, agg_mode=cfg.agg_mode,
-                                        **cfg.loss_kwargs, **extra)
-                loss = loss * factor
-                kl_now = metrics.get("actor/ppo_kl")
-                if cfg.target_kl is not None and kl_now is not None and float(kl_now) > 1.5 * cfg.target_kl:
-                    stopped = True  # the policy has moved far enough from the one that collected the data
-                    break
-                if self.ref is not None:
-                    with torch.no_grad():
-                        ref_logp, _ = self.ref.logprobs(batch, r.tokens[idx], cfg.temperature)
-                    kl = masked_mean(kl_penalty(logp, ref_logp, cfg.kl_kind), mask)
-                    loss = loss + cfg.kl_coef * kl
-                    metrics["actor/kl_ref"] = kl.detach()
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
-                if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
-                    self.nan_streak += 1
-                    self.nan_skipped += 1
-                    warnings.warn(f"non-finite loss or gradient (loss={float(loss.detach())}, grad norm="
-                                  f"{float(gnorm)}): update skipped ({self.nan_streak} in a row)", stacklevel=2)
-                    self.opt.zero_grad(set_to_none=True)
-                    if self.nan_streak >= cfg.nan_patience:
-                        raise NonFiniteUpdates(f"{self.nan_streak} consecutive non-finite updates: stopping "
-                                               "(lower lr, check rewards and inputs)")
+        for idx in self.minibatches(subset):
+            factor = 1.0
+            if skip_zero:
+                keep, factor = informative_rows(adv[idx], r.token_mask[idx], cfg.agg_mode)
+                if not keep.any():  # a zero gradient: Adam still steps (its moments decay), as it would have
+                    self.zero_gradient_step()
+                    means.count("loss/pg", "actor/grad_norm")
+                    updates += 1
                     continue
-                self.nan_streak = 0
-                self.opt.step()
-                metrics |= {"loss/pg": loss.detach(), "actor/entropy": masked_mean(ent.detach(), mask),
-                            "actor/grad_norm": gnorm}
-                for k, v in metrics.items():
-                    sums[k], counts[k] = sums.get(k, 0.0) + float(v), counts.get(k, 0) + 1
-                updates += 1
-        out = {k: v / counts[k] for k, v in sums.items()}  # ratio and entropy metrics: computed samples only
+                idx = idx[keep]
+            computed = self.minibatch_loss(r, idx, adv, group_acc, factor)
+            if computed is None:  # the policy has moved far enough from the one that collected the data
+                stopped = True
+                break
+            loss, metrics, entropy = computed
+            gnorm = self.optimiser_step(loss)
+            if gnorm is None:  # non-finite: skipped
+                continue
+            means.add(metrics | {"loss/pg": loss.detach(), "actor/entropy": entropy, "actor/grad_norm": gnorm})
+            updates += 1
+        out = means.result()  # ratio and entropy metrics: computed samples only
         out["actor/zero_advantage_frac"] = float((adv[subset] == 0).float().mean())
         out["actor/nan_skipped"] = float(self.nan_skipped)
         out["actor/kl_early_stop"] = float(stopped)
         out["actor/updates"] = float(updates)
         out["actor/lr"] = lr
         return out
+
+    def advantages(self, r: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample advantages float (S,) (rewards -> group advantages per trajectory -> spread over the
+        trajectory's samples, negatives x ``negative_scale``) and each trajectory's group accuracy float (N,)
+        (NFT's ``r_q``)."""
+        from vla_rl.algos import compute_advantages
+        from vla_rl.algos.advantages import group_stats, sample_advantages
+
+        cfg = self.cfg
+        adv_traj = compute_advantages(cfg.advantage, r.reward, r.group)
+        adv = sample_advantages(adv_traj, r.traj, cfg.equal_trajectory_weight)  # (S,)
+        if cfg.negative_scale != 1.0:
+            adv = torch.where(adv < 0, adv * cfg.negative_scale, adv)
+        _, group_acc, _ = group_stats(r.reward, r.group)
+        return adv, group_acc.float()
+
+    def set_lr(self) -> float:
+        """Set this iteration's learning rate (the schedule of `lr_factor`) on every parameter group; returns it."""
+        cfg = self.cfg
+        clock = (time.time() - self.t_start) / cfg.max_wall_s if cfg.lr_clock == "budget" and cfg.max_wall_s \
+            else None
+        lr = cfg.lr * lr_factor(self.iteration, cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
+                                cfg.min_lr_ratio, cfg.lr_decay_fraction, clock)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def minibatches(self, subset: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Sample indices of each minibatch: ``epochs`` passes over ``subset``, each in a fresh random order (drawn
+        from the trainer's generator as the pass starts)."""
+        n = len(subset)
+        for _ in range(self.cfg.epochs):
+            perm = subset[torch.randperm(n, generator=self.gen)]
+            for start in range(0, n, self.cfg.minibatch_size):
+                yield perm[start : start + self.cfg.minibatch_size]
+
+    def minibatch_loss(self, r: Any, idx: torch.Tensor, adv: torch.Tensor, group_acc: torch.Tensor, factor: float
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor] | None:
+        """The loss of samples ``idx`` (their forward, the policy loss x ``factor``, + ``kl_coef`` x the KL to the
+        reference policy), its metrics and the mean entropy of their tokens; None when the mean KL to the rollout
+        policy is past 1.5 x ``target_kl`` (SB3's early stop)."""
+        from vla_rl.algos import POLICY_LOSSES, kl_penalty
+        from vla_rl.algos.losses import masked_mean
+
+        cfg = self.cfg
+        batch, tokens, mask = r.batch(idx), r.tokens[idx], r.token_mask[idx]
+        logp, ent = self.policy.logprobs(batch, tokens, cfg.temperature)
+        traj = r.traj[idx]
+        off = r.off_policy[traj] if getattr(r, "off_policy", None) is not None else torch.zeros(
+            len(idx), dtype=torch.bool)
+        loss, metrics = POLICY_LOSSES.get(cfg.loss)(
+            logp, r.old_logp[idx], adv[idx], mask, agg_mode=cfg.agg_mode, **cfg.loss_kwargs,
+            correct=r.success[traj], group_accuracy=group_acc[traj], off_policy=off, generator=self.gen)
+        loss = loss * factor
+        kl_now = metrics.get("actor/ppo_kl")
+        if cfg.target_kl is not None and kl_now is not None and float(kl_now) > 1.5 * cfg.target_kl:
+            return None
+        if self.ref is not None:
+            with torch.no_grad():
+                ref_logp, _ = self.ref.logprobs(batch, tokens, cfg.temperature)
+            kl = masked_mean(kl_penalty(logp, ref_logp, cfg.kl_kind), mask)
+            loss = loss + cfg.kl_coef * kl
+            metrics["actor/kl_ref"] = kl.detach()
+        return loss, metrics, masked_mean(ent.detach(), mask)
+
+    def optimiser_step(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """Backward, clip the gradient norm to ``grad_clip``, step; returns the norm before clipping. A non-finite
+        loss or norm skips the step (None) and stops the run after ``nan_patience`` in a row."""
+        cfg = self.cfg
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+        if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
+            self.nan_streak += 1
+            self.nan_skipped += 1
+            warnings.warn(f"non-finite loss or gradient (loss={float(loss.detach())}, grad norm="
+                          f"{float(gnorm)}): update skipped ({self.nan_streak} in a row)", stacklevel=3)
+            self.opt.zero_grad(set_to_none=True)
+            if self.nan_streak >= cfg.nan_patience:
+                raise NonFiniteUpdates(f"{self.nan_streak} consecutive non-finite updates: stopping "
+                                       "(lower lr, check rewards and inputs)")
+            return None
+        self.nan_streak = 0
+        self.opt.step()
+        return gnorm
+
+    def zero_gradient_step(self) -> None:
+        """An optimiser step with every gradient zero (a minibatch whose advantages are all zero, skipped)."""
+        for g in self.opt.param_groups:
+            for p in g["params"]:
+                p.grad = torch.zeros_like(p)
+        self.opt.step()
 
     @property
     def evaluated(self) -> Any:
@@ -519,12 +577,38 @@ class GRPOTrainer:
         self.update_ema()
         t2 = time.time()
         self.iteration += 1
+        m |= self.rollout_metrics(r, rollout_s, t2 - t1)
+        m |= self.backend.metrics()
+        for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
+            self.totals[k] = self.totals.get(k, 0) + v
+            m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}
+        self.durations.append(rollout_s + time.time() - t1)
+        scheduled = self.iteration % cfg.eval_every == 0
+        if self.iteration < cfg.iterations and not self.next_fits(time.time() - self.t_start, scheduled):
+            self.out_of_time = True
+            m["perf/stopped_by_time"] = 1.0
+            self.say(f"time budget: iteration {self.iteration} is the last (max_wall_s {cfg.max_wall_s:.0f})")
+        last = self.iteration == cfg.iterations or self.out_of_time
+        if cfg.eval_episodes and (scheduled or last):  # and at the last, so the tail is a candidate
+            m |= self.validate()
+        self.log.log(self.iteration, m)
+        self.say(f"iter {self.iteration}/{cfg.iterations}: success {m['rollout/success']:.2f} "
+                 f"clip {m.get('actor/clip_frac', 0):.2f} kl {m.get('actor/ppo_kl', 0):.4f} "
+                 f"entropy {m.get('actor/entropy', 0):.2f} ({rollout_s:.0f}+{t2 - t1:.0f} s)"
+                 + (f" val {m['eval/success']:.2f}" if "eval/success" in m else ""))
+        if self.iteration % cfg.checkpoint_every == 0 or last:
+            self.save_state()
+        return m
+
+    def rollout_metrics(self, r: Any, rollout_s: float, update_s: float) -> dict[str, float]:
+        """Success, reward, sizes and sampling entropy of rollouts ``r`` (lost episodes excluded), per task when
+        they mix several, and of the greedy anchors; the phases' seconds."""
         valid = ~r.lost
-        m |= {"rollout/success": float(r.success[valid].float().mean()) if valid.any() else math.nan,
-              "rollout/reward": float(r.reward[valid].mean()) if valid.any() else math.nan,
-              "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
-              "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
-              "perf/rollout_s": rollout_s, "perf/update_s": t2 - t1}
+        m = {"rollout/success": float(r.success[valid].float().mean()) if valid.any() else math.nan,
+             "rollout/reward": float(r.reward[valid].mean()) if valid.any() else math.nan,
+             "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
+             "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
+             "perf/rollout_s": rollout_s, "perf/update_s": update_s}
         tasks = getattr(r, "tasks", None)
         if tasks and len(set(tasks)) > 1:  # per task as well, when an iteration mixes several
             names = np.array(tasks)
@@ -535,39 +619,24 @@ class GRPOTrainer:
         anchor = getattr(r, "anchor", None)
         if anchor is not None and (anchor & valid).any():  # greedy rollouts on the training seeds
             m["rollout/anchor_success"] = float(r.success[anchor & valid].float().mean())
-        m |= self.backend.metrics()
-        for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
-            self.totals[k] = self.totals.get(k, 0) + v
-            m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}
-        self.durations.append(rollout_s + time.time() - t1)
-        scheduled = self.iteration % cfg.eval_every == 0
-        if self.iteration < cfg.iterations and not self.next_fits(time.time() - self.t_start, scheduled):
-            self.out_of_time = True
-            m["perf/stopped_by_time"] = 1.0
-            if self.console is not None:
-                self.console.print(f"time budget: iteration {self.iteration} is the last (max_wall_s "
-                                   f"{cfg.max_wall_s:.0f})")
-        last = self.iteration == cfg.iterations or self.out_of_time
-        if cfg.eval_episodes and (scheduled or last):
-            t_eval = time.time()  # every eval_every iterations and at the last, so the tail is a candidate
-            res = self.evaluate()
-            self.eval_s = time.time() - t_eval
-            mean = float(np.mean([v["success"] for v in res.values()]))
-            m |= {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
-            if mean > self.best:  # model selection on validation seeds only
-                self.best = mean
-                self.evaluated.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
-                                                                        "val_success": mean})
-        self.log.log(self.iteration, m)
-        if self.console is not None:
-            self.console.print(
-                f"iter {self.iteration}/{cfg.iterations}: success {m['rollout/success']:.2f} "
-                f"clip {m.get('actor/clip_frac', 0):.2f} kl {m.get('actor/ppo_kl', 0):.4f} "
-                f"entropy {m.get('actor/entropy', 0):.2f} ({rollout_s:.0f}+{t2 - t1:.0f} s)"
-                + (f" val {m['eval/success']:.2f}" if "eval/success" in m else ""))
-        if self.iteration % cfg.checkpoint_every == 0 or last:
-            self.save_state()
         return m
+
+    def validate(self) -> dict[str, float]:
+        """Validation success per task and its mean; a new best mean saves `evaluated` to ``best`` (model
+        selection on validation seeds only)."""
+        t_eval = time.time()
+        res = self.evaluate()
+        self.eval_s = time.time() - t_eval
+        mean = float(np.mean([v["success"] for v in res.values()]))
+        if mean > self.best:
+            self.best = mean
+            self.evaluated.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
+                                                                    "val_success": mean})
+        return {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
+
+    def say(self, line: str) -> None:
+        if self.console is not None:
+            self.console.print(line)
 
     def finish(self) -> dict[str, Any]:
         """Write the last policy and ``summary.json``; returns the summary."""
