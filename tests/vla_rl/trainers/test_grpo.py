@@ -289,7 +289,7 @@ def test_negative_scale_damps_the_push_down_on_failed_episodes(init_ckpt, tmp_pa
 
 
 def test_lr_schedule_warms_up_then_holds_or_decays():
-    from vla_rl.trainers.grpo import lr_factor
+    from vla_rl.trainers.schedule import lr_factor
 
     const = [lr_factor(i, 10, 3) for i in range(10)]
     assert const == pytest.approx([1 / 3, 2 / 3, 1, 1, 1, 1, 1, 1, 1, 1])
@@ -301,7 +301,7 @@ def test_lr_schedule_warms_up_then_holds_or_decays():
 
 
 def test_lr_schedule_decays_over_its_last_fraction_and_follows_a_budget_clock():
-    from vla_rl.trainers.grpo import lr_factor
+    from vla_rl.trainers.schedule import lr_factor
 
     # warmup-stable-decay: 3 warmup iterations, then progress (i - 3) / 8; the last 0.25 of it decays
     wsd = [lr_factor(i, 12, 3, "cosine", 0.1, decay_fraction=0.25) for i in range(12)]
