@@ -21,15 +21,22 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
 from vla_rl.config import Config
-from vla_rl.envs import EnvConfig, check_task_id
+from vla_rl.envs import EnvConfig, VectorEnv, check_task_id
+from vla_rl.policies.base import Policy
+from vla_rl.rollout.base import Rollout
+from vla_rl.trainers.backend import Backend
 from vla_rl.trainers.schedule import lr_factor
+
+if TYPE_CHECKING:
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.rollout.robot import RobotRollout
 
 
 class GRPOAlgoConfig(Config):
@@ -128,7 +135,7 @@ class GRPOAlgoConfig(Config):
                              "overwrite=true deletes it")
         return self
 
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         """The modality's rollout backend (see `RobotBackend`)."""
         raise NotImplementedError
 
@@ -190,10 +197,10 @@ class RobotBackend:
 
     def __init__(self, cfg: GRPOConfig) -> None:
         self.cfg = cfg
-        self.envs: dict[str, Any] = {}
+        self.envs: dict[str, VectorEnv] = {}
         self.env_cfg: EnvConfig = cfg.env
 
-    def load_policy(self, path: str | Path) -> Any:
+    def load_policy(self, path: str | Path) -> VLAPolicy:
         from vla_rl.policies.vla.modeling_vla import VLAPolicy
 
         policy = VLAPolicy.from_pretrained(path)
@@ -201,13 +208,14 @@ class RobotBackend:
             policy.set_n_action_steps(self.cfg.n_action_steps)
         return policy
 
-    def start(self, policy: Any) -> None:
+    def start(self, policy: Policy) -> None:
         from vla_rl.envs import make_vector_env
 
         self.env_cfg = self.cfg.env.for_policy(policy.config)
         self.envs = {t: make_vector_env(self.env_cfg, t) for t in self.cfg.tasks}
 
-    def rollout(self, policy: Any, task: str, seeds: list[int], generator: torch.Generator, group_offset: int) -> Any:
+    def rollout(self, policy: Policy, task: str, seeds: list[int], generator: torch.Generator,
+                group_offset: int) -> RobotRollout:
         from vla_rl.rollout.robot import collect_rollouts
 
         threads = torch.get_num_threads()
@@ -221,7 +229,7 @@ class RobotBackend:
         finally:
             torch.set_num_threads(threads)  # the update takes every thread
 
-    def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
+    def evaluate(self, policy: Policy, split: str, episodes: int) -> dict[str, dict[str, Any]]:
         from vla_rl.trainers.sft import evaluate_policy
 
         return evaluate_policy(policy, list(self.cfg.tasks), split, episodes, self.env_cfg, envs=self.envs)
@@ -285,7 +293,7 @@ class GRPOTrainer:
         self.console = console
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.backend = cfg.backend()
+        self.backend: Backend = cfg.backend()
         self.out = Path(cfg.out)
         state_dir = self.out / "state"
         resuming = cfg.resume and (state_dir / "trainer.pt").is_file()
@@ -294,9 +302,9 @@ class GRPOTrainer:
         elif not cfg.resume and (self.out / "metrics.jsonl").is_file():
             raise ValueError(f"out {str(self.out)!r} already holds a run (metrics.jsonl); pass resume=true to "
                              "continue it, overwrite=true to replace it, or choose another out")
-        self.policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
-        self.ref = self.backend.load_policy(cfg.init).eval() if cfg.kl_coef > 0 else None
-        self.ema = None
+        self.policy: Policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
+        self.ref: Policy | None = self.backend.load_policy(cfg.init).eval() if cfg.kl_coef > 0 else None
+        self.ema: Policy | None = None
         if cfg.ema > 0:  # starts at the initial policy; a resumed run reloads its average
             self.ema = self.backend.load_policy(state_dir / "ema" if resuming else cfg.init).eval()
         trainable = frozen_split(self.policy, cfg.freeze)
@@ -329,7 +337,7 @@ class GRPOTrainer:
         self.log.close()
 
     # ---- one iteration ------------------------------------------------------------------------
-    def rollout(self) -> Any:
+    def rollout(self) -> Rollout:
         """Rollouts of this iteration for every task (with dynamic sampling if enabled)."""
         from vla_rl.algos.sampling import informative_groups
         from vla_rl.splits import split_seeds
@@ -353,7 +361,7 @@ class GRPOTrainer:
             parts.append(type(kept[0]).concat(kept))
         return type(parts[0]).concat(parts)
 
-    def update(self, r: Any) -> dict[str, float]:
+    def update(self, r: Rollout) -> dict[str, float]:
         """PPO epochs over the samples (``epochs`` passes, minibatches of ``minibatch_size``); returns the
         metrics averaged over the gradient steps."""
         from vla_rl.algos.losses import ZERO_ADVANTAGE_SKIPPABLE, informative_rows
@@ -400,7 +408,7 @@ class GRPOTrainer:
         out["actor/lr"] = lr
         return out
 
-    def advantages(self, r: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample advantages float (S,) (rewards -> group advantages per trajectory -> spread over the
         trajectory's samples, negatives x ``negative_scale``) and each trajectory's group accuracy float (N,)
         (NFT's ``r_q``)."""
@@ -435,7 +443,7 @@ class GRPOTrainer:
             for start in range(0, n, self.cfg.minibatch_size):
                 yield perm[start : start + self.cfg.minibatch_size]
 
-    def minibatch_loss(self, r: Any, idx: torch.Tensor, adv: torch.Tensor, group_acc: torch.Tensor, factor: float
+    def minibatch_loss(self, r: Rollout, idx: torch.Tensor, adv: torch.Tensor, group_acc: torch.Tensor, factor: float
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor] | None:
         """The loss of samples ``idx`` (their forward, the policy loss x ``factor``, + ``kl_coef`` x the KL to the
         reference policy), its metrics and the mean entropy of their tokens; None when the mean KL to the rollout
@@ -447,8 +455,7 @@ class GRPOTrainer:
         batch, tokens, mask = r.batch(idx), r.tokens[idx], r.token_mask[idx]
         logp, ent = self.policy.logprobs(batch, tokens, cfg.temperature)
         traj = r.traj[idx]
-        off = r.off_policy[traj] if getattr(r, "off_policy", None) is not None else torch.zeros(
-            len(idx), dtype=torch.bool)
+        off = r.off_policy[traj] if r.off_policy is not None else torch.zeros(len(idx), dtype=torch.bool)
         loss, metrics = POLICY_LOSSES.get(cfg.loss)(
             logp, r.old_logp[idx], adv[idx], mask, agg_mode=cfg.agg_mode, **cfg.loss_kwargs,
             correct=r.success[traj], group_accuracy=group_acc[traj], off_policy=off, generator=self.gen)
@@ -493,7 +500,7 @@ class GRPOTrainer:
         self.opt.step()
 
     @property
-    def evaluated(self) -> Any:
+    def evaluated(self) -> Policy:
         """The policy that validation scores and best/ and last/ hold: the weight average if ``ema`` > 0."""
         return self.policy if self.ema is None else self.ema
 
@@ -548,7 +555,7 @@ class GRPOTrainer:
         val = (self.eval_s if self.eval_s is not None else it) if self.cfg.eval_episodes else 0.0
         return elapsed + val * validate_now + it + val <= self.cfg.max_wall_s
 
-    def step(self, r: Any, rollout_s: float) -> dict[str, float]:
+    def step(self, r: Rollout, rollout_s: float) -> dict[str, float]:
         """Update on rollouts ``r``, then log, evaluate and checkpoint: one iteration after its rollout.
         Separate from `rollout` so that a caller may change the rewards in between (RLCCF's collective vote)."""
         cfg = self.cfg
@@ -580,7 +587,7 @@ class GRPOTrainer:
             self.save_state()
         return m
 
-    def rollout_metrics(self, r: Any, rollout_s: float, update_s: float) -> dict[str, float]:
+    def rollout_metrics(self, r: Rollout, rollout_s: float, update_s: float) -> dict[str, float]:
         """Success, reward, sizes and sampling entropy of rollouts ``r`` (lost episodes excluded), per task when
         they mix several, and of the greedy anchors; the phases' seconds."""
         valid = ~r.lost
@@ -589,14 +596,14 @@ class GRPOTrainer:
              "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
              "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
              "perf/rollout_s": rollout_s, "perf/update_s": update_s}
-        tasks = getattr(r, "tasks", None)
+        tasks = r.tasks
         if tasks and len(set(tasks)) > 1:  # per task as well, when an iteration mixes several
             names = np.array(tasks)
             for t in sorted(set(tasks)):
                 sel = torch.from_numpy(names == t) & valid
                 if sel.any():
                     m[f"rollout/{t}/success"] = float(r.success[sel].float().mean())
-        anchor = getattr(r, "anchor", None)
+        anchor = r.anchor
         if anchor is not None and (anchor & valid).any():  # greedy rollouts on the training seeds
             m["rollout/anchor_success"] = float(r.success[anchor & valid].float().mean())
         return m

@@ -323,3 +323,47 @@ def test_a_misspelt_loss_option_is_refused_at_load_naming_the_valid_ones(init_ck
                                        "loss_kwargs={eps_hihg: 0.3}"])
     assert "eps_hihg" in str(e.value) and "eps_high" in str(e.value) and "eps_low" in str(e.value)
     assert "ppo_clip" in str(e.value)
+
+
+def test_the_trainer_contracts_refuse_what_lacks_a_required_method(init_ckpt, tmp_path):
+    from dataclasses import dataclass
+
+    from vla_rl.policies.base import Policy
+    from vla_rl.rollout.base import Rollout, per_trajectory
+    from vla_rl.trainers.backend import Backend
+    from vla_rl.trainers.grpo import RobotBackend
+    from vla_rl.trainers.text import TextBackend
+
+    class NoScores(Policy):  # no logprobs
+        @classmethod
+        def from_pretrained(cls, path):
+            return cls()
+
+        def save_pretrained(self, path, extra=None):
+            return path
+
+    with pytest.raises(TypeError, match="logprobs"):
+        NoScores()
+    assert isinstance(VLAPolicy.from_pretrained(init_ckpt), Policy)
+
+    @dataclass
+    class NoBatch(Rollout):  # no batch(idx)
+        group: torch.Tensor = per_trajectory()
+
+        def counts(self):
+            return {}
+
+    with pytest.raises(TypeError, match="batch"):
+        NoBatch(torch.zeros(1))
+    assert NoBatch.off_policy is None and NoBatch.anchor is None  # the defaults a modality without them reads
+
+    class NoMetrics:
+        def load_policy(self, path): ...
+        def start(self, policy): ...
+        def rollout(self, policy, task, seeds, generator, group_offset): ...
+        def evaluate(self, policy, split, episodes): ...
+        def close(self): ...
+
+    assert not isinstance(NoMetrics(), Backend) and not issubclass(NoMetrics, Backend)
+    assert isinstance(RobotBackend(cfg_for(init_ckpt, tmp_path / "b")), Backend)
+    assert issubclass(RobotBackend, Backend) and issubclass(TextBackend, Backend)
