@@ -23,7 +23,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from vla_rl.config import Config
-from vla_rl.trainers.grpo import GRPOAlgoConfig
+from vla_rl.trainers.grpo import GRPOAlgoConfig, SamplingConfig
 
 
 def check_text_task(name: str) -> str:
@@ -33,6 +33,12 @@ def check_text_task(name: str) -> str:
     if not name.startswith("rg/"):
         TEXT_TASKS.get(name)
     return name
+
+
+class TextSamplingConfig(SamplingConfig):
+    """`SamplingConfig` at the text default temperature."""
+
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
 
 
 class TextGRPOConfig(GRPOAlgoConfig):
@@ -49,8 +55,8 @@ class TextGRPOConfig(GRPOAlgoConfig):
     gen_batch_size: int | None = Field(None, ge=1, description="rows per generation batch (None: all)")
     holdout: int = Field(1000, ge=0, description="questions of the first N val and test seeds never trained on")
     off_policy_per_group: int = Field(0, ge=0, description="LUFFY: reference solutions joined to each group "
-                                      "(use with loss: luffy)")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+                                      "(use with loss.name: luffy)")
+    sampling: TextSamplingConfig = Field(default_factory=TextSamplingConfig)
 
     @field_validator("tasks")
     @classmethod
@@ -92,8 +98,8 @@ class TextBackend:
         if cfg.reward == "majority_vote":
             def reward_fn(problems: list, texts: list[str]) -> torch.Tensor:
                 return self._majority_rewards(t, problems, texts)
-        r = collect_text_rollouts(policy, t, seeds, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
-                                  generator, difficulty=cfg.difficulty, reward_fn=reward_fn,
+        r = collect_text_rollouts(policy, t, seeds, cfg.sampling.group_size, cfg.sampling.temperature,
+                                  cfg.max_new_tokens, generator, difficulty=cfg.difficulty, reward_fn=reward_fn,
                                   format_weight=cfg.format_weight, group_offset=group_offset,
                                   batch_size=cfg.gen_batch_size, chunk_tokens=cfg.chunk_tokens,
                                   pending=self.pending.get(task))
@@ -211,8 +217,8 @@ class RLCCFConfig(Config):
     @model_validator(mode="after")
     def _grpo_valid(self) -> RLCCFConfig:
         cfgs = self.model_configs()
-        if cfgs[0].dynamic_sampling:
-            raise ValueError("grpo.dynamic_sampling: RLCCF's rewards come from the collective vote after the "
+        if cfgs[0].sampling.dynamic_sampling:
+            raise ValueError("grpo.sampling.dynamic_sampling: RLCCF's rewards come from the collective vote after the "
                              "rollouts; dynamic sampling would filter on each model's own rewards. Set it false")
         return self
 
@@ -220,7 +226,7 @@ class RLCCFConfig(Config):
         from vla_rl.trainers.quickstart import sub_config
 
         return [sub_config(TextGRPOConfig, self.grpo, {"init": m, "out": str(Path(self.out) / f"model{k}"),
-                                                       "overwrite": True}, "grpo")  # a fresh run of this job
+                                                       "checkpoint.overwrite": True}, "grpo")  # a fresh run of this job
                 for k, m in enumerate(self.models)]
 
     def run(self, console: Any = None) -> dict[str, Any]:
@@ -360,7 +366,7 @@ class TextQuickstartConfig(Config):
         from vla_rl.trainers.quickstart import sub_config
 
         out = Path(self.out)
-        fixed = {"tasks": [self.task], "init": str(out / "sft"), "out": str(out / "grpo"), "overwrite": True,
+        fixed = {"tasks": [self.task], "init": str(out / "sft"), "out": str(out / "grpo"), "checkpoint.overwrite": True,
                  "difficulty": self.difficulty}
         return sub_config(TextGRPOConfig, self.grpo, fixed, "grpo")
 
@@ -408,7 +414,7 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
     say(f"accuracy before RL: {before['success']:.1%}")
     walls["test_before"], t = time.time() - t, time.time()
 
-    say(f"[bold]3/4 GRPO[/] ({grpo_cfg.loss}, {grpo_cfg.advantage}, reward {grpo_cfg.reward})")
+    say(f"[bold]3/4 GRPO[/] ({grpo_cfg.loss.name}, {grpo_cfg.loss.advantage}, reward {grpo_cfg.reward})")
     summary = grpo_cfg.run(console)
     walls["grpo"], t = time.time() - t, time.time()
     chosen = out / "grpo" / ("best" if cfg.select == "best" and (out / "grpo" / "best").is_dir() else "last")
