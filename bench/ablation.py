@@ -22,18 +22,20 @@ from typing import Any
 
 from pydantic import Field
 
-from vla_rl.config import Config, load_config
+from vla_rl.config import Config, deep_merge, load_config
 from vla_rl.envs import EnvConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "grpo": {"dynamic_sampling": False, "loss_kwargs": {"eps_low": 0.2, "eps_high": 0.2}, "temperature": 1.0},
-    "+dynamic_sampling": {"dynamic_sampling": True, "loss_kwargs": {"eps_low": 0.2, "eps_high": 0.2},
-                          "temperature": 1.0},
-    "+clip_higher": {"dynamic_sampling": True, "loss_kwargs": {"eps_low": 0.2, "eps_high": 0.28}, "temperature": 1.0},
-    "+clip_higher_t1.6": {"dynamic_sampling": True, "loss_kwargs": {"eps_low": 0.2, "eps_high": 0.28},
-                          "temperature": 1.6},
-    "clip_higher_only": {"dynamic_sampling": False, "loss_kwargs": {"eps_low": 0.2, "eps_high": 0.28},
-                         "temperature": 1.0},
+    "grpo": {"sampling": {"dynamic_sampling": False, "temperature": 1.0},
+             "loss": {"kwargs": {"eps_low": 0.2, "eps_high": 0.2}}},
+    "+dynamic_sampling": {"sampling": {"dynamic_sampling": True, "temperature": 1.0},
+                          "loss": {"kwargs": {"eps_low": 0.2, "eps_high": 0.2}}},
+    "+clip_higher": {"sampling": {"dynamic_sampling": True, "temperature": 1.0},
+                     "loss": {"kwargs": {"eps_low": 0.2, "eps_high": 0.28}}},
+    "+clip_higher_t1.6": {"sampling": {"dynamic_sampling": True, "temperature": 1.6},
+                          "loss": {"kwargs": {"eps_low": 0.2, "eps_high": 0.28}}},
+    "clip_higher_only": {"sampling": {"dynamic_sampling": False, "temperature": 1.0},
+                         "loss": {"kwargs": {"eps_low": 0.2, "eps_high": 0.28}}},
 }
 
 
@@ -71,9 +73,9 @@ def run_ablation(cfg: AblationConfig, console: Any = None) -> dict[str, Any]:
               "grpo": cfg.grpo, "before": {"success": base_rates, "mean": sum(base_rates.values()) / len(base_rates)},
               "variants": rows, "machine": platform.platform()}
     for name in cfg.variants:
-        keys = {**qs.grpo, **cfg.grpo, **VARIANTS[name], "iterations": cfg.iterations, "eval_episodes": 0,
-                "checkpoint_every": cfg.iterations, "tasks": qs.tasks, "init": cfg.init,
-                "out": str(Path(cfg.out) / name.strip("+")), "overwrite": True}
+        keys = deep_merge(qs.grpo.model_dump(exclude_unset=True), cfg.grpo, VARIANTS[name], {
+            "iterations": cfg.iterations, "eval": {"episodes": 0}, "tasks": qs.tasks, "init": cfg.init,
+            "checkpoint": {"every": cfg.iterations, "overwrite": True}, "out": str(Path(cfg.out) / name.strip("+"))})
         t0 = time.time()
         summary = GRPOConfig.model_validate(keys).run(console)
         after = evaluate_policy(VLAPolicy.from_pretrained(Path(keys["out"]) / "last").eval(), qs.tasks, "test",

@@ -65,8 +65,10 @@ def test_robot_grpo_run_matches_its_pin(tiny_vla, tmp_path):
     tiny_vla.save_pretrained(tmp_path / "init")
     cfg = GRPOConfig.model_validate(dict(
         tasks=["mujoco/Reach-v1", "mujoco/PushCube-v1"], init=str(tmp_path / "init"), out=str(tmp_path / "run"),
-        iterations=2, seeds_per_iter=2, group_size=2, epochs=1, minibatch_size=16, eval_every=2, eval_episodes=2,
-        checkpoint_every=1, temperature=1.0, lr=1e-3, threads=1, env={"num_envs": 4}))
+        iterations=2, threads=1, env={"num_envs": 4},
+        sampling={"seeds_per_iter": 2, "group_size": 2, "temperature": 1.0},
+        optim={"epochs": 1, "minibatch_size": 16, "lr": 1e-3}, eval={"every": 2, "episodes": 2},
+        checkpoint={"every": 1}))
     t = GRPOTrainer(cfg)
     try:
         run_two_iterations(t)
@@ -83,8 +85,8 @@ def test_text_grpo_run_matches_its_pin(tmp_path):
     LMPolicy.from_config("tiny", tasks=["arithmetic"], seed=0).save_pretrained(tmp_path / "init")
     cfg = TextGRPOConfig.model_validate(dict(
         tasks=["arithmetic"], init=str(tmp_path / "init"), out=str(tmp_path / "run"), difficulty=2, iterations=2,
-        seeds_per_iter=2, group_size=4, max_new_tokens=12, minibatch_size=8, eval_every=2, eval_episodes=4,
-        holdout=20, checkpoint_every=1, lr=1e-3, threads=1))
+        max_new_tokens=12, holdout=20, threads=1, sampling={"seeds_per_iter": 2, "group_size": 4},
+        optim={"minibatch_size": 8, "lr": 1e-3}, eval={"every": 2, "episodes": 4}, checkpoint={"every": 1}))
     t = GRPOTrainer(cfg)
     try:
         run_two_iterations(t)

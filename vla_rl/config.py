@@ -66,6 +66,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], schema: type[Con
     return data
 
 
+def deep_merge(base: dict[str, Any], *updates: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: ``base`` with the keys of each update set in turn, nested dicts merged key by key (a config's
+    groups: ``{"optim": {"lr": 1e-4}}`` changes the lr and keeps the rest of ``optim``)."""
+    out = dict(base)
+    for upd in updates:
+        for k, v in upd.items():
+            out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
 def load_config(schema: type[C], path: str | Path | None = None, overrides: list[str] | None = None) -> C:
     """Load YAML (optional), apply overrides, validate into ``schema``.
 

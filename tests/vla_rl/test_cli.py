@@ -106,7 +106,8 @@ def test_sft_smoke_then_eval_checkpoint(tmp_path):
     same = [{k: r["tasks"]["mujoco/Reach-v1"][k] for k in ("success", "mean_steps")} for r in (a, b)]
     assert a["temperature"] == 1.6 and same[0] == same[1]
     r = run("train", "tasks=[mujoco/Reach-v1]", f"init={ckpt}", f"out={tmp_path / 'rl'}", "iterations=1",
-            "seeds_per_iter=2", "group_size=2", "eval_episodes=0", "env.num_envs=2", "minibatch_size=8")
+            "sampling.seeds_per_iter=2", "sampling.group_size=2", "eval.episodes=0", "env.num_envs=2",
+            "optim.minibatch_size=8")
     assert r.returncode == 0, r.stderr
     assert "GRPO done: 1 iterations" in r.stdout and (tmp_path / "rl" / "last" / "model.safetensors").is_file()
 

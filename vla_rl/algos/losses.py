@@ -8,9 +8,14 @@ Every loss is checked against a plain-loop reference in ``tests/vla_rl/algos``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any, Literal, Protocol
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from vla_rl.registry import Registry
 
@@ -19,6 +24,74 @@ KL_ESTIMATORS: Registry = Registry("KL estimator")
 AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
 
 Metrics = dict[str, torch.Tensor]
+
+
+# ---- the one signature of a policy loss ----------------------------------------------------------------
+class PolicyLoss(Protocol):
+    """What every registered policy loss is: the shared inputs, then its own keyword-only options (declared in
+    its signature, with defaults; no catch-all, so a misspelt option is a TypeError). ``correct`` bool (B,),
+    ``group_accuracy`` float (B,), ``off_policy`` bool (B,) and ``generator`` are the per-sample extras the
+    trainer supplies to every loss; a loss that needs one refuses None."""
+
+    def __call__(self, logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+                 agg_mode: str = ..., max_len: int | None = None, correct: torch.Tensor | None = None,
+                 group_accuracy: torch.Tensor | None = None, off_policy: torch.Tensor | None = None,
+                 generator: torch.Generator | None = None, **options: Any) -> tuple[torch.Tensor, Metrics]: ...
+
+
+POSITIONAL_INPUTS = ("logp", "old_logp", "advantages", "mask")
+SUPPLIED_INPUTS = ("agg_mode", "correct", "group_accuracy", "off_policy", "generator")  # by the trainer
+SHARED_INPUTS = (*SUPPLIED_INPUTS[:1], "max_len", *SUPPLIED_INPUTS[1:])  # keyword-only, in this order
+
+
+def register_policy_loss(name: str) -> Callable[[Callable], Callable]:
+    """Register a policy loss after checking it has the one signature (`PolicyLoss`): the positional inputs,
+    then the shared keyword-only inputs in order, then its options, each with a default, and no ``**``."""
+
+    def decorator(fn: Callable) -> Callable:
+        params = list(inspect.signature(fn).parameters.values())
+        pos = tuple(p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD)
+        kw = [p for p in params if p.kind is p.KEYWORD_ONLY]
+        bad = [p.name for p in params if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL, p.POSITIONAL_ONLY)]
+        shared = tuple(p.name for p in kw[: len(SHARED_INPUTS)])
+        no_default = [p.name for p in kw[len(SHARED_INPUTS):] if p.default is p.empty]
+        if pos != POSITIONAL_INPUTS or shared != SHARED_INPUTS or bad or no_default:
+            raise TypeError(f"policy loss {name!r}: the signature must be ({', '.join(POSITIONAL_INPUTS)}, *, "
+                            f"{', '.join(SHARED_INPUTS)}, <options with defaults>) with no *args/**kwargs")
+        return POLICY_LOSSES.register(name)(fn)  # type: ignore[return-value]
+
+    return decorator
+
+
+@cache
+def loss_options(name: str) -> type[BaseModel]:
+    """The options of policy loss ``name`` (its keyword-only parameters the trainer does not supply, ``max_len``
+    included) as a frozen pydantic model, derived once from the loss's signature: field -> (type, default)."""
+    fn = POLICY_LOSSES.get(name)
+    hints = typing.get_type_hints(fn)
+    fields: dict[str, Any] = {
+        p.name: (hints[p.name], p.default) for p in inspect.signature(fn).parameters.values()
+        if p.kind is p.KEYWORD_ONLY and p.name not in SUPPLIED_INPUTS}
+    cfg = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    return create_model(f"{name}_options", __config__=cfg, **fields)
+
+
+def check_loss_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse options that policy loss ``name`` does not declare, or of the wrong type, naming the valid ones.
+
+    Raises:
+        ValueError: an unknown option or a bad value.
+    """
+    model = loss_options(name)
+    valid = ", ".join(model.model_fields)
+    unknown = sorted(set(options) - set(model.model_fields))
+    if unknown:
+        raise ValueError(f"policy loss {name!r} has no option {', '.join(map(repr, unknown))}; its options: {valid}")
+    try:
+        model.model_validate(dict(options))
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ValueError(f"policy loss {name!r}: {msgs} (its options: {valid})") from None
 
 
 # ---- aggregation ----------------------------------------------------------------------------------
@@ -123,11 +196,13 @@ def _ratio_metrics(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tenso
             "actor/ppo_kl": masked_mean(old_logp - logp, mask).detach()}
 
 
-@POLICY_LOSSES.register("ppo_clip")
+@register_policy_loss("ppo_clip")
 def ppo_clip_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
-                  eps_low: float = 0.2, eps_high: float = 0.28, dual_clip_c: float | None = 3.0,
                   agg_mode: str = "token-mean", max_len: int | None = None,
-                  **_: object) -> tuple[torch.Tensor, Metrics]:
+                  correct: torch.Tensor | None = None, group_accuracy: torch.Tensor | None = None,
+                  off_policy: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  eps_low: float = 0.2, eps_high: float = 0.28,
+                  dual_clip_c: float | None = 3.0) -> tuple[torch.Tensor, Metrics]:
     """PPO's clipped surrogate with asymmetric bounds ``[1 - eps_low, 1 + eps_high]`` (DAPO clip-higher:
     0.2 / 0.28 lets low-probability tokens grow, against entropy collapse) and dual clip ``c`` for A < 0.
     ``eps_high = eps_low`` and ``dual_clip_c=None`` give vanilla PPO/GRPO."""
@@ -147,12 +222,14 @@ def token_covariance(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.T
     return torch.where(mask.bool(), cov, torch.full_like(cov, -torch.inf))
 
 
-@POLICY_LOSSES.register("clip_cov")
+@register_policy_loss("clip_cov")
 def clip_cov_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
-                  clip_cov_ratio: float = 2e-4, clip_cov_lb: float = 1.0, clip_cov_ub: float = 5.0,
-                  eps_low: float = 0.2, eps_high: float = 0.28, dual_clip_c: float | None = None,
                   agg_mode: str = "token-mean", max_len: int | None = None,
-                  generator: torch.Generator | None = None, **_: object) -> tuple[torch.Tensor, Metrics]:
+                  correct: torch.Tensor | None = None, group_accuracy: torch.Tensor | None = None,
+                  off_policy: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                  clip_cov_ratio: float = 2e-4, clip_cov_lb: float = 1.0, clip_cov_ub: float = 5.0,
+                  eps_low: float = 0.2, eps_high: float = 0.28,
+                  dual_clip_c: float | None = None) -> tuple[torch.Tensor, Metrics]:
     """Clip-Cov: among tokens whose covariance lies in ``[lb, ub]``, pick ``max(1, ratio * n_valid)`` at
     random and drop them from the gradient; the rest get the clipped PPO objective. The paper pairs it
     with wide ratio bounds; we keep ``eps_low/eps_high`` configurable (their reference code also keeps
@@ -174,10 +251,12 @@ def clip_cov_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.
     return agg_loss(loss_mat * keep, mask, agg_mode, max_len), metrics
 
 
-@POLICY_LOSSES.register("kl_cov")
+@register_policy_loss("kl_cov")
 def kl_cov_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
-                kl_cov_ratio: float = 2e-3, kl_cov_coef: float = 1.0, agg_mode: str = "token-mean",
-                max_len: int | None = None, **_: object) -> tuple[torch.Tensor, Metrics]:
+                agg_mode: str = "token-mean", max_len: int | None = None,
+                correct: torch.Tensor | None = None, group_accuracy: torch.Tensor | None = None,
+                off_policy: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                kl_cov_ratio: float = 2e-3, kl_cov_coef: float = 1.0) -> tuple[torch.Tensor, Metrics]:
     """KL-Cov: unclipped policy gradient ``-A * ratio`` plus ``coef * |logp - logp_old|`` on the top
     ``max(1, ratio * n_valid)`` tokens by covariance (the tokens driving entropy down)."""
     adv = _broadcast(advantages, logp)
@@ -200,12 +279,13 @@ def _clamp_keep_grad(x: torch.Tensor, min_val: float) -> torch.Tensor:
     return x + (x.clamp(min=min_val) - x).detach()
 
 
-@POLICY_LOSSES.register("nft")
+@register_policy_loss("nft")
 def nft_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
-             correct: torch.Tensor, group_accuracy: torch.Tensor, neg_weight: float = 1.0,
-             prompt_weighting: str = "none", min_positive: float = 0.1, min_negative: float = 0.1,
              agg_mode: str = "seq-mean-token-sum-norm", max_len: int | None = None,
-             **_: object) -> tuple[torch.Tensor, Metrics]:
+             correct: torch.Tensor | None = None, group_accuracy: torch.Tensor | None = None,
+             off_policy: torch.Tensor | None = None, generator: torch.Generator | None = None,
+             neg_weight: float = 1.0, prompt_weighting: Literal["none", "neg_rate", "sqrt"] = "none",
+             min_positive: float = 0.1, min_negative: float = 0.1) -> tuple[torch.Tensor, Metrics]:
     """NFT (Chen et al. 2025, "Bridging Supervised Learning and RL in Math Reasoning").
 
     Correct samples maximise ``log R`` with ``R = pi / pi_old``; wrong ones maximise the log-likelihood
@@ -217,6 +297,8 @@ def nft_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tenso
     needs ``correct`` bool (B,) and ``group_accuracy`` float (B,) instead. The reference aggregates as a
     token sum over a constant length, our default ``seq-mean-token-sum-norm``.
     """
+    if correct is None or group_accuracy is None:
+        raise ValueError("the nft loss needs correct (B,) and group_accuracy (B,)")
     r = group_accuracy.float().clamp(0.02, 0.98)[:, None]
     ratio = torch.exp((logp - old_logp).clamp(max=10.0))
     pos = -torch.log(_clamp_keep_grad(ratio, min_positive))
@@ -235,16 +317,20 @@ def nft_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tenso
     return agg_loss(loss_mat, mask, agg_mode, max_len), metrics
 
 
-@POLICY_LOSSES.register("luffy")
+@register_policy_loss("luffy")
 def luffy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
-               off_policy: torch.Tensor, gamma: float = 0.1, eps_low: float = 0.2, eps_high: float = 0.28,
-               dual_clip_c: float | None = None, agg_mode: str = "token-mean", max_len: int | None = None,
-               **_: object) -> tuple[torch.Tensor, Metrics]:
+               agg_mode: str = "token-mean", max_len: int | None = None,
+               correct: torch.Tensor | None = None, group_accuracy: torch.Tensor | None = None,
+               off_policy: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               gamma: float = 0.1, eps_low: float = 0.2, eps_high: float = 0.28,
+               dual_clip_c: float | None = None) -> tuple[torch.Tensor, Metrics]:
     """LUFFY (Yan et al. 2025, "Learning to Reason under Off-Policy Guidance"): on-policy samples get the
     clipped PPO objective; off-policy samples (``off_policy`` bool (B,), e.g. reference solutions or
     demonstrations, whose behaviour log-probs are unknown) get the policy-shaping objective
     ``-A * f(pi)``, ``f(x) = x / (x + gamma)`` of the token probability, with no clipping, which
-    boosts the gradient of low-probability tokens."""
+    boosts the gradient of low-probability tokens. ``off_policy`` None: every sample is on-policy."""
+    if off_policy is None:
+        off_policy = torch.zeros(logp.shape[0], dtype=torch.bool)
     adv = _broadcast(advantages, logp)
     on_loss, clipped, dual = _clipped_pg(torch.exp((logp - old_logp).clamp(-20.0, 20.0)), adv, eps_low, eps_high,
                                          dual_clip_c)
@@ -258,6 +344,6 @@ def luffy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Ten
     return agg_loss(loss_mat, mask, agg_mode, max_len), metrics
 
 
-def get_policy_loss(name: str) -> Callable[..., tuple[torch.Tensor, Metrics]]:
+def get_policy_loss(name: str) -> PolicyLoss:
     """The registered policy loss ``name``; a miss lists every registered one."""
     return POLICY_LOSSES.get(name)

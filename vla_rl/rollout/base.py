@@ -7,10 +7,14 @@ call), `per_trajectory` (tensors or lists with N entries) or left untagged (run 
 offset on joining. A per-sample field may be padded to a common width on joining (``pad="left"`` or
 ``"right"``: text prompts and completions); a per-trajectory field may be None in some rounds, and takes
 ``fill(n)`` there when another round has it.
+
+`Rollout` is also the contract with the trainer: it declares every field the GRPO update and its metrics read;
+a modality without one (text has no greedy anchors, robots no off-policy samples) inherits its default.
 """
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import field, fields
 from typing import Any, Literal, TypeVar
@@ -18,6 +22,8 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from vla_rl.policies.base import PolicyBatch
 
 R = TypeVar("R", bound="Rollout")
 
@@ -45,12 +51,32 @@ def _pad(xs: list[torch.Tensor], side: str | None) -> list[torch.Tensor]:
     return [F.pad(x, (width - x.shape[1], 0) if side == "left" else (0, width - x.shape[1])) for x in xs]
 
 
-class Rollout:
-    """Mixin of the rollout dataclasses (`RobotRollout`, `TextRollout`); see the module docstring."""
+class Rollout(metaclass=ABCMeta):
+    """Base of the rollout dataclasses (`RobotRollout`, `TextRollout`); see the module docstring. S samples, N
+    trajectories, L response tokens per sample. What the trainer reads:"""
 
-    traj: torch.Tensor
-    group: torch.Tensor
-    tokens: torch.Tensor
+    # per sample
+    tokens: torch.Tensor  # int64 (S, L): the response tokens (an action chunk, a completion)
+    token_mask: torch.Tensor  # float32 (S, L): 1 for tokens that carry the outcome (executed, generated)
+    old_logp: torch.Tensor  # float32 (S, L): their log-probs under the behaviour policy at its temperature
+    entropy: torch.Tensor  # float32 (S, L): the behaviour policy's entropy at each token
+    traj: torch.Tensor  # int64 (S,): the trajectory of each sample
+    # per trajectory
+    group: torch.Tensor  # int64 (N,): the group (initial state or prompt) of each trajectory
+    reward: torch.Tensor  # float32 (N,): the outcome reward
+    success: torch.Tensor  # bool (N,)
+    lost: torch.Tensor  # bool (N,): lost to a crashed worker, never scored (always False for text)
+    off_policy: torch.Tensor | None = None  # bool (N,): not sampled from the policy (LUFFY); None: all on-policy
+    anchor: torch.Tensor | None = None  # bool (N,): acted greedily (robot anchors); None: none did
+    tasks: list[str] | None = None  # N task ids, where an iteration may mix tasks; None: not recorded
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Work done by this rollout (env steps, generated tokens), for the trainer's throughput metrics."""
+
+    @abstractmethod
+    def batch(self, idx: torch.Tensor) -> PolicyBatch:
+        """The policy inputs of samples ``idx`` int64 (B,)."""
 
     @property
     def num_samples(self) -> int:

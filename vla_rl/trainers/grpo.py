@@ -1,15 +1,20 @@
 """The GRPO trainer, one for every modality: rollouts with temperature, outcome rewards, group advantages,
 PPO-style epochs over the samples with any registered policy loss. A backend supplies what differs between
 modalities: the policy class, the rollouts of one task (`RobotBackend` here: vector envs; text: the
-language-model backend in `vla_rl.trainers.text`) and the held-out evaluation.
+language-model backend in `vla_rl.trainers.text_grpo`) and the held-out evaluation.
 
-One iteration: ``seeds_per_iter`` train-split initial states (prompts) x ``group_size`` rollouts each, for
-every task in turn; the outcome is the reward; group advantages (`vla_rl.algos.ADVANTAGES`) are spread over all
-action tokens of the trajectory's samples; lost episodes are dropped; with ``dynamic_sampling`` groups
-whose rewards are all equal are dropped and new seeds are rolled out (up to ``max_resample`` rounds).
-Checkpoints (policy + optimizer + RNG + counters) are written atomically every ``checkpoint_every``
-iterations; ``resume=true`` continues from ``<out>/state``. With ``ema`` > 0 a moving average of the weights is
-what validation scores and ``best`` / ``last`` hold; rollouts and updates stay on the online policy.
+One iteration: ``sampling.seeds_per_iter`` train-split initial states (prompts) x ``sampling.group_size``
+rollouts each, for every task in turn; the outcome is the reward; group advantages (`vla_rl.algos.ADVANTAGES`)
+are spread over all action tokens of the trajectory's samples; lost episodes are dropped; with
+``sampling.dynamic_sampling`` groups whose rewards are all equal are dropped and new seeds are rolled out (up to
+``sampling.max_resample`` rounds). Checkpoints (policy + optimizer + RNG + counters) are written atomically every
+``checkpoint.every`` iterations; ``checkpoint.resume=true`` continues from ``<out>/state``. With ``optim.ema`` > 0
+a moving average of the weights is what validation scores and ``best`` / ``last`` hold; rollouts and updates stay
+on the online policy.
+
+The config groups its keys (`GRPOAlgoConfig`): the run's own at the top (init, out, tasks, iterations,
+max_wall_s, seed, threads; env for robots), then ``sampling``, ``loss``, ``optim``, ``eval``, ``checkpoint`` and,
+for robots, ``rollout``.
 """
 
 from __future__ import annotations
@@ -19,55 +24,82 @@ import math
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
 from vla_rl.config import Config
-from vla_rl.envs import EnvConfig, check_task_id
+from vla_rl.envs import EnvConfig, VectorEnv, check_task_id
+from vla_rl.policies.base import Policy
+from vla_rl.rollout.base import Rollout
+from vla_rl.trainers.backend import Backend
+from vla_rl.trainers.schedule import lr_factor
+
+if TYPE_CHECKING:
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.rollout.robot import RobotRollout
 
 
-def lr_factor(iteration: int, iterations: int, warmup: int, schedule: str = "constant",
-              min_ratio: float = 0.1, decay_fraction: float = 1.0, progress: float | None = None) -> float:
-    """The learning rate of 0-based ``iteration`` over the base lr: linear warmup to 1 over the first ``warmup``
-    iterations ((i + 1) / warmup), then 1 (``constant``) or a half cosine to ``min_ratio`` (``cosine``) over the
-    last ``decay_fraction`` of the run, holding 1 before it (1.0: the decay starts at the first iteration after
-    the warmup; 0.3: warmup-stable-decay). The run's progress after the warmup is ``(iteration - warmup) /
-    (iterations - 1 - warmup)``, 1 at the last iteration, or ``progress`` where given (at least that: a time
-    budget's clock, which may end the run before ``iterations``)."""
-    if iteration < warmup:
-        return (iteration + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    if schedule != "cosine":
-        raise ValueError(f"unknown lr_schedule {schedule!r}; valid: constant, cosine")
-    done = (iteration - warmup) / max(1, iterations - 1 - warmup)
-    if progress is not None:
-        done = max(done, progress)
-    x = (min(1.0, done) - (1.0 - decay_fraction)) / decay_fraction  # position inside the decay, <= 1
-    return 1.0 if x <= 0 else min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * x))
+class SamplingConfig(Config):
+    """Which rollouts an iteration collects."""
 
-
-class GRPOAlgoConfig(Config):
-    """The GRPO keys shared by every modality (robot: `GRPOConfig`; text: `vla_rl.trainers.text`)."""
-
-    init: str = Field(..., description="checkpoint folder to start from (e.g. runs/sft/best)")
-    out: str = Field("runs/grpo", description="run folder")
-    iterations: int = Field(20, ge=1)
     seeds_per_iter: int = Field(8, ge=1, description="initial states (prompts) per task per iteration")
     group_size: int = Field(8, ge=2, description="rollouts per initial state (G)")
     temperature: float = Field(1.6, gt=0, description="sampling temperature (SimpleVLA-RL: 1.6)")
+    dynamic_sampling: bool = Field(False, description="drop all-equal groups and resample (DAPO)")
+    max_resample: int = Field(2, ge=0, description="extra rounds of seeds per task that dynamic sampling may roll "
+                              "out to fill the iteration")
+
+
+class LossConfig(Config):
+    """From rewards to the loss: the advantage estimator, the policy loss and its options, the KL penalty."""
+
+    name: str = Field("ppo_clip", description="policy loss: ppo_clip, clip_cov, kl_cov, nft, luffy")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="options of the loss, checked against "
+                                   "its signature (ppo_clip: eps_low 0.2, eps_high 0.28, dual_clip_c 3.0, ...)")
     advantage: str = Field("grpo", description="advantage estimator: grpo, drgrpo, rloo")
-    loss: str = Field("ppo_clip", description="policy loss: ppo_clip, clip_cov, kl_cov, nft, luffy")
-    loss_kwargs: dict[str, Any] = Field(default_factory=lambda: {"eps_low": 0.2, "eps_high": 0.28},
-                                        description="keyword arguments of the loss (clip bounds, ...)")
-    agg_mode: str = "token-mean"
+    agg_mode: str = Field("token-mean", description="loss aggregation over tokens and samples (`agg_loss`)")
     kl_coef: float = Field(0.0, ge=0, description="KL-to-reference loss coefficient (0: no reference model)")
-    kl_kind: str = "k3"
-    lr: float = Field(1e-4, gt=0)
+    kl_kind: str = Field("k3", description="KL estimator of that penalty: k1, k2, k3")
+    negative_scale: float = Field(1.0, ge=0, le=1, description="multiplies negative advantages: < 1 damps the "
+                                  "push-down on failed episodes' tokens (most samples when success is rare), "
+                                  "which otherwise raises the entropy of a freshly cloned policy")
+    equal_trajectory_weight: bool = Field(False, description="scale each sample's advantage by (mean samples per "
+                                          "trajectory) / (its trajectory's samples): every episode weighs the same "
+                                          "(failed episodes run to the step limit and would otherwise dominate)")
+
+    @field_validator("advantage")
+    @classmethod
+    def _adv(cls, v: str) -> str:
+        from vla_rl.algos import ADVANTAGES
+
+        ADVANTAGES.get(v)
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _loss(cls, v: str) -> str:
+        from vla_rl.algos import POLICY_LOSSES
+
+        POLICY_LOSSES.get(v)
+        return v
+
+    @model_validator(mode="after")
+    def _options_known(self) -> LossConfig:
+        from vla_rl.algos.losses import check_loss_options
+
+        check_loss_options(self.name, self.kwargs)
+        return self
+
+
+class OptimConfig(Config):
+    """The optimiser, its learning-rate schedule and the PPO epochs over each iteration's samples."""
+
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (after the warmup)")
     warmup_iterations: int = Field(0, ge=0, description="linear learning-rate warmup over the first iterations "
                                    "(Adam's first steps move a freshly cloned policy far: PPO KL ~1 nat)")
     lr_schedule: Literal["constant", "cosine"] = Field("constant", description="after the warmup: constant, or "
@@ -82,8 +114,8 @@ class GRPOAlgoConfig(Config):
                                                        "so that a run the budget ends early still decays (its lr "
                                                        "then depends on the machine's speed; without max_wall_s: "
                                                        "iterations)")
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    grad_clip: float = Field(1.0, gt=0, description="gradient norm clip")
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
     minibatch_size: int = Field(128, ge=1, description="samples per gradient step")
     target_kl: float | None = Field(None, gt=0, description="stop the iteration's epochs once the mean KL to the "
@@ -91,56 +123,57 @@ class GRPOAlgoConfig(Config):
                                     "exceeds 1.5x this (SB3's target_kl); None: never")
     max_update_samples: int | None = Field(None, ge=1, description="samples drawn (without replacement) from "
                                            "each iteration's rollouts for its update; None: all of them")
-    dynamic_sampling: bool = Field(False, description="drop all-equal groups and resample (DAPO)")
-    equal_trajectory_weight: bool = Field(False, description="scale each sample's advantage by (mean samples per "
-                                          "trajectory) / (its trajectory's samples): every episode weighs the same "
-                                          "(failed episodes run to the step limit and would otherwise dominate)")
-    negative_scale: float = Field(1.0, ge=0, le=1, description="multiplies negative advantages: < 1 damps the "
-                                  "push-down on failed episodes' tokens (most samples when success is rare), "
-                                  "which otherwise raises the entropy of a freshly cloned policy")
     freeze: list[str] = Field(default_factory=list, description="parameter-name prefixes kept fixed (e.g. "
                               "[vision] for the image encoder): not updated, no gradients computed")
-    max_resample: int = Field(2, ge=0)
-    eval_every: int = Field(5, ge=1, description="validate every this many iterations, and at the last")
-    max_wall_s: float | None = Field(None, gt=0, description="time budget of train() in seconds: stop after the "
-                                     "iteration whose successor (with a validation) would end past it; that "
-                                     "iteration is validated. None: run all iterations")
-    eval_episodes: int = Field(50, ge=0, description="validation episodes per task (greedy); 0: none")
-    checkpoint_every: int = Field(5, ge=1)
     nan_patience: int = Field(3, ge=1, description="stop after this many consecutive non-finite updates")
     ema: float = Field(0.0, ge=0, lt=1, description="decay per iteration of an exponential moving average of the "
                        "policy's weights (0: off). On: rollouts and updates use the online policy; validation, "
                        "best/ and last/ the average")
-    resume: bool = False
+
+
+class EvalConfig(Config):
+    """Validation on held-out seeds, which chooses ``best``."""
+
+    every: int = Field(5, ge=1, description="validate every this many iterations, and at the last")
+    episodes: int = Field(50, ge=0, description="validation episodes per task (greedy); 0: none")
+
+
+class CheckpointConfig(Config):
+    """The resumable state in ``<out>/state`` and what to do with a previous run in ``out``."""
+
+    every: int = Field(5, ge=1, description="write the state every this many iterations, and at the last")
+    resume: bool = Field(False, description="continue the run in out from its state")
     overwrite: bool = Field(False, description="start afresh in an out that holds a previous run, deleting it "
                             "(otherwise such an out is refused unless resume=true)")
-    seed: int = 0
-    threads: int | None = Field(None, ge=1)
-
-    @field_validator("advantage")
-    @classmethod
-    def _adv(cls, v: str) -> str:
-        from vla_rl.algos import ADVANTAGES
-
-        ADVANTAGES.get(v)
-        return v
-
-    @field_validator("loss")
-    @classmethod
-    def _loss(cls, v: str) -> str:
-        from vla_rl.algos import POLICY_LOSSES
-
-        POLICY_LOSSES.get(v)
-        return v
 
     @model_validator(mode="after")
-    def _resume_or_overwrite(self) -> GRPOAlgoConfig:
+    def _resume_or_overwrite(self) -> CheckpointConfig:
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other: resume=true continues the run in out, "
                              "overwrite=true deletes it")
         return self
 
-    def backend(self) -> Any:
+
+class GRPOAlgoConfig(Config):
+    """The GRPO keys shared by every modality (robot: `GRPOConfig`; text: `vla_rl.trainers.text_grpo`): the run's own
+    keys at the top, the rest grouped."""
+
+    init: str = Field(..., description="checkpoint folder to start from (e.g. runs/sft/best)")
+    out: str = Field("runs/grpo", description="run folder")
+    tasks: list[str] = Field(..., min_length=1, description="the tasks rolled out each iteration, in turn")
+    iterations: int = Field(20, ge=1, description="rollout + update iterations")
+    max_wall_s: float | None = Field(None, gt=0, description="time budget of train() in seconds: stop after the "
+                                     "iteration whose successor (with a validation) would end past it; that "
+                                     "iteration is validated. None: run all iterations")
+    seed: int = Field(0, description="seed of the trainer's generator (sampling, minibatch order)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    def backend(self) -> Backend:
         """The modality's rollout backend (see `RobotBackend`)."""
         raise NotImplementedError
 
@@ -159,11 +192,9 @@ class GRPOAlgoConfig(Config):
         return s
 
 
-class GRPOConfig(GRPOAlgoConfig):
-    """`vla-rl train`: GRPO on robot tasks from an SFT checkpoint."""
+class RobotRolloutConfig(Config):
+    """How the robot rollouts act: exploration noise, greedy anchors, receding horizon, pipelining."""
 
-    type: Literal["vla_grpo"] = "vla_grpo"
-    tasks: list[str] = Field(..., min_length=1, description="robot task ids")
     pipelined: bool = Field(False, description="overlap simulation of one half of the envs with inference "
                             "for the other (needs >= 2 env workers)")
     noise_correlation: float = Field(0.0, ge=0, le=1, description="AR(1) correlation of the sampling quantiles "
@@ -174,11 +205,19 @@ class GRPOConfig(GRPOAlgoConfig):
                                "1: plain sampling), `central_quantiles`")
     anchors: int = Field(0, ge=0, description="rollouts per group that act greedily (each token's median, "
                          "quantile 0.5) instead of sampling, scored in the group like the others: the update then "
-                         "moves the greedy behaviour towards the sampled rollouts that beat it (< group_size)")
+                         "moves the greedy behaviour towards the sampled rollouts that beat it (< sampling.group_size)")
     n_action_steps: int | None = Field(None, ge=1, description="steps of each decoded chunk executed before the "
                                        "policy is called again (receding horizon; the unexecuted steps' tokens get "
                                        "no credit); None: the init checkpoint's")
+
+
+class GRPOConfig(GRPOAlgoConfig):
+    """`vla-rl train`: GRPO on robot tasks from an SFT checkpoint."""
+
+    type: Literal["vla_grpo"] = "vla_grpo"
+    tasks: list[str] = Field(..., min_length=1, description="robot task ids")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
+    rollout: RobotRolloutConfig = Field(default_factory=RobotRolloutConfig)
 
     @field_validator("tasks")
     @classmethod
@@ -187,9 +226,10 @@ class GRPOConfig(GRPOAlgoConfig):
 
     @model_validator(mode="after")
     def _anchors_leave_samples(self) -> GRPOConfig:
-        if self.anchors >= self.group_size:
-            raise ValueError(f"anchors ({self.anchors}) must be below group_size ({self.group_size}): a group needs "
-                             "sampled rollouts to compare the greedy one with")
+        if self.rollout.anchors >= self.sampling.group_size:
+            raise ValueError(f"rollout.anchors ({self.rollout.anchors}) must be below sampling.group_size "
+                             f"({self.sampling.group_size}): a group needs sampled rollouts to compare the greedy "
+                             "one with")
         return self
 
     def backend(self) -> RobotBackend:
@@ -202,38 +242,40 @@ class RobotBackend:
 
     def __init__(self, cfg: GRPOConfig) -> None:
         self.cfg = cfg
-        self.envs: dict[str, Any] = {}
+        self.envs: dict[str, VectorEnv] = {}
         self.env_cfg: EnvConfig = cfg.env
 
-    def load_policy(self, path: str | Path) -> Any:
+    def load_policy(self, path: str | Path) -> VLAPolicy:
         from vla_rl.policies.vla.modeling_vla import VLAPolicy
 
         policy = VLAPolicy.from_pretrained(path)
-        if self.cfg.n_action_steps is not None:
-            policy.set_n_action_steps(self.cfg.n_action_steps)
+        if self.cfg.rollout.n_action_steps is not None:
+            policy.set_n_action_steps(self.cfg.rollout.n_action_steps)
         return policy
 
-    def start(self, policy: Any) -> None:
+    def start(self, policy: Policy) -> None:
         from vla_rl.envs import make_vector_env
 
         self.env_cfg = self.cfg.env.for_policy(policy.config)
         self.envs = {t: make_vector_env(self.env_cfg, t) for t in self.cfg.tasks}
 
-    def rollout(self, policy: Any, task: str, seeds: list[int], generator: torch.Generator, group_offset: int) -> Any:
+    def rollout(self, policy: Policy, task: str, seeds: list[int], generator: torch.Generator,
+                group_offset: int) -> RobotRollout:
         from vla_rl.rollout.robot import collect_rollouts
 
         threads = torch.get_num_threads()
-        if self.cfg.pipelined:  # half the cores infer, the other half simulate (bench/results/rollout.json)
+        if self.cfg.rollout.pipelined:  # half the cores infer, the other half simulate (bench/results/rollout.json)
             torch.set_num_threads(max(1, threads // 2))
         try:
-            return collect_rollouts(self.envs[task], policy, seeds, self.cfg.group_size, self.cfg.temperature,
-                                    generator, task, group_offset=group_offset, pipelined=self.cfg.pipelined,
-                                    noise_correlation=self.cfg.noise_correlation, sample_mass=self.cfg.sample_mass,
-                                    anchors=self.cfg.anchors)
+            cfg = self.cfg.rollout
+            return collect_rollouts(self.envs[task], policy, seeds, self.cfg.sampling.group_size,
+                                    self.cfg.sampling.temperature, generator, task, group_offset=group_offset,
+                                    pipelined=cfg.pipelined, noise_correlation=cfg.noise_correlation,
+                                    sample_mass=cfg.sample_mass, anchors=cfg.anchors)
         finally:
             torch.set_num_threads(threads)  # the update takes every thread
 
-    def evaluate(self, policy: Any, split: str, episodes: int) -> dict[str, dict[str, Any]]:
+    def evaluate(self, policy: Policy, split: str, episodes: int) -> dict[str, dict[str, Any]]:
         from vla_rl.evaluation import evaluate_policy
 
         return evaluate_policy(policy, list(self.cfg.tasks), split, episodes, self.env_cfg, envs=self.envs)
@@ -261,6 +303,25 @@ def frozen_split(policy: torch.nn.Module, prefixes: list[str]) -> list[torch.nn.
     return [t for t in named.values() if t.requires_grad]
 
 
+class RunningMeans:
+    """Means of metrics over an iteration's gradient steps; a step may count a metric without a value (as 0)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, metrics: dict[str, Any]) -> None:
+        for k, v in metrics.items():
+            self.sums[k], self.counts[k] = self.sums.get(k, 0.0) + float(v), self.counts.get(k, 0) + 1
+
+    def count(self, *keys: str) -> None:
+        for k in keys:
+            self.sums[k], self.counts[k] = self.sums.get(k, 0.0), self.counts.get(k, 0) + 1
+
+    def result(self) -> dict[str, float]:
+        return {k: v / self.counts[k] for k, v in self.sums.items()}
+
+
 class NonFiniteUpdates(RuntimeError):
     """Too many consecutive updates with a NaN/inf loss or gradient."""
 
@@ -278,22 +339,22 @@ class GRPOTrainer:
         self.console = console
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.backend = cfg.backend()
+        self.backend: Backend = cfg.backend()
         self.out = Path(cfg.out)
         state_dir = self.out / "state"
-        resuming = cfg.resume and (state_dir / "trainer.pt").is_file()
-        if cfg.overwrite:
+        resuming = cfg.checkpoint.resume and (state_dir / "trainer.pt").is_file()
+        if cfg.checkpoint.overwrite:
             shutil.rmtree(self.out, ignore_errors=True)
-        elif not cfg.resume and (self.out / "metrics.jsonl").is_file():
-            raise ValueError(f"out {str(self.out)!r} already holds a run (metrics.jsonl); pass resume=true to "
-                             "continue it, overwrite=true to replace it, or choose another out")
-        self.policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
-        self.ref = self.backend.load_policy(cfg.init).eval() if cfg.kl_coef > 0 else None
-        self.ema = None
-        if cfg.ema > 0:  # starts at the initial policy; a resumed run reloads its average
+        elif not cfg.checkpoint.resume and (self.out / "metrics.jsonl").is_file():
+            raise ValueError(f"out {str(self.out)!r} already holds a run (metrics.jsonl); pass checkpoint.resume=true "
+                             "to continue it, checkpoint.overwrite=true to replace it, or choose another out")
+        self.policy: Policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
+        self.ref: Policy | None = self.backend.load_policy(cfg.init).eval() if cfg.loss.kl_coef > 0 else None
+        self.ema: Policy | None = None
+        if cfg.optim.ema > 0:  # starts at the initial policy; a resumed run reloads its average
             self.ema = self.backend.load_policy(state_dir / "ema" if resuming else cfg.init).eval()
-        trainable = frozen_split(self.policy, cfg.freeze)
-        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay,
+        trainable = frozen_split(self.policy, cfg.optim.freeze)
+        self.opt = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                      betas=(0.9, 0.95))
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.iteration = 0
@@ -322,14 +383,14 @@ class GRPOTrainer:
         self.log.close()
 
     # ---- one iteration ------------------------------------------------------------------------
-    def rollout(self) -> Any:
+    def rollout(self) -> Rollout:
         """Rollouts of this iteration for every task (with dynamic sampling if enabled)."""
         from vla_rl.algos.sampling import informative_groups
         from vla_rl.splits import split_seeds
 
-        cfg = self.cfg
+        cfg = self.cfg.sampling
         parts = []
-        for task in cfg.tasks:  # type: ignore[attr-defined]
+        for task in self.cfg.tasks:
             kept, rounds = [], 0
             while True:
                 seeds = split_seeds("train", cfg.seeds_per_iter, self.seed_cursor)
@@ -346,100 +407,46 @@ class GRPOTrainer:
             parts.append(type(kept[0]).concat(kept))
         return type(parts[0]).concat(parts)
 
-    def update(self, r: Any) -> dict[str, float]:
-        """PPO epochs over the samples; returns averaged metrics."""
-        from vla_rl.algos import POLICY_LOSSES, compute_advantages, kl_penalty
-        from vla_rl.algos.advantages import group_stats, sample_advantages
-        from vla_rl.algos.losses import ZERO_ADVANTAGE_SKIPPABLE, informative_rows, masked_mean
+    def update(self, r: Rollout) -> dict[str, float]:
+        """PPO epochs over the samples (``epochs`` passes, minibatches of ``minibatch_size``); returns the
+        metrics averaged over the gradient steps."""
+        from vla_rl.algos.losses import ZERO_ADVANTAGE_SKIPPABLE, informative_rows
 
         cfg = self.cfg
         if r.num_samples == 0:
             return {"actor/skipped_empty": 1.0}
-        rewards = r.reward
-        adv_traj = compute_advantages(cfg.advantage, rewards, r.group)
-        adv = sample_advantages(adv_traj, r.traj, cfg.equal_trajectory_weight)  # (S,)
-        if cfg.negative_scale != 1.0:
-            adv = torch.where(adv < 0, adv * cfg.negative_scale, adv)
-        _, group_acc, _ = group_stats(rewards, r.group)  # per-sample group accuracy (NFT)
-        group_acc = group_acc.float()
-        loss_fn = POLICY_LOSSES.get(cfg.loss)
+        adv, group_acc = self.advantages(r)
         # Samples with a zero advantage (all-equal groups) add exactly nothing to the PPO-clip loss or its
         # gradient: skip their forward and backward, rescale the loss, take the same step (tested).
-        skip_zero = self.skip_zero_advantage and cfg.loss in ZERO_ADVANTAGE_SKIPPABLE and self.ref is None
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        skip_zero = self.skip_zero_advantage and cfg.loss.name in ZERO_ADVANTAGE_SKIPPABLE and self.ref is None
+        means = RunningMeans()
         updates = 0
         self.policy.train()
-        clock = (time.time() - self.t_start) / cfg.max_wall_s if cfg.lr_clock == "budget" and cfg.max_wall_s \
-            else None
-        lr = cfg.lr * lr_factor(self.iteration, cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
-                                cfg.min_lr_ratio, cfg.lr_decay_fraction, clock)
-        for group in self.opt.param_groups:
-            group["lr"] = lr
-        n = min(r.num_samples, cfg.max_update_samples or r.num_samples)
+        lr = self.set_lr()
+        n = min(r.num_samples, cfg.optim.max_update_samples or r.num_samples)
         subset = torch.randperm(r.num_samples, generator=self.gen)[:n]  # every trajectory's steps alike
         stopped = False
-        for _ in range(cfg.epochs):
-            if stopped:
-                break
-            perm = subset[torch.randperm(n, generator=self.gen)]
-            for start in range(0, n, cfg.minibatch_size):
-                idx = perm[start : start + cfg.minibatch_size]
-                factor = 1.0
-                if skip_zero:
-                    keep, factor = informative_rows(adv[idx], r.token_mask[idx], cfg.agg_mode)
-                    if not keep.any():  # a zero gradient: Adam still steps (its moments decay), as it would have
-                        for g in self.opt.param_groups:
-                            for p in g["params"]:
-                                p.grad = torch.zeros_like(p)
-                        self.opt.step()
-                        for k in ("loss/pg", "actor/grad_norm"):
-                            sums[k], counts[k] = sums.get(k, 0.0), counts.get(k, 0) + 1
-                        updates += 1
-                        continue
-                    idx = idx[keep]
-                batch = r.batch(idx)
-                logp, ent = self.policy.logprobs(batch, r.tokens[idx], cfg.temperature)
-                mask = r.token_mask[idx]
-                traj = r.traj[idx]
-                off = r.off_policy[traj] if getattr(r, "off_policy", None) is not None else torch.zeros(
-                    len(idx), dtype=torch.bool)
-                extra = {"correct": r.success[traj], "group_accuracy": group_acc[traj], "off_policy": off,
-                         "generator": self.gen}
-                loss, metrics = loss_fn(logp, r.old_logp[idx], adv[idx], mask, agg_mode=cfg.agg_mode,
-                                        **cfg.loss_kwargs, **extra)
-                loss = loss * factor
-                kl_now = metrics.get("actor/ppo_kl")
-                if cfg.target_kl is not None and kl_now is not None and float(kl_now) > 1.5 * cfg.target_kl:
-                    stopped = True  # the policy has moved far enough from the one that collected the data
-                    break
-                if self.ref is not None:
-                    with torch.no_grad():
-                        ref_logp, _ = self.ref.logprobs(batch, r.tokens[idx], cfg.temperature)
-                    kl = masked_mean(kl_penalty(logp, ref_logp, cfg.kl_kind), mask)
-                    loss = loss + cfg.kl_coef * kl
-                    metrics["actor/kl_ref"] = kl.detach()
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
-                if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
-                    self.nan_streak += 1
-                    self.nan_skipped += 1
-                    warnings.warn(f"non-finite loss or gradient (loss={float(loss.detach())}, grad norm="
-                                  f"{float(gnorm)}): update skipped ({self.nan_streak} in a row)", stacklevel=2)
-                    self.opt.zero_grad(set_to_none=True)
-                    if self.nan_streak >= cfg.nan_patience:
-                        raise NonFiniteUpdates(f"{self.nan_streak} consecutive non-finite updates: stopping "
-                                               "(lower lr, check rewards and inputs)")
+        for idx in self.minibatches(subset):
+            factor = 1.0
+            if skip_zero:
+                keep, factor = informative_rows(adv[idx], r.token_mask[idx], cfg.loss.agg_mode)
+                if not keep.any():  # a zero gradient: Adam still steps (its moments decay), as it would have
+                    self.zero_gradient_step()
+                    means.count("loss/pg", "actor/grad_norm")
+                    updates += 1
                     continue
-                self.nan_streak = 0
-                self.opt.step()
-                metrics |= {"loss/pg": loss.detach(), "actor/entropy": masked_mean(ent.detach(), mask),
-                            "actor/grad_norm": gnorm}
-                for k, v in metrics.items():
-                    sums[k], counts[k] = sums.get(k, 0.0) + float(v), counts.get(k, 0) + 1
-                updates += 1
-        out = {k: v / counts[k] for k, v in sums.items()}  # ratio and entropy metrics: computed samples only
+                idx = idx[keep]
+            computed = self.minibatch_loss(r, idx, adv, group_acc, factor)
+            if computed is None:  # the policy has moved far enough from the one that collected the data
+                stopped = True
+                break
+            loss, metrics, entropy = computed
+            gnorm = self.optimiser_step(loss)
+            if gnorm is None:  # non-finite: skipped
+                continue
+            means.add(metrics | {"loss/pg": loss.detach(), "actor/entropy": entropy, "actor/grad_norm": gnorm})
+            updates += 1
+        out = means.result()  # ratio and entropy metrics: computed samples only
         out["actor/zero_advantage_frac"] = float((adv[subset] == 0).float().mean())
         out["actor/nan_skipped"] = float(self.nan_skipped)
         out["actor/kl_early_stop"] = float(stopped)
@@ -447,8 +454,99 @@ class GRPOTrainer:
         out["actor/lr"] = lr
         return out
 
+    def advantages(self, r: Rollout) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample advantages float (S,) (rewards -> group advantages per trajectory -> spread over the
+        trajectory's samples, negatives x ``negative_scale``) and each trajectory's group accuracy float (N,)
+        (NFT's ``r_q``)."""
+        from vla_rl.algos import compute_advantages
+        from vla_rl.algos.advantages import group_stats, sample_advantages
+
+        cfg = self.cfg.loss
+        adv_traj = compute_advantages(cfg.advantage, r.reward, r.group)
+        adv = sample_advantages(adv_traj, r.traj, cfg.equal_trajectory_weight)  # (S,)
+        if cfg.negative_scale != 1.0:
+            adv = torch.where(adv < 0, adv * cfg.negative_scale, adv)
+        _, group_acc, _ = group_stats(r.reward, r.group)
+        return adv, group_acc.float()
+
+    def set_lr(self) -> float:
+        """Set this iteration's learning rate (the schedule of `lr_factor`) on every parameter group; returns it."""
+        cfg, budget = self.cfg.optim, self.cfg.max_wall_s
+        clock = (time.time() - self.t_start) / budget if cfg.lr_clock == "budget" and budget else None
+        lr = cfg.lr * lr_factor(self.iteration, self.cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
+                                cfg.min_lr_ratio, cfg.lr_decay_fraction, clock)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def minibatches(self, subset: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Sample indices of each minibatch: ``epochs`` passes over ``subset``, each in a fresh random order (drawn
+        from the trainer's generator as the pass starts)."""
+        n, cfg = len(subset), self.cfg.optim
+        for _ in range(cfg.epochs):
+            perm = subset[torch.randperm(n, generator=self.gen)]
+            for start in range(0, n, cfg.minibatch_size):
+                yield perm[start : start + cfg.minibatch_size]
+
+    def minibatch_loss(self, r: Rollout, idx: torch.Tensor, adv: torch.Tensor, group_acc: torch.Tensor, factor: float
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor] | None:
+        """The loss of samples ``idx`` (their forward, the policy loss x ``factor``, + ``kl_coef`` x the KL to the
+        reference policy), its metrics and the mean entropy of their tokens; None when the mean KL to the rollout
+        policy is past 1.5 x ``target_kl`` (SB3's early stop)."""
+        from vla_rl.algos import POLICY_LOSSES, kl_penalty
+        from vla_rl.algos.losses import masked_mean
+
+        cfg, temperature = self.cfg.loss, self.cfg.sampling.temperature
+        batch, tokens, mask = r.batch(idx), r.tokens[idx], r.token_mask[idx]
+        logp, ent = self.policy.logprobs(batch, tokens, temperature)
+        traj = r.traj[idx]
+        off = r.off_policy[traj] if r.off_policy is not None else torch.zeros(len(idx), dtype=torch.bool)
+        loss, metrics = POLICY_LOSSES.get(cfg.name)(
+            logp, r.old_logp[idx], adv[idx], mask, agg_mode=cfg.agg_mode, **cfg.kwargs,
+            correct=r.success[traj], group_accuracy=group_acc[traj], off_policy=off, generator=self.gen)
+        loss = loss * factor
+        kl_now = metrics.get("actor/ppo_kl")
+        target_kl = self.cfg.optim.target_kl
+        if target_kl is not None and kl_now is not None and float(kl_now) > 1.5 * target_kl:
+            return None
+        if self.ref is not None:
+            with torch.no_grad():
+                ref_logp, _ = self.ref.logprobs(batch, tokens, temperature)
+            kl = masked_mean(kl_penalty(logp, ref_logp, cfg.kl_kind), mask)
+            loss = loss + cfg.kl_coef * kl
+            metrics["actor/kl_ref"] = kl.detach()
+        return loss, metrics, masked_mean(ent.detach(), mask)
+
+    def optimiser_step(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """Backward, clip the gradient norm to ``grad_clip``, step; returns the norm before clipping. A non-finite
+        loss or norm skips the step (None) and stops the run after ``nan_patience`` in a row."""
+        cfg = self.cfg.optim
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+        if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
+            self.nan_streak += 1
+            self.nan_skipped += 1
+            warnings.warn(f"non-finite loss or gradient (loss={float(loss.detach())}, grad norm="
+                          f"{float(gnorm)}): update skipped ({self.nan_streak} in a row)", stacklevel=3)
+            self.opt.zero_grad(set_to_none=True)
+            if self.nan_streak >= cfg.nan_patience:
+                raise NonFiniteUpdates(f"{self.nan_streak} consecutive non-finite updates: stopping "
+                                       "(lower lr, check rewards and inputs)")
+            return None
+        self.nan_streak = 0
+        self.opt.step()
+        return gnorm
+
+    def zero_gradient_step(self) -> None:
+        """An optimiser step with every gradient zero (a minibatch whose advantages are all zero, skipped)."""
+        for g in self.opt.param_groups:
+            for p in g["params"]:
+                p.grad = torch.zeros_like(p)
+        self.opt.step()
+
     @property
-    def evaluated(self) -> Any:
+    def evaluated(self) -> Policy:
         """The policy that validation scores and best/ and last/ hold: the weight average if ``ema`` > 0."""
         return self.policy if self.ema is None else self.ema
 
@@ -460,13 +558,13 @@ class GRPOTrainer:
         online = self.policy.state_dict()
         for k, v in self.ema.state_dict().items():
             if v.is_floating_point():
-                v.lerp_(online[k], 1.0 - self.cfg.ema)
+                v.lerp_(online[k], 1.0 - self.cfg.optim.ema)
             else:
                 v.copy_(online[k])
 
     def evaluate(self, split: str = "val", episodes: int | None = None) -> dict[str, dict[str, Any]]:
         """Greedy success per task over ``episodes`` seeds of ``split`` (of `evaluated`)."""
-        return self.backend.evaluate(self.evaluated, split, episodes or self.cfg.eval_episodes)
+        return self.backend.evaluate(self.evaluated, split, episodes or self.cfg.eval.episodes)
 
     def save_state(self) -> None:
         """Policy + optimizer + RNG + counters, atomically, for ``resume``."""
@@ -500,10 +598,10 @@ class GRPOTrainer:
         if self.cfg.max_wall_s is None or not self.durations:
             return True
         it = max(self.durations[-3:])
-        val = (self.eval_s if self.eval_s is not None else it) if self.cfg.eval_episodes else 0.0
+        val = (self.eval_s if self.eval_s is not None else it) if self.cfg.eval.episodes else 0.0
         return elapsed + val * validate_now + it + val <= self.cfg.max_wall_s
 
-    def step(self, r: Any, rollout_s: float) -> dict[str, float]:
+    def step(self, r: Rollout, rollout_s: float) -> dict[str, float]:
         """Update on rollouts ``r``, then log, evaluate and checkpoint: one iteration after its rollout.
         Separate from `rollout` so that a caller may change the rewards in between (RLCCF's collective vote)."""
         cfg = self.cfg
@@ -512,55 +610,66 @@ class GRPOTrainer:
         self.update_ema()
         t2 = time.time()
         self.iteration += 1
+        m |= self.rollout_metrics(r, rollout_s, t2 - t1)
+        m |= self.backend.metrics()
+        for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
+            self.totals[k] = self.totals.get(k, 0) + v
+            m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}
+        self.durations.append(rollout_s + time.time() - t1)
+        scheduled = self.iteration % cfg.eval.every == 0
+        if self.iteration < cfg.iterations and not self.next_fits(time.time() - self.t_start, scheduled):
+            self.out_of_time = True
+            m["perf/stopped_by_time"] = 1.0
+            self.say(f"time budget: iteration {self.iteration} is the last (max_wall_s {cfg.max_wall_s:.0f})")
+        last = self.iteration == cfg.iterations or self.out_of_time
+        if cfg.eval.episodes and (scheduled or last):  # and at the last, so the tail is a candidate
+            m |= self.validate()
+        self.log.log(self.iteration, m)
+        self.say(f"iter {self.iteration}/{cfg.iterations}: success {m['rollout/success']:.2f} "
+                 f"clip {m.get('actor/clip_frac', 0):.2f} kl {m.get('actor/ppo_kl', 0):.4f} "
+                 f"entropy {m.get('actor/entropy', 0):.2f} ({rollout_s:.0f}+{t2 - t1:.0f} s)"
+                 + (f" val {m['eval/success']:.2f}" if "eval/success" in m else ""))
+        if self.iteration % cfg.checkpoint.every == 0 or last:
+            self.save_state()
+        return m
+
+    def rollout_metrics(self, r: Rollout, rollout_s: float, update_s: float) -> dict[str, float]:
+        """Success, reward, sizes and sampling entropy of rollouts ``r`` (lost episodes excluded), per task when
+        they mix several, and of the greedy anchors; the phases' seconds."""
         valid = ~r.lost
-        m |= {"rollout/success": float(r.success[valid].float().mean()) if valid.any() else math.nan,
-              "rollout/reward": float(r.reward[valid].mean()) if valid.any() else math.nan,
-              "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
-              "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
-              "perf/rollout_s": rollout_s, "perf/update_s": t2 - t1}
-        tasks = getattr(r, "tasks", None)
+        m = {"rollout/success": float(r.success[valid].float().mean()) if valid.any() else math.nan,
+             "rollout/reward": float(r.reward[valid].mean()) if valid.any() else math.nan,
+             "rollout/trajectories": float(len(r.group)), "rollout/samples": float(r.num_samples),
+             "rollout/policy_entropy": float((r.entropy * r.token_mask).sum() / r.token_mask.sum().clamp(min=1)),
+             "perf/rollout_s": rollout_s, "perf/update_s": update_s}
+        tasks = r.tasks
         if tasks and len(set(tasks)) > 1:  # per task as well, when an iteration mixes several
             names = np.array(tasks)
             for t in sorted(set(tasks)):
                 sel = torch.from_numpy(names == t) & valid
                 if sel.any():
                     m[f"rollout/{t}/success"] = float(r.success[sel].float().mean())
-        anchor = getattr(r, "anchor", None)
+        anchor = r.anchor
         if anchor is not None and (anchor & valid).any():  # greedy rollouts on the training seeds
             m["rollout/anchor_success"] = float(r.success[anchor & valid].float().mean())
-        m |= self.backend.metrics()
-        for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
-            self.totals[k] = self.totals.get(k, 0) + v
-            m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}
-        self.durations.append(rollout_s + time.time() - t1)
-        scheduled = self.iteration % cfg.eval_every == 0
-        if self.iteration < cfg.iterations and not self.next_fits(time.time() - self.t_start, scheduled):
-            self.out_of_time = True
-            m["perf/stopped_by_time"] = 1.0
-            if self.console is not None:
-                self.console.print(f"time budget: iteration {self.iteration} is the last (max_wall_s "
-                                   f"{cfg.max_wall_s:.0f})")
-        last = self.iteration == cfg.iterations or self.out_of_time
-        if cfg.eval_episodes and (scheduled or last):
-            t_eval = time.time()  # every eval_every iterations and at the last, so the tail is a candidate
-            res = self.evaluate()
-            self.eval_s = time.time() - t_eval
-            mean = float(np.mean([v["success"] for v in res.values()]))
-            m |= {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
-            if mean > self.best:  # model selection on validation seeds only
-                self.best = mean
-                self.evaluated.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
-                                                                        "val_success": mean})
-        self.log.log(self.iteration, m)
-        if self.console is not None:
-            self.console.print(
-                f"iter {self.iteration}/{cfg.iterations}: success {m['rollout/success']:.2f} "
-                f"clip {m.get('actor/clip_frac', 0):.2f} kl {m.get('actor/ppo_kl', 0):.4f} "
-                f"entropy {m.get('actor/entropy', 0):.2f} ({rollout_s:.0f}+{t2 - t1:.0f} s)"
-                + (f" val {m['eval/success']:.2f}" if "eval/success" in m else ""))
-        if self.iteration % cfg.checkpoint_every == 0 or last:
-            self.save_state()
         return m
+
+    def validate(self) -> dict[str, float]:
+        """Validation success per task and its mean; a new best mean saves `evaluated` to ``best`` (model
+        selection on validation seeds only)."""
+        t_eval = time.time()
+        res = self.evaluate()
+        self.eval_s = time.time() - t_eval
+        mean = float(np.mean([v["success"] for v in res.values()]))
+        if mean > self.best:
+            self.best = mean
+            self.evaluated.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
+                                                                    "val_success": mean})
+        return {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
+
+    def say(self, line: str) -> None:
+        if self.console is not None:
+            self.console.print(line)
 
     def finish(self) -> dict[str, Any]:
         """Write the last policy and ``summary.json``; returns the summary."""

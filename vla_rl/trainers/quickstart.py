@@ -18,17 +18,42 @@ of RL, and the wall time of each phase; ``curves.png`` is the GRPO run's plot.
 
 from __future__ import annotations
 
+import copy
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from vla_rl.config import Config, format_validation_error
 from vla_rl.envs import EnvConfig, check_task_id
 from vla_rl.policies.vla.configuration_vla import PointDecoding
+from vla_rl.trainers.grpo import GRPOConfig
+from vla_rl.trainers.sft import SFTConfig
+
+
+def section(schema: type[Config], fixed: tuple[str, ...], name: str) -> type[Config]:
+    """The typed section of a job's YAML for one phase: ``schema``'s fields (nested groups, types, defaults and
+    descriptions) less the top-level keys ``fixed`` that the job sets itself, unknown keys refused at load. The
+    phase's own checks run when the job builds the phase's config (`sub_config`), also at load."""
+    fields: dict[str, Any] = {k: (f.annotation, f) for k, f in schema.model_fields.items() if k not in fixed}
+
+    def not_fixed(cls: type, data: Any) -> Any:
+        clash = sorted(set(data) & set(fixed)) if isinstance(data, dict) else []
+        if clash:
+            raise ValueError(f"{clash} are set by the quickstart itself; remove them")
+        return data
+
+    return create_model(name, __base__=Config, __doc__=f"`{schema.__name__}` less {', '.join(fixed)}",
+                        __validators__={"not_fixed": model_validator(mode="before")(not_fixed)}, **fields)
+
+
+QuickstartSFT = section(SFTConfig, ("data", "out"), "QuickstartSFT")
+QuickstartGRPO = section(GRPOConfig, ("type", "tasks", "init", "out"), "QuickstartGRPO")
+
+C = TypeVar("C", bound=Config)
 
 QUICKSTART_TASKS = ["mujoco/OpenDrawerNarrow-v1", "mujoco/PickCubeNarrow-v2", "mujoco/PushCubeNarrow-v2"]
 
@@ -45,8 +70,9 @@ class QuickstartConfig(Config):
     pretrain_demos: int = Field(20, ge=1, description="expert demos per pretraining task")
     image_size: int = Field(64, ge=16, description="camera resolution of the demos (and so of every rollout)")
     out: str = Field("runs/quickstart", description="run folder")
-    sft: dict[str, Any] = Field(default_factory=dict, description="`vla-rl sft` keys (data and out are set here)")
-    grpo: dict[str, Any] = Field(default_factory=dict,
+    sft: QuickstartSFT = Field(default_factory=QuickstartSFT,
+                               description="`vla-rl sft` keys (data and out are set here)")
+    grpo: QuickstartGRPO = Field(default_factory=QuickstartGRPO,
                                  description="`vla-rl train` GRPO keys (tasks, init and out are set here)")
     test_episodes: int = Field(200, ge=1, description="test-split seeds per task, before and after RL")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=50), description="envs of the test evaluations")
@@ -65,7 +91,7 @@ class QuickstartConfig(Config):
 
     @model_validator(mode="after")
     def _phases_valid(self) -> QuickstartConfig:
-        if self.time_budget_min is not None and "max_wall_s" in self.grpo:
+        if self.time_budget_min is not None and "max_wall_s" in self.grpo.model_fields_set:
             raise ValueError("set time_budget_min (the whole job's budget) or grpo.max_wall_s, not both")
         both = sorted(set(self.tasks) & set(self.pretrain_tasks))
         if both:
@@ -82,29 +108,38 @@ class QuickstartConfig(Config):
     def dataset(self, task: str) -> Path:
         return Path(self.out) / "data" / task.split("/")[-1]
 
-    def sft_config(self) -> Any:
-        from vla_rl.trainers.sft import SFTConfig
-
+    def sft_config(self) -> SFTConfig:
         fixed = {"data": [str(self.dataset(t)) for t in self.demo_counts()], "out": str(Path(self.out) / "sft")}
-        return sub_config(SFTConfig, self.sft, fixed, "sft")
+        return sub_config(SFTConfig, self.sft.model_dump(exclude_unset=True), fixed, "sft")
 
-    def grpo_config(self) -> Any:
-        from vla_rl.trainers.grpo import GRPOConfig
-
+    def grpo_config(self) -> GRPOConfig:
         out = Path(self.out)
         fixed = {"tasks": list(self.tasks), "init": str(out / "sft" / "best"), "out": str(out / "grpo")}
-        return sub_config(GRPOConfig, self.grpo, fixed, "grpo")
+        return sub_config(GRPOConfig, self.grpo.model_dump(exclude_unset=True), fixed, "grpo")
 
     def run(self, console: Any = None) -> dict[str, Any]:
         return run_quickstart(self, console)
 
 
-def sub_config(schema: type[Config], keys: dict[str, Any], fixed: dict[str, Any], name: str) -> Any:
-    clash = sorted(set(keys) & set(fixed))
+def sub_config(schema: type[C], keys: dict[str, Any], fixed: dict[str, Any], name: str) -> C:
+    """``schema`` validated from a job's section ``keys`` (a nested dict) and the keys the job sets itself,
+    ``fixed`` (dotted for a nested one: ``checkpoint.overwrite``), which the section may not set."""
+    data = copy.deepcopy(keys)
+    clash = []
+    for dotted, value in fixed.items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"{name}.{part} must be a mapping of keys")
+        if leaf in node:
+            clash.append(dotted)
+        node[leaf] = value
     if clash:
-        raise ValueError(f"{name}: {clash} are set by the quickstart itself; remove them")
+        raise ValueError(f"{name}: {sorted(clash)} are set by the quickstart itself; remove them")
     try:
-        return schema.model_validate({**keys, **fixed})
+        return schema.model_validate(data)
     except ValidationError as e:  # name the keys as the quickstart's YAML spells them
         problems = format_validation_error(e, schema, name).splitlines()[1:]
         raise ValueError("; ".join(f"{name}.{p.strip()}" for p in problems)) from None

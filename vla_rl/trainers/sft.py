@@ -188,6 +188,7 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
     from vla_rl.policies.vla.modeling_vla import VLABatch, VLAPolicy
     from vla_rl.policies.vla.processor_vla import NormStats
     from vla_rl.trainers.metrics import MetricsLogger
+    from vla_rl.trainers.schedule import lr_factor
     from vla_rl.utils.io import atomic_write_json
 
     if cfg.threads:
@@ -210,7 +211,8 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
     ids, amask = proc.tokenize(demos.instructions)
 
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps, cfg.steps))
+    # a cosine to 0.1x that would reach it one step past the last (steps + 1 "iterations")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps + 1, cfg.warmup_steps, "cosine"))
     out = Path(cfg.out)
     log = MetricsLogger(out)
     best, history = -1.0, []
@@ -260,8 +262,3 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
     return summary
 
 
-def _lr_factor(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    frac = (step - warmup) / max(1, total - warmup)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))

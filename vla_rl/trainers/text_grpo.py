@@ -22,8 +22,14 @@ import torch
 from pydantic import Field, field_validator
 
 from vla_rl.text_tasks import check_text_task, make_text_task
-from vla_rl.trainers.grpo import GRPOAlgoConfig
+from vla_rl.trainers.grpo import GRPOAlgoConfig, SamplingConfig
 from vla_rl.trainers.text_eval import evaluate_text, heldout_questions, vote_and_check
+
+
+class TextSamplingConfig(SamplingConfig):
+    """`SamplingConfig` at the text default temperature."""
+
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
 
 
 class TextGRPOConfig(GRPOAlgoConfig):
@@ -40,8 +46,8 @@ class TextGRPOConfig(GRPOAlgoConfig):
     gen_batch_size: int | None = Field(None, ge=1, description="rows per generation batch (None: all)")
     holdout: int = Field(1000, ge=0, description="questions of the first N val and test seeds never trained on")
     off_policy_per_group: int = Field(0, ge=0, description="LUFFY: reference solutions joined to each group "
-                                      "(use with loss: luffy)")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+                                      "(use with loss.name: luffy)")
+    sampling: TextSamplingConfig = Field(default_factory=TextSamplingConfig)
 
     @field_validator("tasks")
     @classmethod
@@ -82,8 +88,8 @@ class TextBackend:
         if cfg.reward == "majority_vote":
             def reward_fn(problems: list, texts: list[str]) -> torch.Tensor:
                 return self._majority_rewards(t, problems, texts)
-        r = collect_text_rollouts(policy, t, seeds, cfg.group_size, cfg.temperature, cfg.max_new_tokens,
-                                  generator, difficulty=cfg.difficulty, reward_fn=reward_fn,
+        r = collect_text_rollouts(policy, t, seeds, cfg.sampling.group_size, cfg.sampling.temperature,
+                                  cfg.max_new_tokens, generator, difficulty=cfg.difficulty, reward_fn=reward_fn,
                                   format_weight=cfg.format_weight, group_offset=group_offset,
                                   batch_size=cfg.gen_batch_size, chunk_tokens=cfg.chunk_tokens,
                                   pending=self.pending.get(task))

@@ -56,7 +56,7 @@ class TextQuickstartConfig(Config):
         from vla_rl.trainers.quickstart import sub_config
 
         out = Path(self.out)
-        fixed = {"tasks": [self.task], "init": str(out / "sft"), "out": str(out / "grpo"), "overwrite": True,
+        fixed = {"tasks": [self.task], "init": str(out / "sft"), "out": str(out / "grpo"), "checkpoint.overwrite": True,
                  "difficulty": self.difficulty}
         return sub_config(TextGRPOConfig, self.grpo, fixed, "grpo")
 
@@ -87,7 +87,7 @@ def run_text_quickstart(cfg: TextQuickstartConfig, console: Any = None) -> dict[
     say(f"accuracy before RL: {before['success']:.1%}")
     walls["test_before"], t = time.time() - t, time.time()
 
-    say(f"[bold]3/4 GRPO[/] ({grpo_cfg.loss}, {grpo_cfg.advantage}, reward {grpo_cfg.reward})")
+    say(f"[bold]3/4 GRPO[/] ({grpo_cfg.loss.name}, {grpo_cfg.loss.advantage}, reward {grpo_cfg.reward})")
     summary = grpo_cfg.run(console)
     walls["grpo"], t = time.time() - t, time.time()
     chosen = out / "grpo" / ("best" if cfg.select == "best" and (out / "grpo" / "best").is_dir() else "last")

@@ -32,16 +32,16 @@ class RLCCFConfig(Config):
     @model_validator(mode="after")
     def _grpo_valid(self) -> RLCCFConfig:
         cfgs = self.model_configs()
-        if cfgs[0].dynamic_sampling:
-            raise ValueError("grpo.dynamic_sampling: RLCCF's rewards come from the collective vote after the "
-                             "rollouts; dynamic sampling would filter on each model's own rewards. Set it false")
+        if cfgs[0].sampling.dynamic_sampling:
+            raise ValueError("grpo.sampling.dynamic_sampling: RLCCF's rewards come from the collective vote after "
+                             "the rollouts; dynamic sampling would filter on each model's own rewards. Set it false")
         return self
 
     def model_configs(self) -> list[TextGRPOConfig]:
         from vla_rl.trainers.quickstart import sub_config
 
         return [sub_config(TextGRPOConfig, self.grpo, {"init": m, "out": str(Path(self.out) / f"model{k}"),
-                                                       "overwrite": True}, "grpo")  # a fresh run of this job
+                                                       "checkpoint.overwrite": True}, "grpo")  # a fresh run
                 for k, m in enumerate(self.models)]
 
     def run(self, console: Any = None) -> dict[str, Any]:

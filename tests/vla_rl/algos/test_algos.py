@@ -342,3 +342,38 @@ def test_equal_trajectory_weight_gives_every_trajectory_the_same_total_weight():
     for k in range(3):  # loop reference: total |weight| of each trajectory = mean length * |advantage|
         total = sum(float(eq[i]) for i in range(len(traj)) if traj[i] == k)
         assert total == pytest.approx(8 / 3 * float(adv_traj[k]))
+
+
+# ---- one signature for every loss -----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["ppo_clip", "clip_cov", "kl_cov", "nft", "luffy"])
+def test_a_loss_refuses_an_unknown_option(name):
+    logp, old, adv, mask = rand_batch(0, 4, 3)
+    extra = {"correct": torch.ones(4, dtype=torch.bool), "group_accuracy": torch.full((4,), 0.5),
+             "off_policy": torch.zeros(4, dtype=torch.bool), "generator": torch.Generator().manual_seed(0)}
+    POLICY_LOSSES.get(name)(logp, old, adv, mask, agg_mode="token-mean", **extra)  # every shared input accepted
+    with pytest.raises(TypeError, match="eps_hihg"):
+        POLICY_LOSSES.get(name)(logp, old, adv, mask, eps_hihg=0.3, **extra)
+
+
+def test_loss_options_come_from_the_signature_and_are_checked():
+    from vla_rl.algos.losses import check_loss_options, loss_options
+
+    assert set(loss_options("ppo_clip").model_fields) == {"eps_low", "eps_high", "dual_clip_c", "max_len"}
+    assert loss_options("ppo_clip")().eps_high == 0.28  # the defaults are the loss's own
+    check_loss_options("nft", {"prompt_weighting": "sqrt", "neg_weight": 0.5})
+    with pytest.raises(ValueError, match="'kl_cov' has no option 'eps_low'.*kl_cov_ratio"):
+        check_loss_options("kl_cov", {"eps_low": 0.2})
+    with pytest.raises(ValueError, match="prompt_weighting"):
+        check_loss_options("nft", {"prompt_weighting": "cubic"})
+
+
+def test_registering_a_loss_with_a_catch_all_is_refused():
+    from vla_rl.algos.losses import register_policy_loss
+
+    def sloppy(logp, old_logp, advantages, mask, *, agg_mode="token-mean", max_len=None, correct=None,
+               group_accuracy=None, off_policy=None, generator=None, eps=0.2, **_):
+        raise AssertionError
+
+    with pytest.raises(TypeError, match="signature"):
+        register_policy_loss("sloppy")(sloppy)
+    assert "sloppy" not in POLICY_LOSSES

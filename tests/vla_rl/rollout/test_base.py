@@ -17,6 +17,12 @@ class Toy(Rollout):
     wall_s: float = 0.0
     flag: torch.Tensor | None = per_trajectory(fill=lambda n: torch.zeros(n, dtype=torch.bool))
 
+    def counts(self):
+        return {}
+
+    def batch(self, idx):
+        return self.prompt[idx]
+
 
 def toy(n_traj: int, width: int, base: int, flag: bool = False) -> Toy:
     traj = torch.arange(n_traj).repeat_interleave(2)  # two samples per trajectory

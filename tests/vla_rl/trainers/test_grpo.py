@@ -21,10 +21,12 @@ def init_ckpt(tmp_path_factory, tiny_vla):
 
 
 def cfg_for(init, out, **kw) -> GRPOConfig:
-    base = dict(tasks=["mujoco/Reach-v1"], init=str(init), out=str(out), iterations=2, seeds_per_iter=2,
-                group_size=2, epochs=1, minibatch_size=16, eval_every=2, eval_episodes=2, checkpoint_every=1,
-                temperature=1.0, lr=1e-3, threads=1, env={"num_envs": 4})
-    base.update(kw)
+    base = dict(tasks=["mujoco/Reach-v1"], init=str(init), out=str(out), iterations=2, threads=1,
+                sampling={"seeds_per_iter": 2, "group_size": 2, "temperature": 1.0},
+                optim={"epochs": 1, "minibatch_size": 16, "lr": 1e-3}, eval={"every": 2, "episodes": 2},
+                checkpoint={"every": 1}, env={"num_envs": 4})
+    for k, v in kw.items():  # a group given here changes only the keys it names
+        base[k] = base[k] | v if isinstance(v, dict) and isinstance(base.get(k), dict) else v
     return GRPOConfig.model_validate(base)
 
 
@@ -34,8 +36,8 @@ def params(policy) -> torch.Tensor:
 
 def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     tasks = ["mujoco/Reach-v1", "mujoco/PushCube-v1"]
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run", tasks=tasks, noise_correlation=0.9, anchors=1,
-                            pipelined=True, threads=2, iterations=3))
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "run", tasks=tasks, threads=2, iterations=3,
+                            rollout={"noise_correlation": 0.9, "anchors": 1, "pipelined": True}))
     try:
         s = t.train()
     finally:
@@ -50,8 +52,8 @@ def test_grpo_runs_logs_and_checkpoints(init_ckpt, tmp_path):
     assert torch.get_num_threads() == 2  # the pipelined rollout's one thread was given back for the update
     assert (tmp_path / "run" / "state" / "trainer.pt").is_file() and (tmp_path / "run" / "last").is_dir()
     assert VLAPolicy.from_pretrained(tmp_path / "run" / "last").config.chunk_size == 4
-    with pytest.raises(ValueError, match="anchors .2. must be below group_size .2."):
-        cfg_for(init_ckpt, tmp_path / "x", anchors=2)
+    with pytest.raises(ValueError, match="anchors .2. must be below sampling.group_size .2."):
+        cfg_for(init_ckpt, tmp_path / "x", rollout={"anchors": 2})
 
 
 def test_time_budget_stops_after_a_validated_iteration(init_ckpt, tmp_path):
@@ -68,8 +70,8 @@ def test_time_budget_stops_after_a_validated_iteration(init_ckpt, tmp_path):
 
 def test_next_fits_by_hand():
     def fits(elapsed, validate_now, eval_s=5.0, budget=100.0):
-        me = SimpleNamespace(cfg=SimpleNamespace(max_wall_s=budget, eval_episodes=4), durations=[10.0, 20.0, 12.0],
-                             eval_s=eval_s)
+        me = SimpleNamespace(cfg=SimpleNamespace(max_wall_s=budget, eval=SimpleNamespace(episodes=4)),
+                             durations=[10.0, 20.0, 12.0], eval_s=eval_s)
         return GRPOTrainer.next_fits(me, elapsed, validate_now)
 
     assert fits(60, False)  # 60 + 20 (the longest of the last three) + 5 (its validation) = 85
@@ -81,8 +83,8 @@ def test_next_fits_by_hand():
 def test_budget_clock_sets_the_lr_from_the_seconds_spent(init_ckpt, tmp_path):
     lrs = {}
     for clock in ("iterations", "budget"):
-        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / clock, iterations=40, lr_schedule="cosine", min_lr_ratio=0.1,
-                                lr_clock=clock, max_wall_s=1000.0, eval_episodes=0))
+        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / clock, iterations=40, max_wall_s=1000.0, eval={"episodes": 0},
+                                optim={"lr_schedule": "cosine", "min_lr_ratio": 0.1, "lr_clock": clock}))
         try:
             r = t.rollout()
             t.t_start = time.time() - 500.0  # half of the budget spent at the first iteration
@@ -94,7 +96,7 @@ def test_budget_clock_sets_the_lr_from_the_seconds_spent(init_ckpt, tmp_path):
 
 
 def test_update_makes_successful_actions_likelier(init_ckpt, tmp_path):
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "upd", epochs=4, lr=3e-3, eval_episodes=0))
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "upd", optim={"epochs": 4, "lr": 3e-3}, eval={"episodes": 0}))
     try:
         r = t.rollout()
         r.success[:] = torch.arange(len(r.success)) % 2 == 0  # mixed outcomes within every group
@@ -103,7 +105,7 @@ def test_update_makes_successful_actions_likelier(init_ckpt, tmp_path):
 
         def mean_logp(mask):
             with torch.no_grad():
-                lp, _ = t.policy.logprobs(r.batch(idx), r.tokens, t.cfg.temperature)
+                lp, _ = t.policy.logprobs(r.batch(idx), r.tokens, t.cfg.sampling.temperature)
             return float((lp * r.token_mask)[mask].sum() / r.token_mask[mask].sum())
 
         w0, l0 = mean_logp(win), mean_logp(~win)
@@ -115,19 +117,21 @@ def test_update_makes_successful_actions_likelier(init_ckpt, tmp_path):
 
 
 def test_resume_matches_an_uninterrupted_run(init_ckpt, tmp_path):
-    full = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "full", iterations=3, eval_episodes=0))
+    full = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "full", iterations=3, eval={"episodes": 0}))
     try:
         full.train()
     finally:
         full.close()
-    part = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=2, eval_episodes=0))
+    part = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=2, eval={"episodes": 0}))
     try:
         part.train()
     finally:
         part.close()
-    with pytest.raises(ValueError, match="already holds a run .*pass resume=true"):  # never mixed into its metrics
-        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, eval_episodes=0))
-    resumed = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, eval_episodes=0, resume=True))
+    # never mixed into its metrics
+    with pytest.raises(ValueError, match="already holds a run .*pass checkpoint.resume=true"):
+        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, eval={"episodes": 0}))
+    resumed = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, eval={"episodes": 0},
+                                  checkpoint={"resume": True}))
     try:
         assert resumed.iteration == 2
         resumed.train()
@@ -136,17 +140,19 @@ def test_resume_matches_an_uninterrupted_run(init_ckpt, tmp_path):
     torch.testing.assert_close(params(resumed.policy), params(full.policy), rtol=0, atol=0)
     steps = [json.loads(x)["step"] for x in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
     assert sorted(set(steps)) == [1, 2, 3]
-    fresh = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", eval_episodes=0, overwrite=True))  # deletes the run
+    fresh = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", eval={"episodes": 0},
+                                checkpoint={"overwrite": True}))  # deletes the run
     fresh.close()
     assert fresh.iteration == 0 and not (tmp_path / "part" / "last").exists()
     with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
-        cfg_for(init_ckpt, tmp_path / "part", resume=True, overwrite=True)
+        cfg_for(init_ckpt, tmp_path / "part", checkpoint={"resume": True, "overwrite": True})
 
 
 def test_ema_follows_the_online_policy_by_hand_and_is_what_is_kept(init_ckpt, tmp_path):
     """``ema``: after each iteration's update, average <- decay * average + (1 - decay) * online; validation,
     best/ and last/ use the average; the rollouts and the update the online policy."""
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "ema", ema=0.75, lr=3e-3, iterations=2, eval_every=2))
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "ema", optim={"ema": 0.75, "lr": 3e-3}, eval={"every": 2},
+                            iterations=2))
     try:
         p0 = params(t.policy).clone()
         torch.testing.assert_close(params(t.ema), p0, rtol=0, atol=0)  # it starts at the initial policy
@@ -167,18 +173,18 @@ def test_ema_follows_the_online_policy_by_hand_and_is_what_is_kept(init_ckpt, tm
 
 
 def test_resume_restores_the_weight_average(init_ckpt, tmp_path):
-    full = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "full", iterations=3, eval_episodes=0, ema=0.5))
+    full = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "full", iterations=3, optim={"ema": 0.5}, eval={"episodes": 0}))
     try:
         full.train()
     finally:
         full.close()
-    part = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=2, eval_episodes=0, ema=0.5))
+    part = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=2, optim={"ema": 0.5}, eval={"episodes": 0}))
     try:
         part.train()
     finally:
         part.close()
-    resumed = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, eval_episodes=0, ema=0.5,
-                                  resume=True))
+    resumed = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "part", iterations=3, optim={"ema": 0.5}, eval={"episodes": 0},
+                                  checkpoint={"resume": True}))
     try:
         torch.testing.assert_close(params(resumed.ema), params(part.ema), rtol=0, atol=0)  # not the initial one
         resumed.train()
@@ -189,7 +195,7 @@ def test_resume_restores_the_weight_average(init_ckpt, tmp_path):
 
 
 def test_non_finite_updates_are_skipped_then_stop(init_ckpt, tmp_path, monkeypatch):
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "nan", nan_patience=2, eval_episodes=0))
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "nan", optim={"nan_patience": 2}, eval={"episodes": 0}))
     try:
         r = t.rollout()
         r.success[:] = torch.arange(len(r.success)) % 2 == 0  # mixed outcomes: non-zero advantages
@@ -205,12 +211,13 @@ def test_non_finite_updates_are_skipped_then_stop(init_ckpt, tmp_path, monkeypat
 
 def test_unknown_loss_lists_the_registered_ones(init_ckpt, tmp_path):
     with pytest.raises(ConfigError) as e:
-        load_config(GRPOConfig, None, ["tasks=[mujoco/Reach-v1]", f"init={init_ckpt}", "loss=ppo_clipp"])
+        load_config(GRPOConfig, None, ["tasks=[mujoco/Reach-v1]", f"init={init_ckpt}", "loss.name=ppo_clipp"])
     assert "ppo_clip" in str(e.value) and "clip_cov" in str(e.value) and "nft" in str(e.value)
 
 
 def test_frozen_modules_stay_fixed(init_ckpt, tmp_path):
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "frz", lr=3e-3, eval_episodes=0, freeze=["vision"]))
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "frz", optim={"lr": 3e-3, "freeze": ["vision"]},
+                            eval={"episodes": 0}))
     try:
         r = t.rollout()
         vision0 = params(t.policy.vision).clone()
@@ -222,12 +229,12 @@ def test_frozen_modules_stay_fixed(init_ckpt, tmp_path):
     finally:
         t.close()
     with pytest.raises(ValueError, match="no parameter under 'visoin'.*vision"):
-        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "typo", freeze=["visoin"]))
+        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "typo", optim={"freeze": ["visoin"]}))
 
 
 def test_receding_horizon_from_the_config_reaches_rollouts(init_ckpt, tmp_path):
     """``n_action_steps`` overrides the init checkpoint's: 2 of each 4-step chunk executed, only they credited."""
-    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "h2", eval_episodes=0, n_action_steps=2))
+    t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / "h2", eval={"episodes": 0}, rollout={"n_action_steps": 2}))
     try:
         assert t.policy.config.n_action_steps == 2
         r = t.rollout()
@@ -236,7 +243,7 @@ def test_receding_horizon_from_the_config_reaches_rollouts(init_ckpt, tmp_path):
     finally:
         t.close()
     with pytest.raises(ValueError, match="n_action_steps 5 exceeds chunk_size 4"):
-        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "h5", n_action_steps=5))
+        GRPOTrainer(cfg_for(init_ckpt, tmp_path / "h5", rollout={"n_action_steps": 5}))
 
 
 def test_skipping_all_equal_groups_takes_the_same_steps(init_ckpt, tmp_path):
@@ -244,8 +251,8 @@ def test_skipping_all_equal_groups_takes_the_same_steps(init_ckpt, tmp_path):
     are those of an update that computes every sample (to float rounding), and the Adam state too."""
     ends = {}
     for skip in (False, True):
-        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / f"skip{skip}", epochs=2, minibatch_size=8, lr=3e-3,
-                                eval_episodes=0, seeds_per_iter=4))
+        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / f"skip{skip}", sampling={"seeds_per_iter": 4},
+                                optim={"epochs": 2, "minibatch_size": 8, "lr": 3e-3}, eval={"episodes": 0}))
         t.skip_zero_advantage = skip
         try:
             r = t.rollout()  # the same rollouts for both: same seed, same initial policy
@@ -267,15 +274,15 @@ def test_skipping_all_equal_groups_takes_the_same_steps(init_ckpt, tmp_path):
 def mean_logp_of(t, r, rows) -> float:
     """Mean log-prob of the valid tokens of samples ``rows`` (bool (S,)) under the trainer's policy."""
     with torch.no_grad():
-        lp, _ = t.policy.logprobs(r.batch(torch.arange(r.num_samples)), r.tokens, t.cfg.temperature)
+        lp, _ = t.policy.logprobs(r.batch(torch.arange(r.num_samples)), r.tokens, t.cfg.sampling.temperature)
     return float((lp * r.token_mask)[rows].sum() / r.token_mask[rows].sum())
 
 
 def test_negative_scale_damps_the_push_down_on_failed_episodes(init_ckpt, tmp_path):
     change = {}
     for scale in (1.0, 0.0):
-        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / f"neg{scale}", epochs=2, lr=3e-3, eval_episodes=0,
-                                negative_scale=scale))
+        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / f"neg{scale}", loss={"negative_scale": scale},
+                                optim={"epochs": 2, "lr": 3e-3}, eval={"episodes": 0}))
         try:
             r = t.rollout()  # the same rollouts for both: same seed, same initial policy
             r.success[:] = torch.arange(len(r.success)) % 2 == 0
@@ -289,7 +296,7 @@ def test_negative_scale_damps_the_push_down_on_failed_episodes(init_ckpt, tmp_pa
 
 
 def test_lr_schedule_warms_up_then_holds_or_decays():
-    from vla_rl.trainers.grpo import lr_factor
+    from vla_rl.trainers.schedule import lr_factor
 
     const = [lr_factor(i, 10, 3) for i in range(10)]
     assert const == pytest.approx([1 / 3, 2 / 3, 1, 1, 1, 1, 1, 1, 1, 1])
@@ -301,7 +308,7 @@ def test_lr_schedule_warms_up_then_holds_or_decays():
 
 
 def test_lr_schedule_decays_over_its_last_fraction_and_follows_a_budget_clock():
-    from vla_rl.trainers.grpo import lr_factor
+    from vla_rl.trainers.schedule import lr_factor
 
     # warmup-stable-decay: 3 warmup iterations, then progress (i - 3) / 8; the last 0.25 of it decays
     wsd = [lr_factor(i, 12, 3, "cosine", 0.1, decay_fraction=0.25) for i in range(12)]
@@ -315,3 +322,55 @@ def test_lr_schedule_decays_over_its_last_fraction_and_follows_a_budget_clock():
     assert lr_factor(4, 12, 3, "cosine", 0.1, 0.25, progress=2.0) == pytest.approx(0.1)  # past the budget
     assert lr_factor(1, 12, 3, "cosine", 0.1, progress=0.9) == pytest.approx(2 / 3)  # the warmup first
     assert lr_factor(5, 12, 3, "constant", progress=0.9) == 1.0
+
+
+def test_a_misspelt_loss_option_is_refused_at_load_naming_the_valid_ones(init_ckpt):
+    with pytest.raises(ConfigError) as e:
+        load_config(GRPOConfig, None, ["tasks=[mujoco/Reach-v1]", f"init={init_ckpt}", "loss.name=ppo_clip",
+                                       "loss.kwargs={eps_hihg: 0.3}"])
+    assert "eps_hihg" in str(e.value) and "eps_high" in str(e.value) and "eps_low" in str(e.value)
+    assert "ppo_clip" in str(e.value)
+
+
+def test_the_trainer_contracts_refuse_what_lacks_a_required_method(init_ckpt, tmp_path):
+    from dataclasses import dataclass
+
+    from vla_rl.policies.base import Policy
+    from vla_rl.rollout.base import Rollout, per_trajectory
+    from vla_rl.trainers.backend import Backend
+    from vla_rl.trainers.grpo import RobotBackend
+    from vla_rl.trainers.text_grpo import TextBackend
+
+    class NoScores(Policy):  # no logprobs
+        @classmethod
+        def from_pretrained(cls, path):
+            return cls()
+
+        def save_pretrained(self, path, extra=None):
+            return path
+
+    with pytest.raises(TypeError, match="logprobs"):
+        NoScores()
+    assert isinstance(VLAPolicy.from_pretrained(init_ckpt), Policy)
+
+    @dataclass
+    class NoBatch(Rollout):  # no batch(idx)
+        group: torch.Tensor = per_trajectory()
+
+        def counts(self):
+            return {}
+
+    with pytest.raises(TypeError, match="batch"):
+        NoBatch(torch.zeros(1))
+    assert NoBatch.off_policy is None and NoBatch.anchor is None  # the defaults a modality without them reads
+
+    class NoMetrics:
+        def load_policy(self, path): ...
+        def start(self, policy): ...
+        def rollout(self, policy, task, seeds, generator, group_offset): ...
+        def evaluate(self, policy, split, episodes): ...
+        def close(self): ...
+
+    assert not isinstance(NoMetrics(), Backend) and not issubclass(NoMetrics, Backend)
+    assert isinstance(RobotBackend(cfg_for(init_ckpt, tmp_path / "b")), Backend)
+    assert issubclass(RobotBackend, Backend) and issubclass(TextBackend, Backend)

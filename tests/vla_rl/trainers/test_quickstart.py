@@ -28,9 +28,9 @@ def micro_config(out) -> dict:
         "env": {"num_envs": 3},
         "sft": {"policy": MICRO_POLICY, "steps": 4, "batch_size": 8, "warmup_steps": 1, "eval_episodes": 0,
                 "threads": 1},
-        "grpo": {"iterations": 2, "seeds_per_iter": 1, "group_size": 2, "minibatch_size": 16,
-                 "max_update_samples": 24, "eval_every": 1, "eval_episodes": 2, "threads": 1,
-                 "env": {"num_envs": 2}},
+        "grpo": {"iterations": 2, "sampling": {"seeds_per_iter": 1, "group_size": 2},
+                 "optim": {"minibatch_size": 16, "max_update_samples": 24}, "eval": {"every": 1, "episodes": 2},
+                 "threads": 1, "env": {"num_envs": 2}},
     }
 
 
@@ -72,7 +72,7 @@ def test_quickstart_runs_every_phase_and_writes_results(tmp_path, capsys):
 
 def test_phase_keys_are_checked_at_load(tmp_path):
     cfg = micro_config(tmp_path)
-    with pytest.raises(ConfigError, match=r"grpo\.bogus: unknown key"):
+    with pytest.raises(ConfigError, match=r"'grpo\.bogus'.*valid keys"):
         load_config(QuickstartConfig, None, [f"{k}={json.dumps(v)}" for k, v in cfg.items()] + ["grpo.bogus=1"])
     cfg["sft"]["out"] = "elsewhere"
     with pytest.raises(Exception, match="set by the quickstart itself"):
@@ -85,6 +85,21 @@ def test_phase_keys_are_checked_at_load(tmp_path):
     cfg["sft"]["data_weights"] = [1, 1]  # two suite tasks, one pretraining task: three datasets
     with pytest.raises(Exception, match=r"sft\.data_weights"):
         QuickstartConfig.model_validate(cfg | {"pretrain_tasks": ["mujoco/Reach-v1"]})
+
+
+def test_a_misspelt_phase_key_is_refused_at_load_naming_the_valid_ones(tmp_path):
+    path = tmp_path / "qs.yaml"
+    cfg = micro_config(tmp_path)
+    cfg["grpo"]["sampling"]["group_sise"] = 4
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=r"grpo\.sampling\.group_sise: unknown key; valid keys here: .*group_size"):
+        load_config(QuickstartConfig, path)
+    with pytest.raises(ConfigError, match=r"'grpo\.lr'.*valid keys: .*optim"):  # now a key of a group
+        load_config(QuickstartConfig, None, ["grpo.lr=1e-4"])
+    with pytest.raises(ConfigError, match=r"'sft\.stesp'.*valid keys: .*steps"):
+        load_config(QuickstartConfig, None, ["sft.stesp=10"])
+    q = load_config(QuickstartConfig, None, ["grpo.optim.lr=2.0e-4", "grpo.sampling.group_size=4"])
+    assert q.grpo_config().optim.lr == 2e-4 and q.grpo_config().sampling.group_size == 4
 
 
 def test_train_refuses_an_unknown_job_type(capsys):

@@ -24,10 +24,13 @@ def init_lm(tmp_path_factory):
 
 
 def cfg_for(init, out, **kw) -> TextGRPOConfig:
-    base = dict(tasks=["arithmetic"], init=str(init), out=str(out), difficulty=2, iterations=2, seeds_per_iter=2,
-                group_size=4, max_new_tokens=12, minibatch_size=8, eval_every=2, eval_episodes=4, holdout=20,
-                checkpoint_every=1, lr=1e-3, threads=1)
-    return TextGRPOConfig.model_validate(base | kw)
+    base = dict(tasks=["arithmetic"], init=str(init), out=str(out), difficulty=2, iterations=2,
+                sampling={"seeds_per_iter": 2, "group_size": 4}, max_new_tokens=12,
+                optim={"minibatch_size": 8, "lr": 1e-3}, eval={"every": 2, "episodes": 4}, holdout=20,
+                checkpoint={"every": 1}, threads=1)
+    for k, v in kw.items():  # a group given here changes only the keys it names
+        base[k] = base[k] | v if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return TextGRPOConfig.model_validate(base)
 
 
 def params(policy) -> torch.Tensor:
@@ -52,7 +55,7 @@ def test_text_grpo_runs_and_resumes_to_the_same_parameters(init_lm, tmp_path, ca
         part.train()
     finally:
         part.close()
-    resumed = GRPOTrainer(cfg_for(init_lm, tmp_path / "part", iterations=3, resume=True))
+    resumed = GRPOTrainer(cfg_for(init_lm, tmp_path / "part", iterations=3, checkpoint={"resume": True}))
     try:
         assert resumed.iteration == 2
         resumed.train()
@@ -72,7 +75,7 @@ def test_training_problems_exclude_held_out_questions(init_lm, tmp_path):
     r = backend.rollout(policy, "arithmetic", seeds, torch.Generator().manual_seed(0), 0)
     trained = {p.question for p in r.problems}
     assert trained and not (trained & held)
-    assert len(r.problems) < 40 * cfg.group_size  # some of the 300 difficulty-1 problems were held out
+    assert len(r.problems) < 40 * cfg.sampling.group_size  # some of the 300 difficulty-1 problems were held out
 
 
 def test_majority_vote_rewards_agreement_not_correctness(init_lm, tmp_path):
@@ -94,7 +97,8 @@ def test_unknown_text_task_is_refused_with_the_valid_names(init_lm, tmp_path):
 
 
 def test_learning_rate_warms_up_linearly(init_lm, tmp_path):
-    t = GRPOTrainer(cfg_for(init_lm, tmp_path / "w", iterations=3, warmup_iterations=2, eval_episodes=0, lr=1e-3))
+    t = GRPOTrainer(cfg_for(init_lm, tmp_path / "w", iterations=3, optim={"warmup_iterations": 2, "lr": 1e-3},
+                            eval={"episodes": 0}))
     try:
         t.train()
     finally:
@@ -104,21 +108,21 @@ def test_learning_rate_warms_up_linearly(init_lm, tmp_path):
 
 
 @pytest.mark.parametrize("loss,extra", [
-    ("ppo_clip", {"advantage": "drgrpo"}),
-    ("ppo_clip", {"dynamic_sampling": True, "loss_kwargs": {"eps_low": 0.2, "eps_high": 0.28}}),
+    ("ppo_clip", {"loss": {"advantage": "drgrpo"}}),
+    ("ppo_clip", {"sampling": {"dynamic_sampling": True}, "loss": {"kwargs": {"eps_low": 0.2, "eps_high": 0.28}}}),
     ("clip_cov", {}),
     ("kl_cov", {}),
     ("nft", {}),
     ("luffy", {"off_policy_per_group": 1}),
-    ("ppo_clip", {"chunk_tokens": 4, "max_new_tokens": 8, "kl_coef": 0.05}),  # groups finish in the 2nd call
+    ("ppo_clip", {"chunk_tokens": 4, "max_new_tokens": 8, "loss": {"kl_coef": 0.05}}),  # groups finish in the 2nd call
 ])
 def test_every_algorithm_trains_on_text_through_the_one_trainer(init_lm, tmp_path, loss, extra, monkeypatch):
     # An untrained LM is never right: reward completions of even length so that groups have mixed outcomes.
     from tasks.text.base import ProceduralTextTask
 
     monkeypatch.setattr(ProceduralTextTask, "verify", lambda self, problem, text: float(len(text or "") % 2 == 0))
-    kw = {"loss_kwargs": {}} | extra
-    t = GRPOTrainer(cfg_for(init_lm, tmp_path / "run", loss=loss, iterations=2, eval_episodes=0, **kw))
+    kw = extra | {"loss": {"name": loss} | extra.get("loss", {})}
+    t = GRPOTrainer(cfg_for(init_lm, tmp_path / "run", iterations=2, eval={"episodes": 0}, **kw))
     before = params(t.policy).clone()
     try:
         s = t.train()
@@ -146,9 +150,9 @@ def test_target_kl_stops_the_epochs_early(init_lm, tmp_path, monkeypatch):
     from tasks.text.base import ProceduralTextTask
 
     monkeypatch.setattr(ProceduralTextTask, "verify", lambda self, problem, text: float(len(text or "") % 2 == 0))
-    kw = dict(iterations=1, epochs=20, minibatch_size=2, lr=3e-2, eval_episodes=0, loss_kwargs={})
+    kw = dict(iterations=1, optim={"epochs": 20, "minibatch_size": 2, "lr": 3e-2}, eval={"episodes": 0})
     free = GRPOTrainer(cfg_for(init_lm, tmp_path / "free", **kw))
-    capped = GRPOTrainer(cfg_for(init_lm, tmp_path / "capped", target_kl=1e-3, **kw))
+    capped = GRPOTrainer(cfg_for(init_lm, tmp_path / "capped", **kw | {"optim": kw["optim"] | {"target_kl": 1e-3}}))
     try:
         free.train()
         capped.train()

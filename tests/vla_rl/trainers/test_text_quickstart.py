@@ -12,8 +12,8 @@ def test_text_quickstart_writes_accuracy_before_and_after(tmp_path, capsys):
     cfg = {"type": "text_quickstart", "task": "arithmetic", "difficulty": 2, "model": "tiny", "sft_examples": 32,
            "sft_steps": 3, "test_episodes": 6, "test_samples": 3, "select": "last", "threads": 1,
            "out": str(tmp_path / "run"),
-           "grpo": {"iterations": 1, "seeds_per_iter": 2, "group_size": 2, "max_new_tokens": 10, "minibatch_size": 4,
-                    "eval_every": 1, "eval_episodes": 2, "holdout": 10}}
+           "grpo": {"iterations": 1, "sampling": {"seeds_per_iter": 2, "group_size": 2}, "max_new_tokens": 10,
+                    "optim": {"minibatch_size": 4}, "eval": {"every": 1, "episodes": 2}, "holdout": 10}}
     path = tmp_path / "tq.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path)]) == 0

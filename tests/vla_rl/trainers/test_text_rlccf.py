@@ -15,8 +15,9 @@ def test_rlccf_trains_two_models_on_the_collective_vote(tmp_path, capsys):
         LMPolicy.from_config("tiny", tasks=["arithmetic"], seed=seed).save_pretrained(paths[-1])
     cfg = {"type": "text_rlccf", "models": [str(p) for p in paths], "out": str(tmp_path / "rlccf"),
            "test_episodes": 3, "test_samples": 2,
-           "grpo": {"tasks": ["arithmetic"], "difficulty": 2, "iterations": 2, "seeds_per_iter": 2, "group_size": 3,
-                    "max_new_tokens": 8, "minibatch_size": 8, "eval_episodes": 0, "holdout": 10, "threads": 1}}
+           "grpo": {"tasks": ["arithmetic"], "difficulty": 2, "iterations": 2,
+                    "sampling": {"seeds_per_iter": 2, "group_size": 3}, "max_new_tokens": 8,
+                    "optim": {"minibatch_size": 8}, "eval": {"episodes": 0}, "holdout": 10, "threads": 1}}
     path = tmp_path / "rlccf.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path)]) == 0
@@ -28,7 +29,7 @@ def test_rlccf_trains_two_models_on_the_collective_vote(tmp_path, capsys):
     row = summary["test"][1]["arithmetic"]
     assert 0 <= row["accuracy_before"] <= 1 and len(row["sampled_success_gain_ci95"]) == 2
     del cfg["test_episodes"], cfg["test_samples"]
-    cfg["grpo"]["dynamic_sampling"] = True
+    cfg["grpo"]["sampling"]["dynamic_sampling"] = True
     path.write_text(yaml.safe_dump(cfg))
     assert main(["train", str(path)]) == 2
     assert "dynamic_sampling" in capsys.readouterr().err

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla_rl.policies.base import Policy
 from vla_rl.policies.lm.configuration_lm import LMPolicyConfig, lm_preset
 from vla_rl.utils.io import atomic_dir
 
@@ -177,7 +178,7 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-class LMPolicy(nn.Module):
+class LMPolicy(Policy):
     """A causal LM with its tokenizer, acting on text prompts.
 
     Args:

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vla_rl.policies.base import Policy
 from vla_rl.policies.vla.configuration_vla import PointDecoding, VLAConfig
 from vla_rl.policies.vla.processor_vla import ActionTokenizer, NormStats, VLAProcessor
 from vla_rl.utils.io import atomic_dir
@@ -162,7 +163,7 @@ def _lm(cfg: VLAConfig, vocab_size: int) -> nn.Module:
         rms_norm_eps=m.rms_norm_eps, tie_word_embeddings=False))
 
 
-class VLAPolicy(nn.Module):
+class VLAPolicy(Policy):
     """Vision encoder + projector + causal LM emitting action-token chunks.
 
     Args:
