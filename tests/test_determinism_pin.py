@@ -1,8 +1,9 @@
-"""Determinism pins: a short fixed-iteration robot GRPO run and a short text GRPO run give the same metrics (less the
-wall-clock ones) and the same final parameters as the runs recorded in ``tests/pins.json``.
+"""Determinism pins: a short fixed-iteration robot GRPO run, a short text GRPO run and a short SFT run give the same
+metrics (less the wall-clock ones) and the same final parameters as the runs recorded in ``tests/pins.json``.
 
-The pins were recorded before the issue-29 reorganisation; a refactor that changes them changed what the code
-computes. Where a change of random-number order is truly unavoidable, re-pin in a commit of its own that says why:
+The pins were recorded on the code before the issue-29 reorganisation (commit 0b4f1a7; the SFT pin with this test
+copied onto that commit); a refactor that changes them changed what the code computes. Where a change of
+random-number order is truly unavoidable, re-pin in a commit of its own that says why:
 ``VLA_RL_REPIN=1 pytest tests/test_determinism_pin.py``.
 """
 
@@ -93,3 +94,18 @@ def test_text_grpo_run_matches_its_pin(tmp_path):
         check_pin("text_grpo", tmp_path / "run", t.policy)
     finally:
         t.close()
+
+
+def test_sft_run_matches_its_pin(tmp_path):
+    """SFT (the quickstart's second phase): two expert demos, 25 steps with a validation every 10."""
+    from vla_rl.data.recorder import collect
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.trainers.sft import SFTConfig, train_sft
+
+    collect("mujoco/Reach-v1", 2, out=str(tmp_path / "demos"), image_size=32, progress=False)
+    cfg = SFTConfig.model_validate(dict(
+        data=[str(tmp_path / "demos")], out=str(tmp_path / "run"), steps=25, batch_size=8, eval_episodes=2,
+        eval_every=10, threads=1, policy={"chunk_size": 4, "vision": {"image_size": 32, "patch_size": 8}},
+        env={"num_envs": 2}))
+    train_sft(cfg)
+    check_pin("sft", tmp_path / "run", VLAPolicy.from_pretrained(tmp_path / "run" / "last"))

@@ -147,101 +147,135 @@ def sub_config(schema: type[C], keys: dict[str, Any], fixed: dict[str, Any], nam
 
 def run_quickstart(cfg: QuickstartConfig, console: Any = None) -> dict[str, Any]:
     """Run the five phases; writes ``<out>/results.json`` and returns it."""
-    from vla_rl.data.recorder import collect
-    from vla_rl.evaluation import evaluate_policy
     from vla_rl.plot import plot_run
-    from vla_rl.policies.vla.modeling_vla import VLAPolicy
-    from vla_rl.trainers.grpo import GRPOTrainer
-    from vla_rl.trainers.sft import train_sft
     from vla_rl.utils.io import atomic_write_json
 
-    say = console.print if console is not None else (lambda *a, **k: None)
-    out = Path(cfg.out)
-    for old in ("sft", "grpo"):  # a fresh run: no metrics appended to, or checkpoints resumed from, an old one
-        if (out / old).exists():
-            shutil.rmtree(out / old)
-    walls: dict[str, float] = {}
-    t_all = t = time.time()
-
-    say(f"[bold]1/5 collect[/]: {cfg.demos_per_task} expert demo(s) per task of {', '.join(cfg.tasks)}"
-        + (f"; {cfg.pretrain_demos} per pretraining task of {', '.join(cfg.pretrain_tasks)}"
-           if cfg.pretrain_tasks else ""))
-    for task, n in cfg.demo_counts().items():
-        collect(task, n, out=cfg.dataset(task), image_size=cfg.image_size, progress=False, overwrite=True)
-    walls["collect"], t = time.time() - t, time.time()
-
-    say("[bold]2/5 SFT[/] on the demos")
-    sft = train_sft(cfg.sft_config(), console)
-    walls["sft"], t = time.time() - t, time.time()
-
-    others: dict[str, dict[str, Any]] = {}
-    decoded: dict[str, str] = {}  # when -> the checkpoint's own point decoding
-
-    def test(checkpoint: str | Path, when: str) -> dict[str, dict[str, Any]]:
-        policy = VLAPolicy.from_pretrained(checkpoint).eval()
-        own = decoded[when] = policy.config.point_decoding
-        res = evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env)
-        _say_success(say, f"{when} RL ({own})", res)
-        for point in dict.fromkeys(p for p in cfg.also_test if p != own):
-            other = evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env, point_decoding=point)
-            _say_success(say, f"{when} RL ({point})", other)
-            others.setdefault(point, {})[f"success_{when}"] = _rates(other)
-            others[point][f"ci95_{when}"] = {k: v["ci95"] for k, v in other.items()}
-        return res
-
-    say(f"[bold]3/5 test[/] the SFT policy on {cfg.test_episodes} test seeds per task")
-    before = test(sft["checkpoint"], "before")
-    walls["test_before"], t = time.time() - t, time.time()
-
-    grpo_cfg = cfg.grpo_config()
-    if cfg.time_budget_min is not None:  # leave the test after RL the time the test before took, and a margin
-        left = cfg.time_budget_min * 60 - (time.time() - t_all) - (1.2 * walls["test_before"] + 15)
-        grpo_cfg = grpo_cfg.model_copy(update={"max_wall_s": max(left, 1.0)})
-    say("[bold]4/5 GRPO[/] from the SFT policy"
-        + (f" (time budget {grpo_cfg.max_wall_s:.0f} s)" if grpo_cfg.max_wall_s else ""))
-    trainer = GRPOTrainer(grpo_cfg, console)
+    job = _Quickstart(cfg, console)
+    job.collect()
+    sft = job.sft()
+    job.say(f"[bold]3/5 test[/] the SFT policy on {cfg.test_episodes} test seeds per task")
+    before = job.test(sft["checkpoint"], "before")
+    job.lap("test_before")
+    grpo, chosen = job.grpo()
+    job.say(f"[bold]5/5 test[/] the GRPO policy ({chosen.name}, chosen on validation seeds) on the same test seeds")
+    after = job.test(chosen, "after")
+    job.lap("test_after")
+    results = job.results(before, after, sft, grpo, chosen)
     try:
-        grpo = trainer.train()
-    finally:
-        trainer.close()
-    walls["grpo"], t = time.time() - t, time.time()
-    grpo_dir = out / "grpo"
-    chosen = grpo_dir / ("best" if (grpo_dir / "best").is_dir() else "last")
-
-    say(f"[bold]5/5 test[/] the GRPO policy ({chosen.name}, chosen on validation seeds) on the same test seeds")
-    after = test(chosen, "after")
-    walls["test_after"] = time.time() - t
-
-    results = {
-        "tasks": list(cfg.tasks),
-        "demos_per_task": cfg.demos_per_task,
-        "pretrain_demos": {t: cfg.pretrain_demos for t in cfg.pretrain_tasks},
-        "test_episodes": cfg.test_episodes,
-        "point_decoding": decoded["after"],
-        "success_before": _rates(before),
-        "success_after": _rates(after),
-        "ci95_before": {k: v["ci95"] for k, v in before.items()},
-        "ci95_after": {k: v["ci95"] for k, v in after.items()},
-        "env_steps": int(grpo["env_steps"]),
-        "grpo_iterations": int(grpo["iterations"]),
-        "grpo_stopped_by_time": bool(grpo["stopped_by_time"]),
-        "time_budget_s": None if cfg.time_budget_min is None else cfg.time_budget_min * 60,
-        "sft_checkpoint": str(sft["checkpoint"]),
-        "grpo_checkpoint": str(chosen),
-        "wall_s": time.time() - t_all,
-        "phase_wall_s": walls,
-    }
-    results["improvement"] = results["success_after"]["mean"] - results["success_before"]["mean"]
-    if others:
-        results["other_decodings"] = others
-    try:
-        results["plot"] = str(plot_run(grpo_dir, out / "curves.png"))
+        results["plot"] = str(plot_run(chosen.parent, job.out / "curves.png"))
     except (FileNotFoundError, ValueError) as e:  # a run too short to draw is not a failure of the job
-        say(f"no plot: {e}")
-    atomic_write_json(out / "results.json", results)
+        job.say(f"no plot: {e}")
+    atomic_write_json(job.out / "results.json", results)
     if console is not None:
         console.print(results_table(results))
     return results
+
+
+class _Quickstart:
+    """The phases of one quickstart run, the wall clock of each (``walls``) and the test results of other point
+    decodings (``others``)."""
+
+    def __init__(self, cfg: QuickstartConfig, console: Any) -> None:
+        self.cfg, self.console = cfg, console
+        self.say = console.print if console is not None else (lambda *a, **k: None)
+        self.out = Path(cfg.out)
+        for old in ("sft", "grpo"):  # a fresh run: no metrics appended to, or checkpoints resumed from, an old one
+            if (self.out / old).exists():
+                shutil.rmtree(self.out / old)
+        self.walls: dict[str, float] = {}
+        self.others: dict[str, dict[str, Any]] = {}
+        self.decoded: dict[str, str] = {}  # when -> the checkpoint's own point decoding
+        self.t_all = self.t = time.time()
+
+    def lap(self, phase: str) -> None:
+        """The seconds since the last lap are ``phase``'s."""
+        now = time.time()
+        self.walls[phase], self.t = now - self.t, now
+
+    def collect(self) -> None:
+        from vla_rl.data.recorder import collect
+
+        cfg = self.cfg
+        self.say(f"[bold]1/5 collect[/]: {cfg.demos_per_task} expert demo(s) per task of {', '.join(cfg.tasks)}"
+                 + (f"; {cfg.pretrain_demos} per pretraining task of {', '.join(cfg.pretrain_tasks)}"
+                    if cfg.pretrain_tasks else ""))
+        for task, n in cfg.demo_counts().items():
+            collect(task, n, out=cfg.dataset(task), image_size=cfg.image_size, progress=False, overwrite=True)
+        self.lap("collect")
+
+    def sft(self) -> dict[str, Any]:
+        from vla_rl.trainers.sft import train_sft
+
+        self.say("[bold]2/5 SFT[/] on the demos")
+        sft = train_sft(self.cfg.sft_config(), self.console)
+        self.lap("sft")
+        return sft
+
+    def test(self, checkpoint: str | Path, when: str) -> dict[str, dict[str, Any]]:
+        """Greedy success per task on the test seeds, by the checkpoint's own point decoding (and ``also_test``)."""
+        from vla_rl.evaluation import evaluate_policy
+        from vla_rl.policies.vla.modeling_vla import VLAPolicy
+
+        cfg = self.cfg
+        policy = VLAPolicy.from_pretrained(checkpoint).eval()
+        own = self.decoded[when] = policy.config.point_decoding
+        res = evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env)
+        _say_success(self.say, f"{when} RL ({own})", res)
+        for point in dict.fromkeys(p for p in cfg.also_test if p != own):
+            other = evaluate_policy(policy, cfg.tasks, "test", cfg.test_episodes, cfg.env, point_decoding=point)
+            _say_success(self.say, f"{when} RL ({point})", other)
+            self.others.setdefault(point, {})[f"success_{when}"] = _rates(other)
+            self.others[point][f"ci95_{when}"] = {k: v["ci95"] for k, v in other.items()}
+        return res
+
+    def grpo(self) -> tuple[dict[str, Any], Path]:
+        """GRPO from the SFT policy within what the time budget leaves; returns its summary and the checkpoint
+        chosen on validation (best/, else last/)."""
+        from vla_rl.trainers.grpo import GRPOTrainer
+
+        cfg = self.cfg
+        grpo_cfg = cfg.grpo_config()
+        if cfg.time_budget_min is not None:  # leave the test after RL the time the test before took, and a margin
+            left = cfg.time_budget_min * 60 - (time.time() - self.t_all) - (1.2 * self.walls["test_before"] + 15)
+            grpo_cfg = grpo_cfg.model_copy(update={"max_wall_s": max(left, 1.0)})
+        self.say("[bold]4/5 GRPO[/] from the SFT policy"
+                 + (f" (time budget {grpo_cfg.max_wall_s:.0f} s)" if grpo_cfg.max_wall_s else ""))
+        trainer = GRPOTrainer(grpo_cfg, self.console)
+        try:
+            grpo = trainer.train()
+        finally:
+            trainer.close()
+        self.lap("grpo")
+        grpo_dir = self.out / "grpo"
+        return grpo, grpo_dir / ("best" if (grpo_dir / "best").is_dir() else "last")
+
+    def results(self, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], sft: dict[str, Any],
+                grpo: dict[str, Any], chosen: Path) -> dict[str, Any]:
+        """What ``results.json`` holds."""
+        cfg = self.cfg
+        results = {
+            "tasks": list(cfg.tasks),
+            "demos_per_task": cfg.demos_per_task,
+            "pretrain_demos": {t: cfg.pretrain_demos for t in cfg.pretrain_tasks},
+            "test_episodes": cfg.test_episodes,
+            "point_decoding": self.decoded["after"],
+            "success_before": _rates(before),
+            "success_after": _rates(after),
+            "ci95_before": {k: v["ci95"] for k, v in before.items()},
+            "ci95_after": {k: v["ci95"] for k, v in after.items()},
+            "env_steps": int(grpo["env_steps"]),
+            "grpo_iterations": int(grpo["iterations"]),
+            "grpo_stopped_by_time": bool(grpo["stopped_by_time"]),
+            "time_budget_s": None if cfg.time_budget_min is None else cfg.time_budget_min * 60,
+            "sft_checkpoint": str(sft["checkpoint"]),
+            "grpo_checkpoint": str(chosen),
+            "wall_s": time.time() - self.t_all,
+            "phase_wall_s": self.walls,
+        }
+        results["improvement"] = results["success_after"]["mean"] - results["success_before"]["mean"]
+        if self.others:
+            results["other_decodings"] = self.others
+        return results
 
 
 def _rates(res: dict[str, dict[str, Any]]) -> dict[str, float]:

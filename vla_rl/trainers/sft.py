@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,12 +182,7 @@ def sft_loss(policy, batch, tokens, mask, label_sigma: float = 0.0):
 def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
     """Run SFT; returns a summary (final/best validation success per task, wall time, paths)."""
     import torch
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vla_rl.evaluation import evaluate_policy
-    from vla_rl.policies.tokenizer import build_tokenizer
-    from vla_rl.policies.vla.modeling_vla import VLABatch, VLAPolicy
-    from vla_rl.policies.vla.processor_vla import NormStats
     from vla_rl.trainers.metrics import MetricsLogger
     from vla_rl.trainers.schedule import lr_factor
     from vla_rl.utils.io import atomic_write_json
@@ -195,60 +191,32 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    vcfg = cfg.vla_config()
     t0 = time.time()
+    vcfg = cfg.vla_config()
     demos = DemoTensors(cfg.data, vcfg)
-    vcfg = vcfg.model_copy(update={"camera_size": demos.camera_size})  # roll out as the demos were rendered
-    tok = build_tokenizer(all_instructions() + demos.instructions, vocab_size=512)
-    a_stats = NormStats.from_actions(demos.actions)
-    s_stats = NormStats.from_actions(demos.state.numpy())
-    policy = VLAPolicy(vcfg, len(tok), a_stats, s_stats, tokenizer=tok)
-    proc = policy.processor()
-    targets = torch.from_numpy(policy.action_tokenizer.encode(demos.actions) - policy.action_offset)
-    targets = targets.flatten(1)  # (N, K)
-    tmask = demos.masks[:, :, None].expand(-1, -1, vcfg.action_dim).flatten(1)
-    s_norm = torch.from_numpy(proc.normalize_state(demos.state.numpy()))
-    ids, amask = proc.tokenize(demos.instructions)
-
+    policy, data = _new_policy(vcfg, demos)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     # a cosine to 0.1x that would reach it one step past the last (steps + 1 "iterations")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps + 1, cfg.warmup_steps, "cosine"))
     out = Path(cfg.out)
     log = MetricsLogger(out)
     best, history = -1.0, []
-    msg = (f"SFT: {len(demos)} samples from {len(cfg.data)} dataset(s), tasks {demos.tasks}, "
-           f"{policy.num_parameters() / 1e6:.2f}M params")
     if console:
-        console.print(msg)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
-                  disable=console is None) as bar:
+        console.print(f"SFT: {len(demos)} samples from {len(cfg.data)} dataset(s), tasks {demos.tasks}, "
+                      f"{policy.num_parameters() / 1e6:.2f}M params")
+    with _progress(console) as bar:
         job = bar.add_task("sft", total=cfg.steps, info="")
         for step in range(1, cfg.steps + 1):
-            policy.train()
-            idx = demos.sample(cfg.batch_size, gen, cfg.data_weights)
-            px = random_shift(demos.images[idx], cfg.augment_shift, gen).div(127.5).sub(1.0)
-            batch = VLABatch(px, ids[idx], amask[idx], s_norm[idx] if vcfg.use_proprio else None)
-            loss, metrics = sft_loss(policy, batch, targets[idx], tmask[idx], cfg.label_sigma)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
-            opt.step()
+            metrics = _sft_step(cfg, policy, opt, data, demos, gen)
             sched.step()
-            metrics |= {"actor/grad_norm": gnorm, "actor/lr": sched.get_last_lr()[0]}
+            metrics["actor/lr"] = sched.get_last_lr()[0]
             if step % 10 == 0 or step == cfg.steps:
                 log.log(step, metrics)
                 loss_v, acc_v = float(metrics["loss/ce"]), float(metrics["actor/token_acc"])
                 bar.update(job, info=f"loss {loss_v:.3f} acc {acc_v:.2f}")
             bar.update(job, completed=step)
             if cfg.eval_episodes and demos.tasks and (step % cfg.eval_every == 0 or step == cfg.steps):
-                res = evaluate_policy(policy, demos.tasks, "val", cfg.eval_episodes, cfg.env)
-                mean = float(np.mean([r["success"] for r in res.values()]))
-                log.log(step, {f"eval/{t}/success": r["success"] for t, r in res.items()} | {"eval/success": mean})
-                history.append({"step": step, "success": mean, "tasks": {t: r["success"] for t, r in res.items()}})
-                if console:
-                    console.print(f"step {step}: val success {mean:.1%} " +
-                                  " ".join(f"{t.split('/')[-1]}={r['success']:.0%}" for t, r in res.items()))
+                mean = _validate(cfg, policy, demos.tasks, step, log, history, console)
                 if mean > best:
                     best = mean
                     policy.save_pretrained(out / "best", extra={"step": step, "val_success": mean})
@@ -260,5 +228,82 @@ def train_sft(cfg: SFTConfig, console: Any = None) -> dict[str, Any]:
                "best_val_success": best, "history": history, "checkpoint": str(out / "best")}
     atomic_write_json(out / "summary.json", summary)
     return summary
+
+
+@dataclass
+class _SFTData:
+    """The demos as the policy reads them: action-token targets and their mask int64 / float (N, K), normalised
+    state float32 (N, D), instruction ids and attention mask int64 (N, L)."""
+
+    targets: torch.Tensor
+    token_mask: torch.Tensor
+    state: torch.Tensor
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+
+def _new_policy(vcfg: VLAConfig, demos: DemoTensors) -> tuple[Any, _SFTData]:
+    """A fresh policy with a tokenizer and normalisation statistics from ``demos`` (rolled out at the size the
+    demos were rendered), and the demos as its training targets."""
+    import torch
+
+    from vla_rl.policies.tokenizer import build_tokenizer
+    from vla_rl.policies.vla.modeling_vla import VLAPolicy
+    from vla_rl.policies.vla.processor_vla import NormStats
+
+    vcfg = vcfg.model_copy(update={"camera_size": demos.camera_size})
+    tok = build_tokenizer(all_instructions() + demos.instructions, vocab_size=512)
+    a_stats = NormStats.from_actions(demos.actions)
+    s_stats = NormStats.from_actions(demos.state.numpy())
+    policy = VLAPolicy(vcfg, len(tok), a_stats, s_stats, tokenizer=tok)
+    proc = policy.processor()
+    targets = torch.from_numpy(policy.action_tokenizer.encode(demos.actions) - policy.action_offset)
+    tmask = demos.masks[:, :, None].expand(-1, -1, vcfg.action_dim).flatten(1)
+    ids, amask = proc.tokenize(demos.instructions)
+    return policy, _SFTData(targets.flatten(1), tmask, torch.from_numpy(proc.normalize_state(demos.state.numpy())),
+                            ids, amask)
+
+
+def _sft_step(cfg: SFTConfig, policy: Any, opt: torch.optim.Optimizer, data: _SFTData, demos: DemoTensors,
+              gen: torch.Generator) -> dict[str, Any]:
+    """One gradient step on a batch drawn from ``demos``; returns its metrics (loss, accuracy, grad norm)."""
+    import torch
+
+    from vla_rl.policies.vla.modeling_vla import VLABatch
+
+    policy.train()
+    idx = demos.sample(cfg.batch_size, gen, cfg.data_weights)
+    px = random_shift(demos.images[idx], cfg.augment_shift, gen).div(127.5).sub(1.0)
+    state = data.state[idx] if policy.config.use_proprio else None
+    batch = VLABatch(px, data.input_ids[idx], data.attention_mask[idx], state)
+    loss, metrics = sft_loss(policy, batch, data.targets[idx], data.token_mask[idx], cfg.label_sigma)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.grad_clip)
+    opt.step()
+    return metrics | {"actor/grad_norm": gnorm}
+
+
+def _validate(cfg: SFTConfig, policy: Any, tasks: list[str], step: int, log: Any, history: list[dict[str, Any]],
+              console: Any) -> float:
+    """Greedy success on ``cfg.eval_episodes`` val seeds per task, logged and appended to ``history``; the mean."""
+    from vla_rl.evaluation import evaluate_policy
+
+    res = evaluate_policy(policy, tasks, "val", cfg.eval_episodes, cfg.env)
+    mean = float(np.mean([r["success"] for r in res.values()]))
+    log.log(step, {f"eval/{t}/success": r["success"] for t, r in res.items()} | {"eval/success": mean})
+    history.append({"step": step, "success": mean, "tasks": {t: r["success"] for t, r in res.items()}})
+    if console:
+        console.print(f"step {step}: val success {mean:.1%} "
+                      + " ".join(f"{t.split('/')[-1]}={r['success']:.0%}" for t, r in res.items()))
+    return mean
+
+
+def _progress(console: Any) -> Any:
+    """A rich progress bar on ``console`` (silent without one)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, disable=console is None)
 
 
