@@ -35,16 +35,24 @@ def computed_metrics(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.endswith(WALL_CLOCK)} for r in rows]
 
 
-def run_two_iterations(t) -> None:
-    """Two iterations of ``t`` (a `GRPOTrainer`) with mixed outcomes in every group (every other trajectory
-    succeeds), so the update moves the weights: a micro policy with random weights never succeeds by itself."""
-    for _ in range(2):
-        r = t.rollout()
-        r.success[:] = torch.arange(len(r.success)) % 2 == 0
-        if hasattr(r, "reward") and not isinstance(type(r).__dict__.get("reward"), property):
-            r.reward[:] = r.success.float()
-        t.step(r, 0.0)
-    t.finish()
+def pin_two_iterations(name: str, cfg) -> None:
+    """Two iterations of a `GRPOTrainer` on ``cfg`` with mixed outcomes in every group (every other trajectory
+    succeeds), so the update moves the weights (a micro policy with random weights never succeeds by itself); then
+    the run is checked against pin ``name``."""
+    from vla_rl.trainers.grpo import GRPOTrainer
+
+    t = GRPOTrainer(cfg)
+    try:
+        for _ in range(2):
+            r = t.rollout()
+            r.success[:] = torch.arange(len(r.success)) % 2 == 0
+            if hasattr(r, "reward") and not isinstance(type(r).__dict__.get("reward"), property):
+                r.reward[:] = r.success.float()
+            t.step(r, 0.0)
+        t.finish()
+        check_pin(name, Path(cfg.out), t.policy)
+    finally:
+        t.close()
 
 
 def check_pin(name: str, run_dir: Path, policy: torch.nn.Module) -> None:
@@ -61,7 +69,7 @@ def check_pin(name: str, run_dir: Path, policy: torch.nn.Module) -> None:
 
 
 def test_robot_grpo_run_matches_its_pin(tiny_vla, tmp_path):
-    from vla_rl.trainers.grpo import GRPOConfig, GRPOTrainer
+    from vla_rl.trainers.grpo import GRPOConfig
 
     tiny_vla.save_pretrained(tmp_path / "init")
     cfg = GRPOConfig.model_validate(dict(
@@ -70,17 +78,11 @@ def test_robot_grpo_run_matches_its_pin(tiny_vla, tmp_path):
         sampling={"seeds_per_iter": 2, "group_size": 2, "temperature": 1.0},
         optim={"epochs": 1, "minibatch_size": 16, "lr": 1e-3}, eval={"every": 2, "episodes": 2},
         checkpoint={"every": 1}))
-    t = GRPOTrainer(cfg)
-    try:
-        run_two_iterations(t)
-        check_pin("robot_grpo", tmp_path / "run", t.policy)
-    finally:
-        t.close()
+    pin_two_iterations("robot_grpo", cfg)
 
 
 def test_text_grpo_run_matches_its_pin(tmp_path):
     from vla_rl.policies.lm.modeling_lm import LMPolicy
-    from vla_rl.trainers.grpo import GRPOTrainer
     from vla_rl.trainers.text_grpo import TextGRPOConfig
 
     LMPolicy.from_config("tiny", tasks=["arithmetic"], seed=0).save_pretrained(tmp_path / "init")
@@ -88,12 +90,7 @@ def test_text_grpo_run_matches_its_pin(tmp_path):
         tasks=["arithmetic"], init=str(tmp_path / "init"), out=str(tmp_path / "run"), difficulty=2, iterations=2,
         max_new_tokens=12, holdout=20, threads=1, sampling={"seeds_per_iter": 2, "group_size": 4},
         optim={"minibatch_size": 8, "lr": 1e-3}, eval={"every": 2, "episodes": 4}, checkpoint={"every": 1}))
-    t = GRPOTrainer(cfg)
-    try:
-        run_two_iterations(t)
-        check_pin("text_grpo", tmp_path / "run", t.policy)
-    finally:
-        t.close()
+    pin_two_iterations("text_grpo", cfg)
 
 
 def test_sft_run_matches_its_pin(tmp_path):
