@@ -5,8 +5,8 @@ and with the types of the ``.msg`` definition (Humble and Jazzy agree for all of
 CDR a ROS 2 node puts on the wire: little-endian plain CDR (XCDR1), encapsulation header ``00 01 00 00``.
 ``tests/robots/ros2/test_messages.py`` checks every type byte for byte against rosbags' Humble and Jazzy typestores.
 
-Field types: ``float64[]`` and ``string[]`` are Python lists; ``uint8[]`` (``Image.data``) is ``bytes``, which encodes
-exactly as a CDR ``sequence<uint8>`` (a uint32 length, then the bytes) without a Python int per pixel.
+Field types: ``float64[]`` and ``string[]`` are Python lists; ``uint8[]`` (``Image.data``) is declared
+``sequence[uint8]`` (so discovery announces the right type) but carried as ``bytes`` (see ``_carry_as_bytes``).
 """
 
 # No `from __future__ import annotations`: cyclonedds reads the field annotations as live types.
@@ -20,6 +20,7 @@ from vla_rl.availability import require
 require("cyclonedds")  # a missing extra raises with the line to run: pip install -e ".[ros2]"
 
 from cyclonedds.idl import IdlStruct  # noqa: E402
+from cyclonedds.idl._machinery import BytesMachine, PlainCdrV2SequenceOfPrimitiveMachine  # noqa: E402
 from cyclonedds.idl.types import array, float64, int32, sequence, uint8, uint32  # noqa: E402
 
 
@@ -72,7 +73,25 @@ class Image(IdlStruct, typename="sensor_msgs::msg::dds_::Image_"):
     encoding: str = ""
     is_bigendian: uint8 = 0
     step: uint32 = 0  # bytes per row
-    data: bytes = b""  # uint8[]: height * step bytes
+    data: sequence[uint8] = b""  # height * step bytes, carried as bytes (see _carry_as_bytes)
+
+
+def _carry_as_bytes(msg_type: type[IdlStruct], name: str) -> None:
+    """Serialise the ``sequence[uint8]`` field ``name`` from and to ``bytes`` rather than a list of ints.
+
+    cyclonedds 11.0.1 packs a uint8 sequence one Python int per byte (41 ms for a 480x640 RGB image; the receiver
+    gets a 921,600-element list) and cannot describe a ``bytes`` field to discovery. Its own ``bytes`` codec writes
+    the same CDR (a uint32 length, then the bytes), so we keep the declared type and swap in that codec for this one
+    field. This reaches into cyclonedds internals (pinned in pyproject.toml); the wire tests would catch a change.
+    """
+    idl = msg_type.__idl__
+    idl.populate()
+    for struct_machine in (idl.v1_machine, idl.v2_machine):
+        assert isinstance(struct_machine.members_machines[name], PlainCdrV2SequenceOfPrimitiveMachine)
+        struct_machine.members_machines[name] = BytesMachine()
+
+
+_carry_as_bytes(Image, "data")
 
 
 @dataclass
