@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install train test bench lint clean
+.PHONY: install install-ros2 train test bench lint clean
 
 install: $(STAMP)
 
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q --progress-bar off -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q --progress-bar off -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+# The ros2 extra (robots/ros2 and its tests, which skip without it).
+install-ros2: $(VENV)/.installed-ros2
+
+$(VENV)/.installed-ros2: $(STAMP)
+	$(BIN)/pip install -q --progress-bar off -c constraints.txt -e ".[dev,ros2]"
+	touch $@
 
 train: install
 	$(BIN)/vla-rl train configs/quickstart.yaml
