@@ -43,6 +43,7 @@ def test_the_tree_keeps_every_contract(tree):
     ("vla_rl/rollout/_upward.py", "import tasks.robot.pick\n", "the core never imports simulators, tasks or robots"),
     ("sims/_upward.py", "def f():\n    import tasks.robot.reach\n", "simulators never import tasks"),
     ("vla_rl/policies/_upward.py", "from vla_rl.rollout import base\n", "policies never import rollout"),
+    ("robots/_upward.py", "def f():\n    from vla_rl.trainers import grpo\n", "robots (the ROS 2 bridge) never import"),
 ])
 def test_an_upward_import_is_reported(tree, module, line, contract):
     (tree / module).write_text(line)
