@@ -196,8 +196,8 @@ class SafetyLayer:
     def on_joint_state(self, stamp: float, names: Sequence[str], positions: Sequence[float],
                        velocities: Sequence[float] | None = None, *, now: float) -> bool:
         """A sensor_msgs/JointState (positions rad, velocities rad/s, in ``names`` order). True if accepted."""
-        problem = self._stamp_problem("joint_state", stamp, now) or self._joint_state_problem(names, positions,
-                                                                                              velocities)
+        problem = self._stamp_problem("joint_state", stamp, now)
+        problem = problem or self._joint_state_problem(names, positions, velocities)
         if problem:
             return self._refuse(now, "joint_state", *problem)
         order = [list(names).index(j) for j in self.cfg.joint_names]
@@ -215,8 +215,8 @@ class SafetyLayer:
         stream = f"image/{camera}"
         if camera not in self.cfg.cameras:
             return self._refuse(now, stream, "camera", f"unknown camera, configured: {self.cfg.cameras}")
-        problem = self._stamp_problem(stream, stamp, now) or self._image_problem(height, width, encoding, step,
-                                                                                 data_len)
+        problem = self._stamp_problem(stream, stamp, now)
+        problem = problem or self._image_problem(height, width, encoding, step, data_len)
         if problem:
             return self._refuse(now, stream, *problem)
         self._accept(stream, stamp, now)
@@ -227,11 +227,9 @@ class SafetyLayer:
         Anything but a plain False/0 counts as pressed."""
         released = isinstance(pressed, bool | int) and not pressed
         self.estop_asserted = not released
-        if not released:
-            if not self.estop_latched:
-                self.log.append(Decision(now, True, None, ("estop: pressed, latched",)))
-            self.estop_latched = True
-            self._forget_sent()
+        if not released and not self.estop_latched:
+            self.log.append(Decision(now, True, None, ("estop: pressed, latched",)))
+        self.estop_latched = self.estop_latched or not released
 
     def reset_estop(self, now: float) -> bool:
         """The explicit release. Refused (False) while the last e-stop message still says pressed."""
