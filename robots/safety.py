@@ -23,6 +23,11 @@ limits. Position, step and velocity intervals all contain the reference, so clip
 other never leaves an earlier one: the command sent satisfies all three. Acceleration is applied first because
 its interval may not contain the reference (a joint at full speed next to its limit cannot stop within one
 step); where they conflict the hard limits win.
+
+dt is the time since the last command sent, capped at ``control_period_s`` (one period for the first command
+after a hold): give the controller at least ``control_period_s`` to reach a point (JointTrajectory's
+time_from_start) and the joint speed stays under ``max_velocity``. The workspace box is enforced in twist mode
+only (the layer has no forward kinematics); twists are in the box's (base) frame.
 """
 
 from __future__ import annotations
