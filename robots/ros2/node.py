@@ -1,0 +1,280 @@
+"""The policy node (twist mode): ROS 2 observations in, safety-filtered MoveIt Servo twists and finger targets out.
+
+Every input goes through ``robots.safety.SafetyLayer`` as it arrives (images: header stamp and layout; joint states;
+e-stop). ``step(now)`` is one control tick: build the policy's observation (images ``(1, H, W, 3)`` per camera,
+state ``(1, 8)`` from the TCP pose and the finger joints), run the policy when its chunk is used up (receding
+horizon), turn the next action into a twist (``robots.ros2.convert``), pass it through ``filter_twist`` and publish
+the decision's command, fingers first, both stamped ``now``; on hold nothing is sent and the chunk is dropped (the
+policy replans from what it sees next). ``run()`` calls ``step`` at the control rate, or in lockstep with a
+command-driven twin, once per new observation.
+
+Time: ``now`` and all stamps are wall-clock seconds (``time.time()``), as both processes share one machine.
+Latency: from the arrival of the newest observation message used to the command's publish (``latencies``).
+E-stop: ``/estop`` True latches; False does not release; ``/estop/reset`` True (or ``reset_estop()``) does.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from robots.config import RobotConfig
+from robots.ros2 import messages as m
+from robots.ros2.convert import action_to_command, command_to_action, state_from_pose
+from robots.ros2.transport import RELIABLE, SENSOR_DATA, Transport
+from robots.safety import Decision, SafetyLayer
+
+log = logging.getLogger(__name__)
+
+
+class ActionSource(Protocol):
+    """What the node runs: an observation -> a chunk ``(T, 7)``, or None when it cannot act yet."""
+
+    def reset(self) -> None: ...
+
+    def __call__(self, obs: dict[str, np.ndarray], instruction: str, stamp: float) -> np.ndarray | None: ...
+
+
+class CheckpointPolicy:
+    """A ``vla_rl`` checkpoint, greedy (``vla_rl.evaluation.VLAChunkPolicy``)."""
+
+    def __init__(self, path: str, n_action_steps: int | None = None):
+        from vla_rl.evaluation import VLAChunkPolicy
+
+        self.policy = VLAChunkPolicy.from_pretrained(path, n_action_steps=n_action_steps)
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs: dict[str, np.ndarray], instruction: str, stamp: float) -> np.ndarray:
+        return self.policy.act(obs, [instruction])[0]
+
+
+class TwinExpert:
+    """The twin's scripted expert, read from its twin-only topics: the action published with the observation
+    stamped ``stamp`` (None until both its twist and fingers have arrived)."""
+
+    def __init__(self, cfg: RobotConfig, transport: Transport, on_message: Callable[[], None] = lambda: None):
+        self.cfg = cfg
+        self._twists: dict[float, Any] = {}
+        self._fingers: dict[float, float] = {}
+        self._lock = threading.Lock()
+        self._wake = on_message
+        transport.subscribe(cfg.topics.twin_expert_twist, m.TwistStamped, self._on_twist, RELIABLE)
+        transport.subscribe(cfg.topics.twin_expert_gripper, m.JointTrajectory, self._on_fingers, RELIABLE)
+
+    def _on_twist(self, msg: m.TwistStamped) -> None:
+        with self._lock:
+            self._twists[m.to_seconds(msg.header.stamp)] = msg.twist
+        self._wake()
+
+    def _on_fingers(self, msg: m.JointTrajectory) -> None:
+        with self._lock:
+            self._fingers[m.to_seconds(msg.header.stamp)] = float(np.mean(msg.points[0].positions))
+        self._wake()
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs: dict[str, np.ndarray], instruction: str, stamp: float) -> np.ndarray | None:
+        with self._lock:
+            tw, opening = self._twists.get(stamp), self._fingers.get(stamp)
+            for d in (self._twists, self._fingers):  # forget what is older than this observation
+                for k in [k for k in d if k < stamp]:
+                    del d[k]
+        if tw is None or opening is None:
+            return None
+        c = self.cfg
+        action = command_to_action([tw.linear.x, tw.linear.y, tw.linear.z], [tw.angular.x, tw.angular.y,
+                                   tw.angular.z], opening, c.dt, c.pos_scale, c.rot_scale, c.finger_open)
+        return action[None]
+
+
+class PolicyNode:
+    """Subscribes to a robot's observations and e-stop, publishes its twist and finger commands.
+
+    ``sent``: (now, linear, angular, opening) of every command published; ``latencies``: seconds from the newest
+    observation's arrival to each publish; ``decisions``: the hold / clamp messages logged."""
+
+    def __init__(self, cfg: RobotConfig, transport: Transport, source: ActionSource | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.cfg, self.clock = cfg, clock
+        self.source: ActionSource = source if source is not None else TwinExpert(cfg, transport, self._wake_up)
+        self.safety = SafetyLayer(cfg.safety)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._images: dict[str, Any] = {}
+        self._arrival: dict[str, float] = {}
+        self._fingers: np.ndarray | None = None
+        self._pose: m.PoseStamped | None = None
+        self._pose_seq = 0
+        self._acted_seq = 0
+        self._instruction = ""
+        self._chunk: list[np.ndarray] = []
+        self.min_stamp = 0.0
+        self._last_log = ""
+        self.sent: list[tuple[float, tuple[float, ...], tuple[float, ...], float]] = []
+        self.latencies: list[float] = []
+        self.decisions: list[str] = []
+        tp = cfg.topics
+        for cam in cfg.cameras:
+            transport.subscribe(tp.image_topic(cam), m.Image, lambda msg, c=cam: self._on_image(c, msg), SENSOR_DATA)
+        transport.subscribe(tp.joint_states, m.JointState, self._on_joint_state, SENSOR_DATA)
+        transport.subscribe(tp.pose, m.PoseStamped, self._on_pose, SENSOR_DATA)
+        transport.subscribe(tp.instruction, m.String, self._on_instruction, RELIABLE)
+        transport.subscribe(tp.estop, m.Bool, self._on_estop, RELIABLE)
+        transport.subscribe(tp.estop_reset, m.Bool, self._on_estop_reset, RELIABLE)
+        self.pub_twist = transport.publisher(tp.twist, m.TwistStamped, RELIABLE)
+        self.pub_gripper = transport.publisher(tp.gripper, m.JointTrajectory, RELIABLE)
+
+    # ---- inputs (DDS listener threads) -----------------------------------------------------------------------
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+
+    def _on_image(self, camera: str, msg: m.Image) -> None:
+        now = self.clock()
+        with self._lock:
+            if self.safety.on_image(camera, m.to_seconds(msg.header.stamp), msg.height, msg.width, msg.encoding,
+                                    msg.step, len(msg.data), now=now):
+                self._images[camera], self._arrival[f"image/{camera}"] = msg, now
+
+    def _on_joint_state(self, msg: m.JointState) -> None:
+        now = self.clock()
+        with self._lock:
+            vel = list(msg.velocity) if len(msg.velocity) == len(msg.name) else None
+            if self.safety.on_joint_state(m.to_seconds(msg.header.stamp), list(msg.name), list(msg.position), vel,
+                                          now=now):
+                pos = dict(zip(msg.name, msg.position, strict=True))
+                self._fingers = np.array([pos.get(f, 0.0) for f in self.cfg.finger_joints])
+                self._arrival["joint_state"] = now
+
+    def _on_pose(self, msg: m.PoseStamped) -> None:
+        now = self.clock()
+        with self._lock:
+            self._pose, self._arrival["pose"] = msg, now
+            self._pose_seq += 1
+        self._wake.set()
+
+    def _on_instruction(self, msg: m.String) -> None:
+        with self._lock:
+            self._instruction = msg.data
+
+    def _on_estop(self, msg: m.Bool) -> None:
+        with self._lock:
+            self.safety.on_estop(msg.data, self.clock())
+        self._wake.set()
+
+    def _on_estop_reset(self, msg: m.Bool) -> None:
+        if msg.data:
+            self.reset_estop()
+
+    def reset_estop(self) -> bool:
+        """Release a latched e-stop (refused while ``/estop`` still says pressed)."""
+        with self._lock:
+            return self.safety.reset_estop(self.clock())
+
+    def new_episode(self, min_stamp: float = 0.0) -> None:
+        """Forget the chunk in flight (the twin was reset) and ignore observations stamped before ``min_stamp``."""
+        with self._lock:
+            self._chunk.clear()
+            self.min_stamp = min_stamp
+            self.source.reset()
+
+    # ---- one control tick ------------------------------------------------------------------------------------
+
+    def _observation(self) -> tuple[dict[str, np.ndarray], np.ndarray, float] | None:
+        """(obs, ee position, pose stamp) from the latest messages, or None while any is missing."""
+        if self._pose is None or self._fingers is None or set(self._images) != set(self.cfg.cameras):
+            return None
+        p, q = self._pose.pose.position, self._pose.pose.orientation
+        ee = np.array([p.x, p.y, p.z])
+        obs = {c: m.rgb_from_image(self._images[c])[None] for c in self.cfg.cameras}
+        obs["state"] = state_from_pose(ee, np.array([q.x, q.y, q.z, q.w]), self._fingers)[None]
+        return obs, ee, m.to_seconds(self._pose.header.stamp)
+
+    def step(self, now: float | None = None) -> Decision | None:
+        """One tick: the decision taken, or None when there was nothing to act on (no observation yet, in lockstep
+        no new one, or the policy not ready)."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            if self.cfg.lockstep and self._pose_seq == self._acted_seq:
+                return None
+            got = self._observation()
+            if got is None:
+                return self._note(self.safety.filter_twist((0, 0, 0), (0, 0, 0), now, (0, 0, 0)))
+            obs, ee, stamp = got
+            if stamp < self.min_stamp:
+                return None
+            seq, instruction = self._pose_seq, self._instruction
+            newest = max(self._arrival.values())
+        if not self._chunk:
+            chunk = self.source(obs, instruction, stamp)
+            if chunk is None:
+                return None
+            self._chunk = list(np.asarray(chunk, dtype=np.float32))
+        c = self.cfg
+        lin, ang, opening = action_to_command(self._chunk[0], c.dt, c.pos_scale, c.rot_scale, c.finger_open)
+        with self._lock:
+            decision = self.safety.filter_twist(lin, ang, now, ee)
+            self._acted_seq = seq
+        if decision.hold:
+            self._chunk.clear()
+            return self._note(decision)
+        self._chunk.pop(0)
+        opening = float(np.clip(opening, 0.0, c.finger_open))
+        self._publish(decision.command, opening, now)
+        self.latencies.append(self.clock() - newest)
+        return self._note(decision)
+
+    def _publish(self, command: tuple[float, ...], opening: float, now: float) -> None:
+        header = m.Header(stamp=m.stamp(now), frame_id=self.cfg.base_frame)
+        n = len(self.cfg.finger_joints)
+        point = m.JointTrajectoryPoint(positions=[opening] * n, time_from_start=m.Duration(0, int(self.cfg.dt * 1e9)))
+        self.pub_gripper.publish(m.JointTrajectory(header=header, joint_names=list(self.cfg.finger_joints),
+                                                   points=[point]))
+        self.pub_twist.publish(m.TwistStamped(header=header, twist=m.Twist(linear=m.Vector3(*command[:3]),
+                                                                            angular=m.Vector3(*command[3:]))))
+        self.sent.append((now, tuple(command[:3]), tuple(command[3:]), opening))
+
+    def _note(self, decision: Decision) -> Decision:
+        """Log a hold when its reasons change, and every clamp."""
+        if decision.hold or decision.changes:
+            text = decision.describe()
+            key = "; ".join(decision.reasons) if decision.hold else text
+            if key != self._last_log:
+                log.info("%s", text)
+                self.decisions.append(text)
+            self._last_log = key
+        else:
+            self._last_log = ""
+        return decision
+
+    # ---- loop ------------------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, max_s: float | None = None) -> None:
+        """Tick at the control rate (in lockstep: as soon as a new observation arrives, at most one period apart)
+        until ``stop`` is set or ``max_s`` passes."""
+        stop = stop or threading.Event()
+        end = None if max_s is None else time.monotonic() + max_s
+        period = self.cfg.dt
+        next_tick = time.monotonic()
+        while not stop.is_set() and (end is None or time.monotonic() < end):
+            if self.cfg.lockstep:
+                self._wake.wait(timeout=period)
+                self._wake.clear()
+            else:
+                next_tick += period
+                time.sleep(max(0.0, next_tick - time.monotonic()))
+            self.step()
+
+    def wait_for_new_input(self, timeout: float) -> bool:
+        """Block until an observation, expert or e-stop message arrives (for callers driving ``step`` themselves)."""
+        ok = self._wake.wait(timeout)
+        self._wake.clear()
+        return ok

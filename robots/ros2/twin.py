@@ -1,0 +1,286 @@
+"""The digital twin: one MuJoCo arm env behind ROS 2 topics, stepped once per received command.
+
+After a reset and after each step it publishes, all stamped with one wall-clock time (``time.time()``, the clock the
+policy node uses too): one ``sensor_msgs/Image`` (rgb8) per camera, ``sensor_msgs/JointState`` (7 arm joints and 2
+fingers, MJCF names), the TCP as ``geometry_msgs/PoseStamped`` and the instruction (``std_msgs/String``); and on
+twin-only topics ``success`` / ``done`` (``std_msgs/Bool``, evaluation only) and the scripted expert's next action
+(privileged) as a TwistStamped + finger JointTrajectory, so an expert can act through the whole bridge.
+
+Commands: a ``geometry_msgs/TwistStamped`` (MoveIt Servo's ``delta_twist_cmds``, base frame) is one 20 Hz step; the
+fingers come as a one-point ``trajectory_msgs/JointTrajectory`` stamped like the twist (the twin waits briefly for
+the matching one, else keeps the last opening). ``/twin/reset`` (``std_msgs/String``) carries a seed for a new
+episode, or ``stop``. ``/twin/cameras`` (``std_msgs/Bool``) False stops the images (fault tests). Idle for
+``idle_republish_s`` (no command), the twin republishes its unchanged state with fresh stamps, as a real arm's
+drivers keep publishing, so a node held by an e-stop can resume once released.
+
+Run: ``python -m robots.ros2.twin --task mujoco/Reach-v1 --seed 2000000 --config configs/robots/twin.yaml``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+
+import mujoco
+import numpy as np
+
+from robots.config import RobotConfig, load_robot_config
+from robots.ros2 import messages as m
+from robots.ros2.convert import action_to_command, command_to_action
+from robots.ros2.transport import RELIABLE, SENSOR_DATA, CycloneTransport, QosProfile, Transport
+
+log = logging.getLogger(__name__)
+
+GRIPPER_PAIR_TIMEOUT_S = 0.5  # how long a twist waits for its gripper message
+
+
+def check_against_sim(cfg: RobotConfig) -> None:
+    """The config's action units and joints must be the sim's, or the twin would move differently."""
+    from sims.mujoco.arm import ARM_JOINTS, FINGER_JOINTS, FINGER_OPEN
+    from sims.mujoco.sim import CONTROL_HZ, POS_SCALE, ROT_SCALE
+
+    sim = dict(pos_scale=POS_SCALE, rot_scale=ROT_SCALE, control_hz=float(CONTROL_HZ), finger_open=FINGER_OPEN,
+               arm_joints=list(ARM_JOINTS), finger_joints=list(FINGER_JOINTS))
+    bad = {k: (getattr(cfg, k), v) for k, v in sim.items() if getattr(cfg, k) != v}
+    if bad:
+        raise ValueError(f"robot config disagrees with the sim (config, sim): {bad}")
+
+
+class Twin:
+    """One env, its publishers and command subscriptions. ``serve()`` runs until ``stop`` arrives."""
+
+    def __init__(self, task_id: str, cfg: RobotConfig, transport: Transport):
+        from vla_rl.envs import make_env
+
+        check_against_sim(cfg)
+        self.cfg, self.t = cfg, transport
+        self.env = make_env(task_id, image_size=cfg.image_size, cameras=tuple(cfg.cameras))
+        sim = self.env.sim
+        self._qadr = [sim.model.joint(n).qposadr[0] for n in cfg.arm_joints + cfg.finger_joints]
+        self._dadr = [sim.model.joint(n).dofadr[0] for n in cfg.arm_joints + cfg.finger_joints]
+        tp = cfg.topics
+        self.pub_images = {c: transport.publisher(tp.image_topic(c), m.Image, SENSOR_DATA) for c in cfg.cameras}
+        self.pub_joints = transport.publisher(tp.joint_states, m.JointState, SENSOR_DATA)
+        self.pub_pose = transport.publisher(tp.pose, m.PoseStamped, SENSOR_DATA)
+        self.pub_instruction = transport.publisher(tp.instruction, m.String, RELIABLE)
+        self.pub_success = transport.publisher(tp.twin_success, m.Bool, RELIABLE)
+        self.pub_done = transport.publisher(tp.twin_done, m.Bool, RELIABLE)
+        self.pub_status = transport.publisher(tp.twin_status, m.String, QosProfile(depth=100))
+        self.pub_expert_twist = transport.publisher(tp.twin_expert_twist, m.TwistStamped, RELIABLE)
+        self.pub_expert_gripper = transport.publisher(tp.twin_expert_gripper, m.JointTrajectory, RELIABLE)
+        self.sub_twist = transport.subscribe(tp.twist, m.TwistStamped, qos=RELIABLE)
+        self.sub_gripper = transport.subscribe(tp.gripper, m.JointTrajectory, qos=RELIABLE)
+        self.sub_reset = transport.subscribe(tp.twin_reset, m.String, qos=RELIABLE)
+        self.sub_cameras = transport.subscribe(tp.twin_cameras, m.Bool, qos=RELIABLE)
+        self.cameras_on = True
+        self.opening = cfg.finger_open  # fingers open until told otherwise
+        self._grippers: dict[tuple[int, int], float] = {}  # stamp -> opening, not yet paired with a twist
+        self._obs: dict[str, np.ndarray] = {}
+        self._expert = np.zeros(7, np.float32)
+        self._last_stamp = 0.0
+        self.success = self.done = False
+        self.steps = 0
+        self.seed: int | None = None
+        self._reset_time = 0.0
+
+    # ---- episode ---------------------------------------------------------------------------------------------
+
+    def reset(self, seed: int) -> None:
+        self._obs, info = self.env.reset(seed=seed)
+        self.seed, self._reset_time = seed, time.time()
+        self.success, self.done, self.steps = False, False, 0
+        self.opening = self.cfg.finger_open
+        self._grippers.clear()
+        self._expert = self.env.expert_action()
+        self.publish()
+
+    def step(self, action: np.ndarray) -> None:
+        if not self.done:  # commands after the end are ignored; the state is republished
+            self._obs, _, terminated, truncated, info = self.env.step(action)
+            self.steps += 1
+            self.success, self.done = bool(info["success"]), bool(terminated or truncated)
+            if not self.done:
+                self._expert = self.env.expert_action()
+        self.publish()
+
+    # ---- publishing ------------------------------------------------------------------------------------------
+
+    def _stamp(self) -> float:
+        t = max(time.time(), self._last_stamp + 1e-6)  # strictly increasing per stream
+        self._last_stamp = t
+        return t
+
+    def publish(self) -> None:
+        """Every observation topic, one stamp; the expert's action carries the same stamp."""
+        t = self._stamp()
+        header = m.Header(stamp=m.stamp(t), frame_id=self.cfg.base_frame)
+        if self.cameras_on:
+            for c, pub in self.pub_images.items():
+                pub.publish(m.image_from_rgb(self._obs[c], t, frame_id=f"{c}_optical_frame"))
+        d = self.env.sim.data
+        names = self.cfg.arm_joints + self.cfg.finger_joints
+        self.pub_joints.publish(m.JointState(header=header, name=names, position=[float(d.qpos[i]) for i in self._qadr],
+                                             velocity=[float(d.qvel[i]) for i in self._dadr], effort=[]))
+        pos = self.env.sim.tcp_pos()
+        q = np.zeros(4)
+        mujoco.mju_mat2Quat(q, self.env.sim.tcp_rotmat().ravel())  # (w, x, y, z)
+        self.pub_pose.publish(m.PoseStamped(header=header, pose=m.Pose(
+            position=m.Point(*map(float, pos)), orientation=m.Quaternion(x=q[1], y=q[2], z=q[3], w=q[0]))))
+        self.pub_instruction.publish(m.String(self.env.instruction))
+        lin, ang, opening = action_to_command(self._expert, self.cfg.dt, self.cfg.pos_scale, self.cfg.rot_scale,
+                                              self.cfg.finger_open)
+        self.pub_expert_gripper.publish(self._finger_msg(header, opening))
+        self.pub_expert_twist.publish(m.TwistStamped(header=header, twist=m.Twist(
+            linear=m.Vector3(*map(float, lin)), angular=m.Vector3(*map(float, ang)))))
+        self.pub_success.publish(m.Bool(self.success))
+        self.pub_done.publish(m.Bool(self.done))
+        status = {"seed": self.seed, "steps": self.steps, "success": self.success, "done": self.done, "stamp": t}
+        self.pub_status.publish(m.String(json.dumps(status)))  # one message: which episode, how far, how it ended
+
+    def _finger_msg(self, header: m.Header, opening: float) -> m.JointTrajectory:
+        n = len(self.cfg.finger_joints)
+        point = m.JointTrajectoryPoint(positions=[opening] * n, time_from_start=m.Duration(0, int(self.cfg.dt * 1e9)))
+        return m.JointTrajectory(header=header, joint_names=list(self.cfg.finger_joints), points=[point])
+
+    # ---- commands --------------------------------------------------------------------------------------------
+
+    def _opening_for(self, stamp: m.Time) -> float:
+        """The finger opening sent with the twist stamped ``stamp``: wait briefly for it, else keep the last."""
+        key = (stamp.sec, stamp.nanosec)
+        deadline = time.monotonic() + GRIPPER_PAIR_TIMEOUT_S
+        while True:
+            for g in self.sub_gripper.take():
+                if g.points and g.points[0].positions:
+                    self._grippers[(g.header.stamp.sec, g.header.stamp.nanosec)] = float(np.mean(g.points[0].positions))
+            if key in self._grippers:
+                self.opening = self._grippers.pop(key)
+                break
+            if time.monotonic() > deadline:
+                log.warning("no gripper command stamped like the twist; keeping opening %.4f", self.opening)
+                break
+            time.sleep(0.001)
+        for k in [k for k in self._grippers if k < key]:  # drop unpaired older ones
+            del self._grippers[k]
+        return self.opening
+
+    def on_twist(self, msg: m.TwistStamped) -> None:
+        if m.to_seconds(msg.header.stamp) < self._reset_time:
+            return  # sent for the last episode
+        tw = msg.twist
+        opening = self._opening_for(msg.header.stamp)
+        action = command_to_action([tw.linear.x, tw.linear.y, tw.linear.z], [tw.angular.x, tw.angular.y,
+                                   tw.angular.z], opening, self.cfg.dt, self.cfg.pos_scale, self.cfg.rot_scale,
+                                   self.cfg.finger_open)
+        self.step(action)
+
+    def serve(self, max_s: float | None = None) -> None:
+        """Handle resets, camera switches and commands until ``stop`` (or ``max_s`` seconds)."""
+        end = None if max_s is None else time.monotonic() + max_s
+        while end is None or time.monotonic() < end:
+            for msg in self.sub_cameras.take():
+                self.cameras_on = bool(msg.data)
+            for msg in self.sub_reset.take():
+                if msg.data.strip() == "stop":
+                    return
+                self.sub_twist.take()  # commands of the last episode are void
+                self.reset(int(msg.data))
+            twist = self.sub_twist.wait(timeout=self.cfg.idle_republish_s)
+            if twist is not None:
+                self.on_twist(twist)
+            elif self._obs:
+                self.publish()  # idle: the same state, fresh stamps
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def run_twin(task_id: str, seed: int | None, cfg: RobotConfig, transport: Transport,
+             max_s: float | None = None) -> None:
+    """Serve one twin until ``stop`` on the reset topic; ``seed``: the first episode (None: wait for a reset)."""
+    twin = Twin(task_id, cfg, transport)
+    try:
+        if seed is not None:
+            twin.reset(seed)
+        twin.serve(max_s)
+    finally:
+        twin.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", required=True)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--config", default="configs/robots/twin.yaml")
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--domain", type=int, default=0)
+    p.add_argument("--max-s", type=float, default=None, help="exit after this long (a safety net for tests)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="twin %(levelname)s %(message)s")
+    cfg = load_robot_config(args.config)
+    if args.image_size is not None:
+        cfg = cfg.with_image_size(args.image_size)
+    with CycloneTransport(domain_id=args.domain) as t:
+        print("twin ready", flush=True)
+        run_twin(args.task, args.seed, cfg, t, args.max_s)
+
+
+if __name__ == "__main__":
+    main()
+
+
+class TwinClient:
+    """The evaluator's side of a twin's twin-only topics: start episodes, read success and done, switch cameras."""
+
+    def __init__(self, cfg: RobotConfig, transport: Transport):
+        tp = cfg.topics
+        self.pub_reset = transport.publisher(tp.twin_reset, m.String, RELIABLE)
+        self.pub_cameras = transport.publisher(tp.twin_cameras, m.Bool, RELIABLE)
+        self.sub_status = transport.subscribe(tp.twin_status, m.String, qos=QosProfile(depth=100))
+        self.seed: int | None = None
+        self.status: dict = {}
+
+    def wait_matched(self, timeout: float = 60.0) -> None:
+        """Until the twin process is up (its reset subscription matched and its done topic publishing)."""
+        deadline = time.monotonic() + timeout
+        while self.pub_reset.matched() == 0 or self.sub_status.matched() == 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the twin did not come up")
+            time.sleep(0.05)
+
+    def reset(self, seed: int) -> None:
+        self.seed, self.status = seed, {}
+        self.pub_reset.publish(m.String(str(seed)))
+
+    def poll(self) -> dict:
+        """The newest status of the episode asked for by the last ``reset`` ({} before its first)."""
+        for msg in self.sub_status.take():
+            status = json.loads(msg.data)
+            if status["seed"] == self.seed and (not self.status or status["stamp"] > self.status["stamp"]):
+                self.status = status
+        return self.status
+
+    def stop(self) -> None:
+        self.pub_reset.publish(m.String("stop"))
+
+    def cameras(self, on: bool) -> None:
+        self.pub_cameras.publish(m.Bool(on))
+
+
+def run_episode(node, client: TwinClient, seed: int, max_s: float = 30.0) -> dict:
+    """One episode through the bridge: reset the twin to ``seed``, wait for its first observation, then step
+    ``node`` on each new input until the twin says done. Returns seed, success, steps, commands and wall seconds."""
+    sent0, t0 = len(node.sent), time.monotonic()
+    client.reset(seed)
+    status: dict = {}
+    while not status and time.monotonic() - t0 < max_s:
+        node.wait_for_new_input(node.cfg.dt)
+        status = client.poll()
+    node.new_episode(min_stamp=status.get("stamp", 0.0))
+    while status and not status["done"] and time.monotonic() - t0 < max_s:
+        node.wait_for_new_input(node.cfg.dt)
+        node.step()
+        status = client.poll()
+    return {"seed": seed, "success": bool(status.get("success")), "steps": status.get("steps", 0),
+            "done": bool(status.get("done")), "commands": len(node.sent) - sent0, "wall_s": time.monotonic() - t0}
