@@ -253,9 +253,11 @@ class TwinClient:
         self.seed, self.status = seed, {}
         self.pub_reset.publish(m.String(str(seed)))
 
-    def poll(self) -> dict:
-        """The newest status of the episode asked for by the last ``reset`` ({} before its first)."""
-        for msg in self.sub_status.take():
+    def poll(self, timeout: float = 0.0) -> dict:
+        """The newest status of the episode asked for by the last ``reset`` ({} before its first), waiting up to
+        ``timeout`` seconds for a status message when none is queued."""
+        first = self.sub_status.wait(timeout) if timeout > 0 else None
+        for msg in ([first] if first is not None else []) + self.sub_status.take():
             status = json.loads(msg.data)
             if status["seed"] == self.seed and (not self.status or status["stamp"] > self.status["stamp"]):
                 self.status = status
@@ -275,12 +277,11 @@ def run_episode(node, client: TwinClient, seed: int, max_s: float = 30.0) -> dic
     client.reset(seed)
     status: dict = {}
     while not status and time.monotonic() - t0 < max_s:
-        node.wait_for_new_input(node.cfg.dt)
-        status = client.poll()
+        status = client.poll(timeout=node.cfg.dt)
     node.new_episode(min_stamp=status.get("stamp", 0.0))
     while status and not status["done"] and time.monotonic() - t0 < max_s:
-        node.wait_for_new_input(node.cfg.dt)
-        node.step()
+        if node.step() is None:  # nothing new to act on: sleep until an input arrives
+            node.wait_for_new_input(node.cfg.dt)
         status = client.poll()
     return {"seed": seed, "success": bool(status.get("success")), "steps": status.get("steps", 0),
             "done": bool(status.get("done")), "commands": len(node.sent) - sent0, "wall_s": time.monotonic() - t0}

@@ -1,0 +1,95 @@
+"""The scripted expert through the ROS 2 bridge (twin process <-DDS-> policy node + safety) against the same episodes
+run directly in the env: success rate, steps, and observation-to-command latency with two 128x128 cameras.
+
+Run: ``PYTHONPATH=. MUJOCO_GL=egl python bench/bridge_bench.py [--seeds 50]`` -> ``bench/results/bridge.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robots.config import load_robot_config
+from robots.ros2.node import PolicyNode
+from robots.ros2.transport import CycloneTransport
+from robots.ros2.twin import TwinClient, run_episode
+from vla_rl.envs import make_env
+from vla_rl.splits import split_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ("mujoco/Reach-v1", "mujoco/PickCube-v1")
+
+
+def direct(task: str, seeds: list[int], image_size: int) -> dict:
+    """The baseline: the expert acting in the env itself, no bridge, no speed caps."""
+    env = make_env(task, image_size=image_size)
+    out = []
+    for s in seeds:
+        env.reset(seed=s)
+        done, info, steps = False, {}, 0
+        while not done:
+            _, _, term, trunc, info = env.step(env.expert_action())
+            done, steps = term or trunc, steps + 1
+        out.append({"seed": s, "success": bool(info["success"]), "steps": steps})
+    env.close()
+    return {"success_rate": float(np.mean([r["success"] for r in out])),
+            "mean_steps": float(np.mean([r["steps"] for r in out]))}
+
+
+def bridged(task: str, seeds: list[int], config: Path) -> dict:
+    cfg = load_robot_config(config)
+    domain = random.SystemRandom().randint(100, 230)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-m", "robots.ros2.twin", "--task", task, "--config", str(config),
+                              "--domain", str(domain)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        with CycloneTransport(domain_id=domain) as t:
+            node, client = PolicyNode(cfg, t), TwinClient(cfg, t)
+            client.wait_matched(timeout=120)
+            t0 = time.monotonic()
+            out = [run_episode(node, client, s, max_s=60) for s in seeds]
+            wall = time.monotonic() - t0
+            client.stop()
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    lat = np.array(node.latencies) * 1e3
+    return {"success_rate": float(np.mean([r["success"] for r in out])),
+            "mean_steps": float(np.mean([r["steps"] for r in out])),
+            "failed_seeds": [r["seed"] for r in out if not r["success"]],
+            "commands": len(node.sent), "steps_per_s": sum(r["steps"] for r in out) / wall,
+            "latency_ms": {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)),
+                           "max": float(lat.max())},
+            "clamp_or_hold_log_entries": len(node.decisions)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=50)
+    p.add_argument("--config", default=str(ROOT / "configs" / "robots" / "twin.yaml"))
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "bridge.json"))
+    args = p.parse_args()
+    seeds = split_seeds("test", args.seeds)
+    cfg = load_robot_config(args.config)
+    results = {"command": f"PYTHONPATH=. MUJOCO_GL=egl python bench/bridge_bench.py --seeds {args.seeds}",
+               "machine": f"{platform.machine()}, {os.cpu_count()} cores", "cameras": cfg.cameras,
+               "image_size": cfg.image_size, "watchdog_s": cfg.safety.watchdog_s, "tasks": {}}
+    for task in TASKS:
+        results["tasks"][task] = {"direct": direct(task, seeds, cfg.image_size), "bridge": bridged(task, seeds,
+                                                                                                     args.config)}
+        print(task, json.dumps(results["tasks"][task]), flush=True)
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
