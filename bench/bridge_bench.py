@@ -1,12 +1,11 @@
 """The scripted expert through the ROS 2 bridge (twin process <-DDS-> policy node + safety) against the same episodes
 run directly in the env: success rate, steps, and observation-to-command latency with two 128x128 cameras.
 
-Run: ``PYTHONPATH=. MUJOCO_GL=egl python bench/bridge_bench.py [--seeds 50]`` -> ``bench/results/bridge.json``.
+Run: ``vla-rl bench bridge [seeds=50]`` -> ``bench/results/bridge.json`` (needs the ros2 extra: ``make install-ros2``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -17,11 +16,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
 from robots.config import load_robot_config
 from robots.ros2.node import PolicyNode
 from robots.ros2.transport import CycloneTransport
 from robots.ros2.twin import TwinClient, run_episode
+from vla_rl.config import Config
 from vla_rl.envs import make_env
 from vla_rl.splits import split_seeds
 
@@ -49,7 +50,7 @@ def bridged(task: str, seeds: list[int], config: Path) -> dict:
     cfg = load_robot_config(config)
     domain = random.SystemRandom().randint(100, 230)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-m", "robots.ros2.twin", "--task", task, "--config", str(config),
+    child = subprocess.Popen([sys.executable, "-m", "vla_rl.cli", "twin", "--task", task, "--robot", str(config),
                               "--domain", str(domain)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
         with CycloneTransport(domain_id=domain) as t:
@@ -73,20 +74,26 @@ def bridged(task: str, seeds: list[int], config: Path) -> dict:
             "clamp_or_hold_log_entries": len(node.decisions)}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=50)
-    p.add_argument("--config", default=str(ROOT / "configs" / "robots" / "twin.yaml"))
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "bridge.json"))
-    args = p.parse_args()
+class BenchBridgeConfig(Config):
+    """`vla-rl bench bridge`: the expert through the bridge vs directly in the env."""
+
+    seeds: int = Field(50, ge=1, description="test seeds per task")
+    robot: str = Field(str(ROOT / "configs" / "robots" / "twin.yaml"), description="robot config of the twin")
+    out: str = Field(str(ROOT / "bench" / "results" / "bridge.json"), description="results file")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from vla_rl.cli import parse_args
+
+    args = parse_args(BenchBridgeConfig, list(sys.argv[1:] if argv is None else argv), "bench bridge")
     seeds = split_seeds("test", args.seeds)
-    cfg = load_robot_config(args.config)
-    results = {"command": f"PYTHONPATH=. MUJOCO_GL=egl python bench/bridge_bench.py --seeds {args.seeds}",
+    cfg = load_robot_config(args.robot)
+    results = {"command": f"vla-rl bench bridge seeds={args.seeds}",
                "machine": f"{platform.machine()}, {os.cpu_count()} cores", "cameras": cfg.cameras,
                "image_size": cfg.image_size, "watchdog_s": cfg.safety.watchdog_s, "tasks": {}}
     for task in TASKS:
-        results["tasks"][task] = {"direct": direct(task, seeds, cfg.image_size), "bridge": bridged(task, seeds,
-                                                                                                     args.config)}
+        results["tasks"][task] = {"direct": direct(task, seeds, cfg.image_size),
+                                  "bridge": bridged(task, seeds, Path(args.robot))}
         print(task, json.dumps(results["tasks"][task]), flush=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 

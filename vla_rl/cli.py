@@ -9,6 +9,7 @@ Every command takes an optional YAML config, ``dotted.key=value`` overrides and 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -168,6 +169,84 @@ def _replay(argv: list[str]) -> int:
     return 0
 
 
+class TwinConfig(Config):
+    """`vla-rl twin`: the MuJoCo arm served as a ROS 2 robot (robots/ros2/twin.py) until `stop` on its reset topic."""
+
+    task: str = Field(..., description="robot task id (an env spec)")
+    seed: int | None = Field(None, description="the first episode's seed (None: wait for one on the reset topic)")
+    robot: str = Field("configs/robots/twin.yaml", description="robot config: topics, cameras, limits")
+    image_size: int | None = Field(None, ge=16, le=1024, description="camera size (None: the robot config's)")
+    domain: int = Field(0, ge=0, le=232, description="DDS domain id (ROS_DOMAIN_ID)")
+    max_s: float | None = Field(None, gt=0, description="exit after this many seconds (None: serve until stopped)")
+
+    @field_validator("task")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from vla_rl.envs import check_task_id
+
+        return check_task_id(v)
+
+
+@command("twin", "serve the MuJoCo arm as a ROS 2 robot over DDS (the ros2 extra), for `vla-rl deploy`")
+def _twin(argv: list[str]) -> int:
+    import logging
+
+    from robots.config import load_robot_config
+    from robots.ros2.transport import CycloneTransport
+    from robots.ros2.twin import run_twin
+
+    cfg = parse_args(TwinConfig, argv, "twin")
+    robot = load_robot_config(cfg.robot)
+    if cfg.image_size is not None:
+        robot = robot.with_image_size(cfg.image_size)
+    logging.basicConfig(level=logging.INFO, format="twin %(levelname)s %(message)s")
+    with CycloneTransport(domain_id=cfg.domain) as t:
+        print(f"twin of {cfg.task} on DDS domain {cfg.domain} (topics: {cfg.robot})", flush=True)
+        run_twin(cfg.task, cfg.seed, robot, t, cfg.max_s)
+    return 0
+
+
+class DeployConfig(Config):
+    """`vla-rl deploy <checkpoint>`: the policy node (robots/ros2/node.py) drives a robot over ROS 2 topics, every
+    command through the safety layer."""
+
+    policy: str = Field(..., description="checkpoint folder (written by vla-rl sft / train)")
+    robot: str = Field("configs/robots/twin.yaml", description="robot config: topics, cameras, limits")
+    n_action_steps: int | None = Field(None, ge=1, description="steps of each chunk executed before the policy "
+                                       "is called again (None: the checkpoint's)")
+    image_size: int | None = Field(None, ge=16, le=1024, description="the cameras' image size (None: the robot "
+                                   "config's); a twin serving a checkpoint renders at its size (vla-rl twin "
+                                   "--image-size)")
+    domain: int = Field(0, ge=0, le=232, description="DDS domain id (ROS_DOMAIN_ID)")
+    max_s: float | None = Field(None, gt=0, description="stop after this many seconds (None: until Ctrl-C)")
+
+
+@command("deploy", "run a checkpoint as a ROS 2 policy node with the safety layer (the ros2 extra)")
+def _deploy(argv: list[str]) -> int:
+    import logging
+
+    from robots.config import load_robot_config
+    from robots.ros2.node import CheckpointPolicy, PolicyNode
+    from robots.ros2.transport import CycloneTransport
+
+    if argv and "=" not in argv[0] and not argv[0].startswith("-"):
+        argv = [f"policy={argv[0]}", *argv[1:]]
+    cfg = parse_args(DeployConfig, argv, "deploy")
+    robot = load_robot_config(cfg.robot)
+    if cfg.image_size is not None:
+        robot = robot.with_image_size(cfg.image_size)
+    logging.basicConfig(level=logging.INFO, format="deploy %(levelname)s %(message)s")
+    with CycloneTransport(domain_id=cfg.domain) as t:
+        node = PolicyNode(robot, t, CheckpointPolicy(cfg.policy, cfg.n_action_steps))
+        print(f"policy node for {cfg.policy} on DDS domain {cfg.domain} (topics: {cfg.robot})", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the node; the transport closes below
+            node.run(max_s=cfg.max_s)
+    lat = sorted(node.latencies)
+    if lat:
+        print(f"{len(node.sent)} commands; observation-to-command latency p50 {lat[len(lat) // 2] * 1e3:.2f} ms")
+    return 0
+
+
 @command("sft", "supervised fine-tuning of the VLA on demonstrations (configs/sft_*.yaml)")
 def _sft(argv: list[str]) -> int:
     from vla_rl.trainers.sft import SFTConfig, train_sft
@@ -281,6 +360,7 @@ def _bench(argv: list[str]) -> int:
         "vla7b": "bench.vla7b_bench",
         "decoding": "bench.decoding_bench",
         "tokens": "bench.tokens_bench",
+        "bridge": "bench.bridge_bench",
     }
     if not argv or argv[0] not in names:
         print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")

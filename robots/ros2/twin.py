@@ -13,12 +13,11 @@ episode, or ``stop``. ``/twin/cameras`` (``std_msgs/Bool``) False stops the imag
 ``idle_republish_s`` (no command), the twin republishes its unchanged state with fresh stamps, as a real arm's
 drivers keep publishing, so a node held by an e-stop can resume once released.
 
-Run: ``python -m robots.ros2.twin --task mujoco/Reach-v1 --seed 2000000 --config configs/robots/twin.yaml``.
+Run: ``vla-rl twin --task mujoco/Reach-v1 --seed 2000000`` (``--robot configs/robots/twin.yaml``, the default).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -26,10 +25,10 @@ import time
 import mujoco
 import numpy as np
 
-from robots.config import RobotConfig, load_robot_config
+from robots.config import RobotConfig
 from robots.ros2 import messages as m
 from robots.ros2.convert import action_to_command, command_to_action
-from robots.ros2.transport import RELIABLE, SENSOR_DATA, CycloneTransport, QosProfile, Transport
+from robots.ros2.transport import RELIABLE, SENSOR_DATA, QosProfile, Transport
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +96,16 @@ class Twin:
         self.publish()
 
     def step(self, action: np.ndarray) -> None:
-        if not self.done:  # commands after the end are ignored; the state is republished
-            self._obs, _, terminated, truncated, info = self.env.step(action)
-            self.steps += 1
-            self.success, self.done = bool(info["success"]), bool(terminated or truncated)
-            if not self.done:
-                self._expert = self.env.expert_action()
+        if self.done:  # commands after the end are ignored (the idle republish keeps the state fresh)
+            return
+        self._obs, _, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        self.success, self.done = bool(info["success"]), bool(terminated or truncated)
+        if not self.done:
+            self._expert = self.env.expert_action()
+        else:
+            log.info("episode of seed %s ended after %d steps: %s", self.seed, self.steps,
+                     "success" if self.success else "truncated")
         self.publish()
 
     # ---- publishing ------------------------------------------------------------------------------------------
@@ -206,28 +209,6 @@ def run_twin(task_id: str, seed: int | None, cfg: RobotConfig, transport: Transp
         twin.serve(max_s)
     finally:
         twin.close()
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--task", required=True)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--config", default="configs/robots/twin.yaml")
-    p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--domain", type=int, default=0)
-    p.add_argument("--max-s", type=float, default=None, help="exit after this long (a safety net for tests)")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="twin %(levelname)s %(message)s")
-    cfg = load_robot_config(args.config)
-    if args.image_size is not None:
-        cfg = cfg.with_image_size(args.image_size)
-    with CycloneTransport(domain_id=args.domain) as t:
-        print("twin ready", flush=True)
-        run_twin(args.task, args.seed, cfg, t, args.max_s)
-
-
-if __name__ == "__main__":
-    main()
 
 
 class TwinClient:

@@ -1,8 +1,8 @@
 """The twin and the policy node over real DDS between two processes (issue 30): the expert succeeds through the
 bridge, a random-weight checkpoint's commands respect the safety limits, a dead camera and the e-stop hold.
 
-The twin runs as a child process (``python -m robots.ros2.twin``, PYTHONPATH = this tree) on a random domain id;
-the node runs here. Timeouts are generous (a loaded 2-core CI machine); nothing assumes speed.
+The twin runs as a child process (``vla-rl twin``, as ``python -m vla_rl.cli twin``, PYTHONPATH = this tree) on a
+random domain id; the node runs here. Timeouts are generous (a loaded 2-core CI machine); nothing assumes speed.
 """
 
 import contextlib
@@ -43,7 +43,7 @@ def bridge(task: str, cfg: RobotConfig, source=None):
     """A twin child process for ``task`` and, here, a node and a twin client on one fresh domain."""
     domain = random.SystemRandom().randint(100, 230)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    child = subprocess.Popen([sys.executable, "-m", "robots.ros2.twin", "--task", task, "--config", str(CONFIG),
+    child = subprocess.Popen([sys.executable, "-m", "vla_rl.cli", "twin", "--task", task, "--robot", str(CONFIG),
                               "--image-size", str(cfg.image_size), "--domain", str(domain), "--max-s", "240"],
                              env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -187,3 +187,25 @@ def test_estop_latches_until_an_explicit_reset():
         reset.publish(m.Bool(True))
         step_until(node, acting, timeout=10)
         assert not node.safety.estop_latched
+
+
+def test_the_twin_and_deploy_commands_run_a_checkpoint_over_dds(tiny_vla, tmp_path):
+    """`vla-rl twin` and `vla-rl deploy <checkpoint>` as a user runs them, two processes on one domain: the node
+    commands the twin until its episode ends (a random-weight policy: truncated at the task's step limit)."""
+    tiny_vla.save_pretrained(tmp_path / "ckpt")
+    domain = random.SystemRandom().randint(100, 230)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    cli = [sys.executable, "-m", "vla_rl.cli"]
+    twin = subprocess.Popen([*cli, "twin", "--task", "mujoco/Reach-v1", "--seed", str(split_seeds("test", 1)[0]),
+                             "--image-size", str(SMALL), "--domain", str(domain), "--max-s", "120"],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deploy = subprocess.run([*cli, "deploy", str(tmp_path / "ckpt"), "--image-size", str(SMALL), "--domain",
+                                 str(domain), "--max-s", "15"], env=env, cwd=ROOT, capture_output=True, text=True,
+                                timeout=120)
+        assert deploy.returncode == 0, deploy.stderr
+        assert "observation-to-command latency p50" in deploy.stdout
+    finally:
+        twin.kill()
+        out, _ = twin.communicate(timeout=30)
+    assert "episode of seed 2000000 ended after 60 steps: truncated" in out, out[-2000:]
