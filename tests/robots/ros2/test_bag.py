@@ -1,0 +1,145 @@
+"""Recording a robot's topics to a rosbag2 MCAP bag and converting it to a LeRobot dataset (issue 30): the twin child
+process and the expert through the policy node, `record_bag` in a thread on the node's transport; the bag opens
+with rosbags' reader and every message deserialises with the Humble typestore; the dataset has one frame per applied
+command, the twin's actions, SFT loads it and `replay_episode` re-executes it. Timeouts are generous (2-core CI).
+"""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cyclonedds")
+pytest.importorskip("rosbags")
+
+from robots.ros2 import messages as m  # noqa: E402
+from robots.ros2.bag import bag_custom_data, bag_topics, convert_bag, record_bag  # noqa: E402
+from robots.ros2.convert import command_to_action  # noqa: E402
+from robots.ros2.transport import CycloneTransport  # noqa: E402
+from robots.ros2.twin import run_episode  # noqa: E402
+from tests.robots.ros2.test_bridge import bridge, small_config  # noqa: E402
+from vla_rl.splits import split_seeds  # noqa: E402
+
+TASK = "mujoco/Reach-v1"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """Two test-seed episodes of the expert through the bridge, recorded: (bag path, cfg, episode results, commands
+    sent per episode, the recorder's counts)."""
+    cfg = small_config()
+    path = tmp_path_factory.mktemp("bag") / "reach"
+    stop, ready, counts = threading.Event(), threading.Event(), {}
+    with bridge(TASK, cfg) as (node, client, t):
+        rec = threading.Thread(target=lambda: counts.update(record_bag(t, cfg, path, stop=stop, ready=ready)))
+        rec.start()
+        assert ready.wait(60)
+        results, sent = [], []
+        for seed in split_seeds("test", 2):
+            first = len(node.sent)
+            results.append(run_episode(node, client, seed, max_s=90))
+            sent.append(node.sent[first:])
+        time.sleep(0.5)  # the last messages reach the recorder
+        stop.set()
+        rec.join(timeout=60)
+        assert not rec.is_alive()
+    assert all(r["success"] for r in results), results
+    return path, cfg, results, sent, counts
+
+
+def test_the_bag_opens_with_rosbags_and_every_message_deserialises(recorded):
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    path, cfg, results, sent, counts = recorded
+    expected = {topic: m.ros_type_name(t) for topic, (t, _) in bag_topics(cfg).items()}
+    assert (path / "metadata.yaml").exists() and not list(path.parent.glob(".reach.partial-*"))
+    mcap = list(path.glob("*.mcap"))
+    assert len(mcap) == 1 and mcap[0].read_bytes()[:8] == b"\x89MCAP0\r\n"
+    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    with Reader(path) as reader:
+        types = {c.topic: c.msgtype for c in reader.connections}
+        assert types == expected
+        for c in reader.connections:  # the MCAP schema is the Humble message definition
+            assert c.msgdef.data == typestore.generate_msgdef(c.msgtype, ros_version=2)[0]
+        n = dict.fromkeys(types, 0)
+        for c, ts, raw in reader.messages():
+            msg = typestore.deserialize_cdr(raw, c.msgtype)
+            n[c.topic] += 1
+            if hasattr(msg, "header"):
+                assert ts == msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    assert "vla_rl.robot" in bag_custom_data(path)
+    assert n == counts and all(v > 0 for v in n.values()), n
+    assert n[cfg.topics.twist] == n[cfg.topics.gripper] == sum(len(s) for s in sent)
+
+
+def test_mcap_tooling_reads_the_bag(recorded):
+    mcap_reader = pytest.importorskip("mcap.reader", reason="the mcap package is not installed (not a dependency)")
+    path = recorded[0]
+    with open(next(path.glob("*.mcap")), "rb") as f:
+        summary = mcap_reader.make_reader(f).get_summary()
+    assert summary is not None and summary.statistics.message_count > 0
+
+
+def test_convert_bag_to_lerobot_sft_loads_and_replay_reexecutes(recorded, tmp_path):
+    from vla_rl.data.dataset import SFTDataset
+    from vla_rl.data.lerobot import LeRobotReader
+    from vla_rl.data.replay import replay_episode
+
+    path, cfg, results, sent, _ = recorded
+    out = tmp_path / "from_bag"
+    summary = convert_bag(path, out, task=TASK)
+    assert summary["seeds"] == [r["seed"] for r in results], summary
+    reader = LeRobotReader(out)
+    assert reader.num_episodes == 2 and reader.info["vla_rl"]["env_task"] == TASK
+    for i, (r, cmds) in enumerate(zip(results, sent, strict=True)):
+        ep = reader.episode(i)
+        assert ep.seed == r["seed"] and bool(ep.success)
+        assert len(ep) == r["steps"] <= len(cmds)  # one frame per command the twin applied
+        applied = [command_to_action(lin, ang, opening, cfg.dt, cfg.pos_scale, cfg.rot_scale, cfg.finger_open)
+                   for _, lin, ang, opening in cmds[: r["steps"]]]
+        np.testing.assert_allclose(ep.action, np.stack(applied), atol=1e-6)
+        for c in cfg.cameras:
+            assert ep.frames[c].shape == (len(ep), cfg.image_size, cfg.image_size, 3)
+        assert ep.state.shape == (len(ep), 8)
+    ds = SFTDataset(out, chunk_size=4)
+    assert len(ds) == sum(r["steps"] for r in results)
+    assert ds[0] is not None
+    replay = replay_episode(out, 0)
+    print(f"replay of a converted bag: {replay}")
+    assert replay["max_state_deviation"] < 1e-4 and replay["max_pixel_deviation"] == 0, replay
+    assert replay["recorded_success"] and replay["replayed_success"], replay
+
+
+def _idle_domain():
+    import random
+
+    return CycloneTransport(domain_id=random.SystemRandom().randint(100, 230))
+
+
+def test_a_bag_without_commands_is_refused_naming_the_topic(tmp_path):
+    cfg = small_config()
+    topics = [tp for tp in bag_topics(cfg) if tp != cfg.topics.twist]
+    with _idle_domain() as t:
+        record_bag(t, cfg, tmp_path / "nocmd", topics=topics, max_s=0.3)
+    with pytest.raises(ValueError, match=cfg.topics.twist):
+        convert_bag(tmp_path / "nocmd", tmp_path / "out")
+
+
+def test_an_interrupted_recording_leaves_no_bag_and_ctrl_c_ends_one_cleanly(tmp_path):
+    cfg = small_config()
+
+    def crash():
+        raise RuntimeError("killed")
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    with _idle_domain() as t:
+        with pytest.raises(RuntimeError, match="killed"):
+            record_bag(t, cfg, tmp_path / "crashed", stop=crash)
+        record_bag(t, cfg, tmp_path / "stopped", stop=ctrl_c)
+    assert not (tmp_path / "crashed").exists()
+    assert (tmp_path / "stopped" / "metadata.yaml").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped"]  # no partial folders left
