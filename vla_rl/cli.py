@@ -247,6 +247,61 @@ def _deploy(argv: list[str]) -> int:
     return 0
 
 
+class RecordBagConfig(Config):
+    """`vla-rl record-bag`: a robot's topics (robots/ros2/bag.py) to a rosbag2 MCAP bag, until Ctrl-C or --max-s."""
+
+    robot: str = Field("configs/robots/twin.yaml", description="robot config: topics, cameras, limits")
+    out: str = Field("runs/bag", description="the bag folder (must not exist; written atomically)")
+    max_s: float | None = Field(None, gt=0, description="stop after this many seconds (None: until Ctrl-C)")
+    domain: int = Field(0, ge=0, le=232, description="DDS domain id (ROS_DOMAIN_ID)")
+
+
+@command("record-bag", "record a robot's ROS 2 topics to a rosbag2 MCAP bag (the ros2 extra)")
+def _record_bag(argv: list[str]) -> int:
+    import threading
+
+    from robots.config import load_robot_config
+    from robots.ros2.bag import record_bag
+    from robots.ros2.transport import CycloneTransport
+
+    cfg = parse_args(RecordBagConfig, argv, "record-bag")
+    robot = load_robot_config(cfg.robot)
+    ready = threading.Event()
+
+    def announce() -> None:  # once subscribed: from here Ctrl-C ends the recording cleanly
+        if ready.wait(600):
+            print(f"recording {robot.name}'s topics on DDS domain {cfg.domain} to {cfg.out} (Ctrl-C ends)", flush=True)
+
+    threading.Thread(target=announce, daemon=True).start()
+    with CycloneTransport(domain_id=cfg.domain) as t:
+        counts = record_bag(t, robot, cfg.out, max_s=cfg.max_s, ready=ready)
+    print(f"{sum(counts.values())} messages: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+class ConvertBagConfig(Config):
+    """`vla-rl convert-bag <bag>`: a rosbag2 bag to a LeRobot v3 dataset, one frame per commanded step."""
+
+    bag: str = Field(..., description="the bag folder (vla-rl record-bag)")
+    out: str = Field("data/from_bag", description="the dataset folder")
+    task: str | None = Field(None, description="the env id the robot ran (a twin's task), for vla-rl replay")
+    fps: int | None = Field(None, ge=1, description="the dataset's rate (None: the robot's control rate)")
+    overwrite: bool = Field(False, description="replace an existing dataset at out")
+
+
+@command("convert-bag", "turn a rosbag2 bag into a LeRobot v3 dataset for SFT and replay (the ros2 extra)")
+def _convert_bag(argv: list[str]) -> int:
+    from robots.ros2.bag import convert_bag
+
+    if argv and "=" not in argv[0] and not argv[0].startswith("-"):
+        argv = [f"bag={argv[0]}", *argv[1:]]
+    cfg = parse_args(ConvertBagConfig, argv, "convert-bag")
+    s = convert_bag(cfg.bag, cfg.out, task=cfg.task, fps=cfg.fps, overwrite=cfg.overwrite)
+    print(f"{s['episodes']} episodes, {s['frames']} frames (seeds {s['seeds']}, successes {s['successes']}, "
+          f"{s['dropped_commands']} commands not applied) -> {s['out']}")
+    return 0
+
+
 @command("sft", "supervised fine-tuning of the VLA on demonstrations (configs/sft_*.yaml)")
 def _sft(argv: list[str]) -> int:
     from vla_rl.trainers.sft import SFTConfig, train_sft

@@ -143,3 +143,35 @@ def test_an_interrupted_recording_leaves_no_bag_and_ctrl_c_ends_one_cleanly(tmp_
     assert not (tmp_path / "crashed").exists()
     assert (tmp_path / "stopped" / "metadata.yaml").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped"]  # no partial folders left
+
+
+def test_the_record_bag_and_convert_bag_commands(recorded, tmp_path):
+    """`vla-rl record-bag` as a user runs it, ended by Ctrl-C (a clean bag), and `vla-rl convert-bag` on a bag."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from vla_rl.cli import main
+
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    domain = random.SystemRandom().randint(100, 230)
+    child = subprocess.Popen([sys.executable, "-m", "vla_rl.cli", "record-bag", "--out", str(tmp_path / "bag"),
+                              "--domain", str(domain), "--max-s", "120"], env=env, cwd=root,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "recording" in child.stdout.readline()
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        out, _ = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, out
+    assert (tmp_path / "bag" / "metadata.yaml").exists() and "0 messages" in out, out
+    assert main(["convert-bag", str(recorded[0]), "--out", str(tmp_path / "ds"), "--task", TASK]) == 0
+    assert (tmp_path / "ds" / "meta" / "info.json").exists()
