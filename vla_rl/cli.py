@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print("usage: vla-rl <command> [config.yaml] [key=value ...] [--key value ...]\n\ncommands:")
         for name, (summary, _) in COMMANDS.items():
-            print(f"  {name:<10} {summary}")
+            print(f"  {name:<12} {summary}")
         print("\n`vla-rl <command> --help` lists a command's keys.")
         return 0
     name, rest = argv[0], argv[1:]
