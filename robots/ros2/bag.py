@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,14 +191,10 @@ def convert_bag(bag: str | Path, out: str | Path, task: str | None = None, fps: 
     streams, types, custom = read_bag(bag)
     cfg = _robot_of(bag, custom, robot)
     tp = cfg.topics
-    needed = [tp.twist, tp.pose, tp.joint_states, tp.instruction, *(tp.image_topic(c) for c in cfg.cameras)]
-    missing = [t for t in needed if t not in types]
-    if missing:
-        raise ValueError(f"{bag} lacks the topic(s) {missing}, needed to make frames (it has {sorted(types)})")
+    _check_topics(bag, cfg, types)
     grippers = {(g.header.stamp.sec, g.header.stamp.nanosec): float(np.mean(g.points[0].positions))
                 for g in streams.get(tp.gripper, _Stream()).msgs if g.points and len(g.points[0].positions)}
     status = _statuses(streams.get(tp.twin_status))
-    fingers_idx: list[int] | None = None
     extra = {"source": "rosbag2", "bag": str(bag), "robot": cfg.name}
     if task:
         extra["env_task"] = task
@@ -222,17 +218,9 @@ def convert_bag(bag: str | Path, out: str | Path, task: str | None = None, fps: 
                 dropped += 1  # no complete observation yet
                 continue
             pose, joints, images, instruction = obs
-            if fingers_idx is None:
-                fingers_idx = [list(joints.name).index(n) for n in cfg.finger_joints]
-            p, q = pose.pose.position, pose.pose.orientation
-            state = state_from_pose(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]),
-                                    np.asarray(joints.position)[fingers_idx])
             key = (cmd.header.stamp.sec, cmd.header.stamp.nanosec)
             current["opening"] = grippers.get(key, current["opening"])
-            tw = cmd.twist
-            action = command_to_action([tw.linear.x, tw.linear.y, tw.linear.z],
-                                       [tw.angular.x, tw.angular.y, tw.angular.z], current["opening"], cfg.dt,
-                                       cfg.pos_scale, cfg.rot_scale, cfg.finger_open)
+            action = _action(cmd, current["opening"], cfg)
             if current["frames"] == 0:
                 writer.start(instruction, seed=seed)
             success = False
@@ -240,7 +228,7 @@ def convert_bag(bag: str | Path, out: str | Path, task: str | None = None, fps: 
                 after = status.step_status(seed, current["frames"] + 1)
                 success = bool(after and after["success"])
                 current["success"] = bool(current["success"]) or success
-            writer.add_frame({**images, "state": state}, action, success)
+            writer.add_frame({**images, "state": _state(pose, joints, cfg)}, action, success)
             current["frames"] += 1
         _end(writer, current, episodes)
     finally:
@@ -248,6 +236,30 @@ def convert_bag(bag: str | Path, out: str | Path, task: str | None = None, fps: 
     return {"out": str(out), "episodes": len(episodes), "frames": summary["frames"],
             "seeds": [e["seed"] for e in episodes], "successes": [e["success"] for e in episodes],
             "frames_per_episode": [e["frames"] for e in episodes], "dropped_commands": dropped}
+
+
+def _check_topics(bag: Path, cfg: RobotConfig, types: Mapping[str, str]) -> None:
+    """Refuse a bag that lacks a topic the frames are made of, naming it."""
+    tp = cfg.topics
+    needed = [tp.twist, tp.pose, tp.joint_states, tp.instruction, *(tp.image_topic(c) for c in cfg.cameras)]
+    missing = [t for t in needed if t not in types]
+    if missing:
+        raise ValueError(f"{bag} lacks the topic(s) {missing}, needed to make frames (it has {sorted(types)})")
+
+
+def _state(pose: Any, joints: Any, cfg: RobotConfig) -> np.ndarray:
+    """The policy's state float32 (8,): TCP position and axis-angle from ``pose``, the fingers from ``joints``."""
+    p, q = pose.pose.position, pose.pose.orientation
+    fingers = [list(joints.name).index(n) for n in cfg.finger_joints]
+    return state_from_pose(np.array([p.x, p.y, p.z]), np.array([q.x, q.y, q.z, q.w]),
+                           np.asarray(joints.position)[fingers])
+
+
+def _action(cmd: Any, opening: float, cfg: RobotConfig) -> np.ndarray:
+    """The env action (7,) the twin applied for the TwistStamped ``cmd`` at finger ``opening`` (its conversion)."""
+    tw = cmd.twist
+    return command_to_action([tw.linear.x, tw.linear.y, tw.linear.z], [tw.angular.x, tw.angular.y, tw.angular.z],
+                             opening, cfg.dt, cfg.pos_scale, cfg.rot_scale, cfg.finger_open)
 
 
 def _end(writer: Any, current: dict[str, Any] | None, episodes: list[dict[str, Any]]) -> None:
