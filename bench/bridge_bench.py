@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,9 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from robots.config import load_robot_config
-from robots.ros2.node import PolicyNode
-from robots.ros2.transport import CycloneTransport
-from robots.ros2.twin import TwinClient, run_episode
+from robots.ros2.twin import run_episode, twin_bridge
 from vla_rl.config import Config
 from vla_rl.envs import make_env
 from vla_rl.splits import split_seeds
@@ -48,22 +44,10 @@ def direct(task: str, seeds: list[int], image_size: int) -> dict:
 
 def bridged(task: str, seeds: list[int], config: Path) -> dict:
     cfg = load_robot_config(config)
-    domain = random.SystemRandom().randint(100, 230)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    child = subprocess.Popen([sys.executable, "-m", "vla_rl.cli", "twin", "--task", task, "--robot", str(config),
-                              "--domain", str(domain)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        with CycloneTransport(domain_id=domain) as t:
-            node, client = PolicyNode(cfg, t), TwinClient(cfg, t)
-            client.wait_matched(timeout=120)
-            t0 = time.monotonic()
-            out = [run_episode(node, client, s, max_s=60) for s in seeds]
-            wall = time.monotonic() - t0
-            client.stop()
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    with twin_bridge(task, config, cfg) as (node, client, _):
+        t0 = time.monotonic()
+        out = [run_episode(node, client, s, max_s=60) for s in seeds]
+        wall = time.monotonic() - t0
     lat = np.array(node.latencies) * 1e3
     return {"success_rate": float(np.mean([r["success"] for r in out])),
             "mean_steps": float(np.mean([r["steps"] for r in out])),

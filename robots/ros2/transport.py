@@ -11,6 +11,7 @@ message types (``robots.ros2.messages``).
 """
 
 import logging
+import random
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -105,6 +106,12 @@ LOOPBACK_CONFIG = """<CycloneDDS xmlns="https://cdds.io/config">
     </Internal>
   </Domain>
 </CycloneDDS>"""
+
+
+def free_domain() -> int:
+    """A random DDS domain id in 100..230 (RTPS ports 7400 + 250 * id stay below 65535), so that concurrent test runs
+    and benches on one machine do not see each other's topics."""
+    return random.SystemRandom().randint(100, 230)
 
 
 def loopback_config(max_message: int = 65000, fragment: int = 64000, max_participants: int = 32) -> str:

@@ -18,9 +18,16 @@ Run: ``vla-rl twin --task mujoco/Reach-v1 --seed 2000000`` (``--robot configs/ro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -28,7 +35,7 @@ import numpy as np
 from robots.config import RobotConfig
 from robots.ros2 import messages as m
 from robots.ros2.convert import action_to_command, command_to_action
-from robots.ros2.transport import RELIABLE, SENSOR_DATA, QosProfile, Transport
+from robots.ros2.transport import RELIABLE, SENSOR_DATA, CycloneTransport, QosProfile, Transport, free_domain
 
 log = logging.getLogger(__name__)
 
@@ -266,3 +273,33 @@ def run_episode(node, client: TwinClient, seed: int, max_s: float = 30.0) -> dic
         status = client.poll()
     return {"seed": seed, "success": bool(status.get("success")), "steps": status.get("steps", 0),
             "done": bool(status.get("done")), "commands": len(node.sent) - sent0, "wall_s": time.monotonic() - t0}
+
+
+@contextlib.contextmanager
+def twin_bridge(task: str, robot: str | Path, cfg: RobotConfig, source: Any = None,
+                max_s: float | None = None) -> Iterator[tuple[Any, TwinClient, CycloneTransport]]:
+    """A twin of ``task`` in a child process (``vla-rl twin``, robot config file ``robot`` at ``cfg``'s image size)
+    and, in this process, a `PolicyNode` acting with ``source`` (None: the twin's expert) and a `TwinClient`, on a
+    fresh DDS domain. Yields (node, client, transport); stops the twin on exit, and raises if it failed."""
+    from robots.ros2.node import PolicyNode
+
+    domain = free_domain()
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
+    cmd = [sys.executable, "-m", "vla_rl.cli", "twin", "--task", task, "--robot", str(robot), "--image-size",
+           str(cfg.image_size), "--domain", str(domain)] + (["--max-s", str(max_s)] if max_s else [])
+    child = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with CycloneTransport(domain_id=domain) as t:
+            node = PolicyNode(cfg, t, source=source)
+            client = TwinClient(cfg, t)
+            client.wait_matched(timeout=120)
+            yield node, client, t
+            client.stop()
+        _, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    if child.returncode != 0:
+        raise RuntimeError(f"the twin exited with {child.returncode}: {err[-2000:]}")

@@ -16,7 +16,7 @@ pytest.importorskip("rosbags")
 from robots.ros2 import messages as m  # noqa: E402
 from robots.ros2.bag import bag_custom_data, bag_topics, convert_bag, record_bag  # noqa: E402
 from robots.ros2.convert import command_to_action  # noqa: E402
-from robots.ros2.transport import CycloneTransport  # noqa: E402
+from robots.ros2.transport import CycloneTransport, free_domain  # noqa: E402
 from robots.ros2.twin import run_episode  # noqa: E402
 from tests.robots.ros2.test_bridge import bridge, small_config  # noqa: E402
 from vla_rl.splits import split_seeds  # noqa: E402
@@ -113,9 +113,7 @@ def test_convert_bag_to_lerobot_sft_loads_and_replay_reexecutes(recorded, tmp_pa
 
 
 def _idle_domain():
-    import random
-
-    return CycloneTransport(domain_id=random.SystemRandom().randint(100, 230))
+    return CycloneTransport(domain_id=free_domain())
 
 
 def test_a_bag_without_commands_is_refused_naming_the_topic(tmp_path):
@@ -148,7 +146,6 @@ def test_an_interrupted_recording_leaves_no_bag_and_ctrl_c_ends_one_cleanly(tmp_
 def test_the_record_bag_and_convert_bag_commands(recorded, tmp_path):
     """`vla-rl record-bag` as a user runs it, ended by Ctrl-C (a clean bag), and `vla-rl convert-bag` on a bag."""
     import os
-    import random
     import signal
     import subprocess
     import sys
@@ -158,7 +155,7 @@ def test_the_record_bag_and_convert_bag_commands(recorded, tmp_path):
 
     root = Path(__file__).resolve().parents[3]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    domain = random.SystemRandom().randint(100, 230)
+    domain = free_domain()
     child = subprocess.Popen([sys.executable, "-m", "vla_rl.cli", "record-bag", "--out", str(tmp_path / "bag"),
                               "--domain", str(domain), "--max-s", "120"], env=env, cwd=root,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -5,9 +5,7 @@ The twin runs as a child process (``vla-rl twin``, as ``python -m vla_rl.cli twi
 random domain id; the node runs here. Timeouts are generous (a loaded 2-core CI machine); nothing assumes speed.
 """
 
-import contextlib
 import os
-import random
 import subprocess
 import sys
 import time
@@ -23,9 +21,9 @@ from pydantic import ValidationError  # noqa: E402
 from robots.config import RobotConfig, load_robot_config  # noqa: E402
 from robots.ros2 import messages as m  # noqa: E402
 from robots.ros2.convert import action_to_command, command_to_action, state_from_pose  # noqa: E402
-from robots.ros2.node import CheckpointPolicy, PolicyNode  # noqa: E402
-from robots.ros2.transport import CycloneTransport  # noqa: E402
-from robots.ros2.twin import TwinClient, run_episode  # noqa: E402
+from robots.ros2.node import CheckpointPolicy  # noqa: E402
+from robots.ros2.transport import free_domain  # noqa: E402
+from robots.ros2.twin import run_episode, twin_bridge  # noqa: E402
 from vla_rl.splits import split_seeds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,27 +36,9 @@ def small_config(**update) -> RobotConfig:
     return cfg.model_copy(update=update) if update else cfg
 
 
-@contextlib.contextmanager
 def bridge(task: str, cfg: RobotConfig, source=None):
     """A twin child process for ``task`` and, here, a node and a twin client on one fresh domain."""
-    domain = random.SystemRandom().randint(100, 230)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
-    child = subprocess.Popen([sys.executable, "-m", "vla_rl.cli", "twin", "--task", task, "--robot", str(CONFIG),
-                              "--image-size", str(cfg.image_size), "--domain", str(domain), "--max-s", "240"],
-                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        with CycloneTransport(domain_id=domain) as t:
-            node = PolicyNode(cfg, t, source=source)
-            client = TwinClient(cfg, t)
-            client.wait_matched(timeout=120)
-            yield node, client, t
-            client.stop()
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, child.stderr.read()[-2000:]
+    return twin_bridge(task, CONFIG, cfg, source=source, max_s=240)
 
 
 def wait_matched(pub, timeout: float = 30.0) -> None:
@@ -193,7 +173,7 @@ def test_the_twin_and_deploy_commands_run_a_checkpoint_over_dds(tiny_vla, tmp_pa
     """`vla-rl twin` and `vla-rl deploy <checkpoint>` as a user runs them, two processes on one domain: the node
     commands the twin until its episode ends (a random-weight policy: truncated at the task's step limit)."""
     tiny_vla.save_pretrained(tmp_path / "ckpt")
-    domain = random.SystemRandom().randint(100, 230)
+    domain = free_domain()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     cli = [sys.executable, "-m", "vla_rl.cli"]
     twin = subprocess.Popen([*cli, "twin", "--task", "mujoco/Reach-v1", "--seed", str(split_seeds("test", 1)[0]),

@@ -3,7 +3,6 @@ here. Each run takes a random domain id so concurrent runs on one host do not he
 127.0.0.1 (``loopback_config``)."""
 
 import importlib.util
-import random
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 pytest.importorskip("cyclonedds", reason="the ros2 extra is not installed: pip install -e '.[ros2]'")
 
 from robots.ros2 import messages as m  # noqa: E402
-from robots.ros2.transport import RELIABLE, SENSOR_DATA, CycloneTransport, dds_topic_name  # noqa: E402
+from robots.ros2.transport import RELIABLE, SENSOR_DATA, CycloneTransport, dds_topic_name, free_domain  # noqa: E402
 
 CHILD = Path(__file__).with_name("loopback_child.py")
 TIMEOUT = 15.0  # seconds for discovery + delivery; a healthy run needs well under one
@@ -28,10 +27,6 @@ def _child_module():
     return module
 
 
-def _random_domain() -> int:
-    return random.SystemRandom().randint(100, 230)  # RTPS ports 7400 + 250 * id stay below 65535
-
-
 def test_topic_names():
     assert dds_topic_name("/camera/image") == "rt/camera/image"
     assert dds_topic_name("/joint_states") == "rt/joint_states"
@@ -41,7 +36,7 @@ def test_topic_names():
 
 
 def test_child_process_publishes_and_we_receive_equal_messages():
-    seed, domain = 7, _random_domain()
+    seed, domain = 7, free_domain()
     expected = _child_module().expected(seed)
     with CycloneTransport(domain_id=domain) as t:
         subs = {topic: t.subscribe(topic, type(msg), qos=SENSOR_DATA if topic == "/camera/sensor" else RELIABLE)
@@ -75,7 +70,7 @@ def test_child_process_publishes_and_we_receive_equal_messages():
 def test_qos_matching_and_callbacks_in_one_process():
     """As in ROS 2: a reliable subscription ignores a best-effort publisher; a best-effort one takes a reliable one."""
     received = []
-    with CycloneTransport(domain_id=_random_domain()) as t:
+    with CycloneTransport(domain_id=free_domain()) as t:
         sensor_pub = t.publisher("/a", m.String, qos=SENSOR_DATA)
         reliable_sub = t.subscribe("/a", m.String)
         reliable_pub = t.publisher("/b", m.Bool)
