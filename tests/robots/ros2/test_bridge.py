@@ -116,6 +116,37 @@ def test_checkpoint_commands_respect_the_safety_limits(tiny_vla, tmp_path):
         assert 0.0 <= opening <= cfg.finger_open
 
 
+def test_a_checkpoint_acts_through_the_bridge_as_in_the_env(tiny_vla, tmp_path):
+    """The bridge is transparent: the actions a checkpoint's commands carry to the twin (images over DDS, the state
+    rebuilt from the pose, twist and fingers converted back) equal the actions it takes in the env itself on the
+    same seed, step for step, chunk by chunk (the twin config's caps never bind on an in-range action)."""
+    tiny_vla.save_pretrained(tmp_path / "ckpt")
+    cfg = small_config()
+    source = CheckpointPolicy(str(tmp_path / "ckpt"))
+    seed = split_seeds("test", 1)[0]
+
+    from vla_rl.envs import make_env
+
+    env = make_env("mujoco/Reach-v1", image_size=SMALL, cameras=tuple(cfg.cameras))
+    obs, _ = env.reset(seed=seed)
+    direct, done = [], False
+    while not done:
+        for a in source({k: v[None] for k, v in obs.items()}, env.instruction, 0.0):
+            obs, _, term, trunc, _ = env.step(a)
+            direct.append(a)
+            done = term or trunc
+            if done:
+                break
+    env.close()
+    with bridge("mujoco/Reach-v1", cfg, source) as (node, client, _):
+        result = run_episode(node, client, seed, max_s=90)
+    c = cfg
+    bridged = [command_to_action(lin, ang, opening, c.dt, c.pos_scale, c.rot_scale, c.finger_open)
+               for _, lin, ang, opening in node.sent]
+    # the node may act once more on the final observation (it cannot know the episode ended); the twin ignores it
+    assert result["steps"] == len(direct) <= len(bridged) <= len(direct) + 1, (result, len(direct), len(bridged))
+    np.testing.assert_allclose(np.array(bridged[:len(direct)]), np.clip(np.array(direct), -1, 1), atol=1e-5)
+
 def step_until(node, predicate, timeout: float):
     """Tick the node at the control rate until ``predicate(decision)``; that decision and when."""
     deadline = time.monotonic() + timeout
