@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,19 @@ def bridged(task: str, seeds: list[int], config: Path, cfg: RobotConfig, source=
             "commands": len(node.sent), "steps_per_s": sum(r["steps"] for r in out) / wall,
             "latency_ms": {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
                            "p99": float(np.percentile(lat, 99)), "max": float(lat.max())},
-            "clamp_or_hold_log_entries": len(node.decisions)}
+            "clamp_or_hold_log_entries": len(node.decisions), "logged": logged(node.decisions)}
+
+
+def logged(decisions: list[str]) -> dict[str, int]:
+    """The node's hold / clamp log by cause: ``hold <reason>`` (e.g. ``hold watchdog``) and ``clamp <rule>``."""
+    counts: Counter[str] = Counter()
+    for text in decisions:
+        kind, _, rest = text.partition(": ")
+        if kind.endswith("HOLD"):
+            counts.update(f"hold {r.split(':')[0]}" for r in rest.split("; "))
+        else:
+            counts.update(f"clamp {c.split(' ')[0]}" for c in rest.split(", "))
+    return dict(counts)
 
 
 class BenchBridgeConfig(Config):
