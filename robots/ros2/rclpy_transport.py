@@ -8,6 +8,8 @@ spun by a ``SingleThreadedExecutor`` on a background thread, where subscription 
 
 Use it where the robot's stack needs the ROS middleware itself (a non-Cyclone rmw, ROS security, ros2 tooling on
 the same participant); otherwise the default ``CycloneTransport`` speaks the same wire format without a ROS install.
+It needs a ROS 2 whose rclpy is built for this Python (>= 3.11): Jazzy or later, not Humble (Python 3.10); an arm on
+Humble is reached over the network either way.
 
 Status: written against rclpy's documented API (Humble and Jazzy: ``rclpy.init(context=, domain_id=)``,
 ``Node.create_publisher/create_subscription``, ``QoSProfile``, ``Executor.spin_once``) and rosidl_generator_py's
@@ -38,8 +40,10 @@ from vla_rl.availability import DependencyNotInstalled
 
 log = logging.getLogger(__name__)
 
-ROS_SETUP_HINT = ("source /opt/ros/<distro>/setup.bash (humble or jazzy) in this shell, with a venv on that "
-                  "distro's Python (python3 -m venv --system-site-packages), or use --transport cyclone (no ROS)")
+# vla-rl needs Python >= 3.11: Jazzy (Ubuntu 24.04, Python 3.12) fits; Humble's rclpy is built for Python 3.10.
+ROS_SETUP_HINT = ("source /opt/ros/<distro>/setup.bash (Jazzy or later; Humble's Python 3.10 is too old) in this "
+                  "shell, with a venv on that Python (python3 -m venv --system-site-packages), or use --transport "
+                  "cyclone (no ROS)")
 
 
 def import_rclpy() -> Any:
