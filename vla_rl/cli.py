@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from vla_rl.availability import DependencyNotInstalled
 from vla_rl.config import Config, ConfigError, describe, load_config
 from vla_rl.policies.checkpoint import CheckpointError
 
@@ -169,6 +170,11 @@ def _replay(argv: list[str]) -> int:
     return 0
 
 
+TransportName = Literal["cyclone", "rclpy"]  # robots.ros2.transport.make_transport
+TRANSPORT_DOC = ("cyclone: the cyclonedds wheel, no ROS install (on loopback unless CYCLONEDDS_URI names a network "
+                 "config); rclpy: a sourced ROS 2 (docs/robots.md)")
+
+
 class TwinConfig(Config):
     """`vla-rl twin`: the MuJoCo arm served as a ROS 2 robot (robots/ros2/twin.py) until `stop` on its reset topic."""
 
@@ -178,6 +184,7 @@ class TwinConfig(Config):
     image_size: int | None = Field(None, ge=16, le=1024, description="camera size (None: the robot config's)")
     domain: int = Field(0, ge=0, le=232, description="DDS domain id (ROS_DOMAIN_ID)")
     max_s: float | None = Field(None, gt=0, description="exit after this many seconds (None: serve until stopped)")
+    transport: TransportName = Field("cyclone", description=TRANSPORT_DOC)
 
     @field_validator("task")
     @classmethod
@@ -192,7 +199,7 @@ def _twin(argv: list[str]) -> int:
     import logging
 
     from robots.config import load_robot_config
-    from robots.ros2.transport import CycloneTransport
+    from robots.ros2.transport import make_transport
     from robots.ros2.twin import run_twin
 
     cfg = parse_args(TwinConfig, argv, "twin")
@@ -200,7 +207,7 @@ def _twin(argv: list[str]) -> int:
     if cfg.image_size is not None:
         robot = robot.with_image_size(cfg.image_size)
     logging.basicConfig(level=logging.INFO, format="twin %(levelname)s %(message)s")
-    with CycloneTransport(domain_id=cfg.domain) as t:
+    with make_transport(cfg.transport, cfg.domain, node_name="vla_rl_twin") as t:
         print(f"twin of {cfg.task} on DDS domain {cfg.domain} (topics: {cfg.robot})", flush=True)
         run_twin(cfg.task, cfg.seed, robot, t, cfg.max_s)
     return 0
@@ -219,6 +226,7 @@ class DeployConfig(Config):
                                    "--image-size)")
     domain: int = Field(0, ge=0, le=232, description="DDS domain id (ROS_DOMAIN_ID)")
     max_s: float | None = Field(None, gt=0, description="stop after this many seconds (None: until Ctrl-C)")
+    transport: TransportName = Field("cyclone", description=TRANSPORT_DOC)
 
 
 @command("deploy", "run a checkpoint as a ROS 2 policy node with the safety layer (the ros2 extra)")
@@ -227,7 +235,7 @@ def _deploy(argv: list[str]) -> int:
 
     from robots.config import load_robot_config
     from robots.ros2.node import CheckpointPolicy, PolicyNode
-    from robots.ros2.transport import CycloneTransport
+    from robots.ros2.transport import make_transport
 
     if argv and "=" not in argv[0] and not argv[0].startswith("-"):
         argv = [f"policy={argv[0]}", *argv[1:]]
@@ -236,7 +244,7 @@ def _deploy(argv: list[str]) -> int:
     if cfg.image_size is not None:
         robot = robot.with_image_size(cfg.image_size)
     logging.basicConfig(level=logging.INFO, format="deploy %(levelname)s %(message)s")
-    with CycloneTransport(domain_id=cfg.domain) as t:
+    with make_transport(cfg.transport, cfg.domain, node_name="vla_rl_deploy") as t:
         node = PolicyNode(robot, t, CheckpointPolicy(cfg.policy, cfg.n_action_steps))
         print(f"policy node for {cfg.policy} on DDS domain {cfg.domain} (topics: {cfg.robot})", flush=True)
         with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the node; the transport closes below
@@ -254,6 +262,7 @@ class RecordBagConfig(Config):
     out: str = Field("runs/bag", description="the bag folder (must not exist; written atomically)")
     max_s: float | None = Field(None, gt=0, description="stop after this many seconds (None: until Ctrl-C)")
     domain: int = Field(0, ge=0, le=232, description="DDS domain id (ROS_DOMAIN_ID)")
+    transport: TransportName = Field("cyclone", description=TRANSPORT_DOC)
 
 
 @command("record-bag", "record a robot's ROS 2 topics to a rosbag2 MCAP bag (the ros2 extra)")
@@ -262,7 +271,7 @@ def _record_bag(argv: list[str]) -> int:
 
     from robots.config import load_robot_config
     from robots.ros2.bag import record_bag
-    from robots.ros2.transport import CycloneTransport
+    from robots.ros2.transport import make_transport
 
     cfg = parse_args(RecordBagConfig, argv, "record-bag")
     robot = load_robot_config(cfg.robot)
@@ -273,7 +282,7 @@ def _record_bag(argv: list[str]) -> int:
             print(f"recording {robot.name}'s topics on DDS domain {cfg.domain} to {cfg.out} (Ctrl-C ends)", flush=True)
 
     threading.Thread(target=announce, daemon=True).start()
-    with CycloneTransport(domain_id=cfg.domain) as t:
+    with make_transport(cfg.transport, cfg.domain, node_name="vla_rl_record_bag") as t:
         counts = record_bag(t, robot, cfg.out, max_s=cfg.max_s, ready=ready)
     print(f"{sum(counts.values())} messages: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return 0
@@ -438,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[name][1](rest)
-    except (ConfigError, CheckpointError) as e:  # bad input: one line, no traceback
+    except (ConfigError, CheckpointError, DependencyNotInstalled) as e:  # bad input or setup: one line
         print(f"vla-rl {name}: {e}", file=sys.stderr)
         return 2
 

@@ -6,11 +6,12 @@ The bridge's nodes talk to a ``Transport``: ``publisher(topic, type)`` gives a `
 ``/camera/image`` is the DDS topic ``rt/camera/image`` with type ``sensor_msgs::msg::dds_::Image_`` (the names
 rmw_cyclonedds uses), so a ROS 2 node on the same domain and network sees our topics as its own.
 
-An rclpy transport (where ROS 2 is installed) is a later slice: it will implement the same Protocol over the same
-message types (``robots.ros2.messages``).
+``RclpyTransport`` (``robots.ros2.rclpy_transport``, where a ROS 2 distribution is sourced) implements the same
+Protocol over rclpy; ``make_transport(name, domain_id)`` picks one by name (the CLI's ``--transport``).
 """
 
 import logging
+import os
 import random
 import threading
 from collections import deque
@@ -252,3 +253,23 @@ class CycloneTransport:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# ---- choosing one ------------------------------------------------------------------------------------------------
+
+TRANSPORTS = ("cyclone", "rclpy")
+
+
+def make_transport(name: str, domain_id: int = 0, node_name: str = "vla_rl") -> Transport:
+    """The transport ``name`` on DDS / ROS domain ``domain_id``.
+
+    ``cyclone``: ``CycloneTransport`` on loopback, unless ``CYCLONEDDS_URI`` is set: then Cyclone's configuration
+    comes from it (a robot's network, e.g. ``launch/cyclonedds.xml``). ``rclpy``: ``RclpyTransport``, one node
+    ``node_name``; raises ``DependencyNotInstalled`` (one line: what to source) where rclpy is not importable."""
+    if name == "cyclone":
+        return CycloneTransport(domain_id, loopback=not os.environ.get("CYCLONEDDS_URI"))
+    if name == "rclpy":
+        from robots.ros2.rclpy_transport import RclpyTransport
+
+        return RclpyTransport(domain_id, node_name=node_name)
+    raise ValueError(f"unknown transport {name!r}; valid: {', '.join(TRANSPORTS)}")
