@@ -74,12 +74,44 @@ def test_the_bag_opens_with_rosbags_and_every_message_deserialises(recorded):
     assert n[cfg.topics.twist] == n[cfg.topics.gripper] == sum(len(s) for s in sent)
 
 
+def _rosbags_view(path):
+    """What rosbags reads from a bag: topic -> (type, schema text, message count), and the first pose message."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    with Reader(path) as reader:
+        view = {c.topic: (c.msgtype, c.msgdef.data, c.msgcount) for c in reader.connections}
+        pose = next(typestore.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages()
+                    if c.msgtype == "geometry_msgs/msg/PoseStamped")
+    return view, pose
+
+
 def test_mcap_tooling_reads_the_bag(recorded):
-    mcap_reader = pytest.importorskip("mcap.reader", reason="the mcap package is not installed (not a dependency)")
-    path = recorded[0]
+    """Foxglove's ``mcap`` library (the ``mcap`` / ``mcap-ros2-support`` packages of the ``ros2`` extra) reads the
+    bag as rosbags does: the same channels, ros2msg schemas, message counts, and a pose decodes to the same fields."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    path, cfg = recorded[0], recorded[1]
+    expected, pose = _rosbags_view(path)
     with open(next(path.glob("*.mcap")), "rb") as f:
-        summary = mcap_reader.make_reader(f).get_summary()
-    assert summary is not None and summary.statistics.message_count > 0
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        summary = reader.get_summary()
+        assert summary is not None and summary.statistics is not None
+        got = {}
+        for cid, ch in summary.channels.items():
+            schema = summary.schemas[ch.schema_id]
+            assert (schema.encoding, ch.message_encoding) == ("ros2msg", "cdr"), (schema, ch)
+            got[ch.topic] = (schema.name, schema.data.decode(), summary.statistics.channel_message_counts[cid])
+        assert got == expected
+        assert summary.statistics.message_count == sum(n for *_, n in expected.values()) > 0
+        first = next(reader.iter_decoded_messages(topics=[cfg.topics.pose])).decoded_message
+    assert (first.header.stamp.sec, first.header.stamp.nanosec) == (pose.header.stamp.sec, pose.header.stamp.nanosec)
+    assert first.header.frame_id == pose.header.frame_id == cfg.base_frame
+    for part in ("position", "orientation"):
+        a, b = getattr(first.pose, part), getattr(pose.pose, part)
+        assert [a.x, a.y, a.z, getattr(a, "w", 0)] == [b.x, b.y, b.z, getattr(b, "w", 0)]
 
 
 def test_convert_bag_to_lerobot_sft_loads_and_replay_reexecutes(recorded, tmp_path):
