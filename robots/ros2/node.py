@@ -141,7 +141,7 @@ class PolicyNode:
         now = self.clock()
         with self._lock:
             if self.safety.on_image(camera, m.to_seconds(msg.header.stamp), msg.height, msg.width, msg.encoding,
-                                    msg.step, len(msg.data), now=now):
+                                    msg.step, len(msg.data), now=now, encodings=("rgb8",)):
                 self._images[camera], self._arrival[f"image/{camera}"] = msg, now
 
     def _on_joint_state(self, msg: m.JointState) -> None:
@@ -151,12 +151,16 @@ class PolicyNode:
             if self.safety.on_joint_state(m.to_seconds(msg.header.stamp), list(msg.name), list(msg.position), vel,
                                           now=now):
                 pos = dict(zip(msg.name, msg.position, strict=True))
-                self._fingers = np.array([pos.get(f, 0.0) for f in self.cfg.finger_joints])
+                if all(f in pos for f in self.cfg.finger_joints):  # else keep the last (a gripper may publish apart)
+                    self._fingers = np.array([pos[f] for f in self.cfg.finger_joints])
                 self._arrival["joint_state"] = now
 
     def _on_pose(self, msg: m.PoseStamped) -> None:
         now = self.clock()
+        p, q = msg.pose.position, msg.pose.orientation
         with self._lock:
+            if not self.safety.on_pose(m.to_seconds(msg.header.stamp), (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), now=now):
+                return
             self._pose, self._arrival["pose"] = msg, now
             self._pose_seq += 1
         self._wake.set()
@@ -221,7 +225,7 @@ class PolicyNode:
         c = self.cfg
         lin, ang, opening = action_to_command(self._chunk[0], c.dt, c.pos_scale, c.rot_scale, c.finger_open)
         with self._lock:
-            decision = self.safety.filter_twist(lin, ang, now, ee)
+            decision = self.safety.filter_twist(lin, ang, now, ee, gripper=opening)
             self._acted_seq = seq
         if decision.hold:
             self._chunk.clear()
