@@ -144,6 +144,56 @@ def test_convert_bag_to_lerobot_sft_loads_and_replay_reexecutes(recorded, tmp_pa
     assert replay["recorded_success"] and replay["replayed_success"], replay
 
 
+LEROBOT_SCRIPT = r"""
+import json, sys
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+ds = LeRobotDataset("local/from_bag", root=sys.argv[1])
+out = {"len": len(ds), "episodes": ds.num_episodes, "fps": ds.fps, "items": {}}
+for idx in map(int, sys.argv[2:]):
+    item = ds[idx]
+    out["items"][idx] = {k: (v if isinstance(v, str) else v.tolist()) for k, v in item.items()}
+print(json.dumps(out))
+"""
+
+
+def test_lerobots_own_loader_reads_a_converted_bag(recorded, tmp_path):
+    """LeRobot 0.4.4's ``LeRobotDataset`` (in the side venv, which CI has not: see tests/vla_rl/data/
+    test_lerobot_loader.py) loads the dataset convert_bag makes: the frame and episode counts, fps, and the first
+    and last frames' state, action, task and both cameras' pixels (lossless video) equal ours."""
+    import json
+    import os
+    import subprocess
+
+    from tests.vla_rl.data.test_lerobot_loader import PYTHON
+    from vla_rl.data.lerobot import LeRobotReader
+
+    if PYTHON is None:
+        pytest.skip("LeRobot side venv not found (build it with /work/shared/tools/lerobot-side-venv, or set "
+                    "LEROBOT_SIDE_VENV); CI has none")
+    path, cfg, results, _, _ = recorded
+    out = tmp_path / "from_bag"
+    convert_bag(path, out, task=TASK)
+    ours = LeRobotReader(out)
+    eps = [ours.episode(i) for i in range(ours.num_episodes)]
+    last = sum(len(e) for e in eps) - 1
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run([str(PYTHON), "-c", LEROBOT_SCRIPT, str(out), "0", str(last)], env=env,
+                          capture_output=True, text=True, timeout=240)
+    if proc.returncode != 0 and ("libtorchcodec" in proc.stderr or "FFmpeg" in proc.stderr):
+        pytest.skip("torchcodec cannot load the FFmpeg libraries (see tests/vla_rl/data/test_lerobot_loader.py)")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (got["len"], got["episodes"], got["fps"]) == (last + 1, len(results), round(cfg.control_hz))
+    for idx, ep, t in ((0, eps[0], 0), (last, eps[-1], len(eps[-1]) - 1)):
+        item = got["items"][str(idx)]
+        np.testing.assert_array_equal(np.float32(item["observation.state"]), ep.state[t])
+        np.testing.assert_array_equal(np.float32(item["action"]), ep.action[t])
+        assert item["task"] == ep.instruction
+        for c in cfg.cameras:  # float (3, H, W) in [0, 1]
+            img = np.round(np.asarray(item[f"observation.images.{c}"]) * 255).astype(np.uint8).transpose(1, 2, 0)
+            np.testing.assert_array_equal(img, ep.frames[c][t])
+
+
 def _idle_domain():
     return CycloneTransport(domain_id=free_domain())
 
