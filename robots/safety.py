@@ -364,13 +364,22 @@ class SafetyLayer:
 
     # ---- hold ------------------------------------------------------------------------------------------------
 
+    def _watched(self) -> list[str]:
+        """The streams the watchdog needs fresh: joint state, every camera and, once one has come, the pose."""
+        return ["joint_state", *(f"image/{c}" for c in self.cfg.cameras), *(["pose"] if "pose" in self._fresh else [])]
+
+    def watchdog_expiry(self) -> float | None:
+        """When (the callers' clock) the watchdog trips if nothing new arrives: the oldest watched input's time +
+        ``watchdog_s``; None while an input is missing (it holds already)."""
+        times = [self._fresh.get(s) for s in self._watched()]
+        return None if None in times else min(times) + self.cfg.watchdog_s
+
     def _hold_reasons(self, now: float) -> list[str]:
         """Why no command may go out at ``now``, in rule order (empty: commands may flow)."""
         if not is_time(now):
             return [f"clock: now {now!r} is not finite"]
         reasons = ["estop: latched, waiting for reset_estop"] if self.estop_latched else []
-        for stream in ["joint_state", *(f"image/{c}" for c in self.cfg.cameras), *(["pose"] if "pose" in self._fresh
-                                                                                   else [])]:
+        for stream in self._watched():
             t = self._fresh.get(stream)
             if t is None:
                 reasons.append(f"watchdog: no {stream} yet")

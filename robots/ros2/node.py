@@ -274,8 +274,24 @@ class PolicyNode:
                 self._wake.clear()
             else:
                 next_tick += period
-                time.sleep(max(0.0, next_tick - time.monotonic()))
+                self._sleep_until(next_tick)
             self.step()
+
+    def _sleep_until(self, tick: float) -> None:
+        """Sleep until ``tick`` (``time.monotonic()``); should the watchdog trip first, hold at that moment rather
+        than at the tick (a hold sends nothing, so it keeps no schedule; the next tick acts on what is fresh then)."""
+        with self._lock:
+            expiry = self.safety.watchdog_expiry()
+        trip = None if expiry is None else time.monotonic() + expiry - self.clock()
+        if trip is not None and time.monotonic() < trip < tick:  # fresh now, stale before the tick
+            time.sleep(max(0.0, trip - time.monotonic()) + 1e-3)  # just past the expiry: the input is stale then
+            now = self.clock()
+            with self._lock:
+                decision = self.safety.filter_twist((0, 0, 0), (0, 0, 0), now, (0, 0, 0))  # the verdict, no command
+            if decision.hold:
+                self._chunk.clear()
+                self._note(decision)
+        time.sleep(max(0.0, tick - time.monotonic()))
 
     def wait_for_new_input(self, timeout: float) -> bool:
         """Block until an observation, expert or e-stop message arrives (for callers driving ``step`` themselves)."""

@@ -16,6 +16,9 @@ control rate, as on a real arm). Publishers in other processes are ``fault_publi
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -34,6 +37,7 @@ from robots.config import RobotConfig, load_robot_config  # noqa: E402
 from robots.ros2 import messages as m  # noqa: E402
 from robots.ros2.node import PolicyNode  # noqa: E402
 from robots.ros2.transport import RELIABLE, CycloneTransport, free_domain  # noqa: E402
+from robots.safety import Decision  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "configs" / "robots" / "twin.yaml"
@@ -514,3 +518,156 @@ def test_a_joint_state_without_the_fingers_keeps_the_last_finger_positions():
     feed.op(ok_round())  # fingers at 0.03
     feed.op(("round", 0.05, (OK,) * len(CFG.cameras), ("no_fingers", "fresh", 0.0), (*OK, (0.5, 0.0, 0.3))))
     assert seen == [pytest.approx([0.03, 0.03])] * 2 and feed.sent == 2
+
+
+# ---- publishers in other processes -------------------------------------------------------------------------------
+
+
+class TickLog(PolicyNode):
+    """A PolicyNode that keeps every tick's decision (``ticks``), as ``run()`` drops them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ticks: list = []
+
+    def step(self, now: float | None = None):
+        decision = super().step(now)
+        if decision is not None:
+            self.ticks.append(decision)
+        return decision
+
+
+def spawn(domain: int, role: str) -> subprocess.Popen:
+    """A ``fault_publisher.py`` child in ``role``, once it says ready (its topics matched)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, str(CHILD), str(domain), role, str(SMALL)], env=env, cwd=ROOT,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready", f"the {role} publisher did not start"
+    return child
+
+
+def end(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.kill()
+    child.wait(timeout=30)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def running_node():
+    """A TickLog node (Steady source, ``fault_config``) ticking in ``run()`` on a fresh domain, fed by a state
+    publisher process; yields (node, transport, domain)."""
+    domain, stop = free_domain(), threading.Event()
+    with CycloneTransport(domain_id=domain) as t:
+        node = TickLog(CFG, t, source=Steady())
+        state = spawn(domain, "state")
+        loop = threading.Thread(target=node.run, kwargs={"stop": stop}, daemon=True)
+        loop.start()
+        try:
+            yield node, t, domain
+        finally:
+            stop.set()
+            loop.join(timeout=10)
+            end(state)
+
+
+def flowing(node: TickLog, n: int = 5, timeout: float = 60) -> None:
+    """Until ``n`` more commands have gone out."""
+    first = len(node.sent)
+    wait_for(lambda: len(node.sent) >= first + n, timeout, f"{n} commands")
+
+
+KILLS = 5
+
+
+def image_hold(node: PolicyNode, after: float):
+    """The first hold on an image's watchdog the safety layer decided after ``after`` (node clock), or None."""
+    with node._lock:
+        log = list(node.safety.log)
+    return next((d for d in log if isinstance(d, Decision) and d.hold and d.now > after
+                 and any(r.startswith("watchdog: image/") for r in d.reasons)), None)
+
+
+def test_a_killed_camera_publisher_holds_the_node_within_the_watchdog(running_node):
+    """A camera publisher process (30 Hz, both cameras) is SIGKILLed, 5 times, while the state publisher goes on and
+    the node ticks in ``run()``.
+
+    Measured per kill, on the node's clock (``time.time()``, the clock of every stamp): ``t_image``, the header
+    stamp of the newest image the node accepted, the earliest over the cameras (the safety layer dates an image by
+    min(stamp, arrival), and on one machine the stamp comes first): the watchdog counts from it. ``t_command``: the
+    ``now`` of the last command the node sent. ``t_hold``: the ``now`` of the safety layer's first hold decision
+    on an image's watchdog after that command.
+
+    Bounds: ``t_command - t_image <= watchdog_s`` (no command leaves on an image older than 0.1 s) and ``watchdog_s
+    < t_hold - t_image <= watchdog_s + dt`` (the hold comes after the images went stale, at most one control
+    period, 0.05 s, later; ``run()`` holds at the expiry itself, so scheduling delays have that period as margin).
+    """
+    node, _, domain = running_node
+    s = CFG.safety
+    rows = []
+    for _ in range(KILLS):
+        cams = spawn(domain, "cameras")
+        try:
+            flowing(node)
+            t_kill = time.time()
+            cams.kill()  # SIGKILL
+        finally:
+            end(cams)
+        wait_for(lambda: not node.sent or image_hold(node, node.sent[-1][0]) is not None, 5, "image-watchdog hold")
+        with node._lock:
+            t_image = min(m.to_seconds(node._images[c].header.stamp) for c in CFG.cameras)
+            t_command = node.sent[-1][0]
+        t_hold = image_hold(node, t_command).now
+        rows.append((t_command - t_image, t_hold - t_image, t_hold - t_kill))
+    print("\nkill  last command after last image  hold after last image  hold after SIGKILL  (ms)")
+    for i, (cmd, hold, kill) in enumerate(rows):
+        print(f"{i:4d}  {cmd * 1e3:28.1f}  {hold * 1e3:21.1f}  {kill * 1e3:18.1f}")
+    for cmd, hold, _ in rows:
+        assert cmd <= s.watchdog_s, rows
+        assert s.watchdog_s < hold <= s.watchdog_s + CFG.dt, rows
+
+
+def test_estop_from_another_process_latches_until_an_explicit_reset(running_node):
+    """``/estop`` and ``/estop/reset`` from an e-stop publisher process over DDS: pressed latches (no command with
+    a later ``now``); a reset while pressed is refused; released does not release (0.5 s of held ticks); only a
+    reset after the release lets commands flow again."""
+    node, _, domain = running_node
+    cams, button = spawn(domain, "cameras"), spawn(domain, "estop")
+
+    def send(word: str) -> None:
+        button.stdin.write(word + "\n")
+        button.stdin.flush()
+        assert button.stdout.readline().strip() == "sent"
+
+    def latched_at() -> float:
+        with node._lock:
+            return next(d.now for d in node.safety.log if getattr(d, "reasons", ()) == ("estop: pressed, latched",))
+
+    try:
+        flowing(node)
+        send("press")
+        wait_for(lambda: node.safety.estop_latched, 10, "latch")
+        t_press = latched_at()
+        send("reset")  # still pressed: refused
+        wait_for(lambda: node.safety.refused["estop_pressed"] == 1, 10, "refused reset")
+        assert node.safety.estop_latched
+        send("release")
+        wait_for(lambda: not node.safety.estop_asserted, 10, "release")
+        i0, n0 = len(node.ticks), len(node.sent)
+        time.sleep(0.5)
+        held = node.ticks[i0:]
+        assert len(node.sent) == n0 and node.safety.estop_latched
+        assert len(held) >= 5 and all(d.hold and d.reasons[0].startswith("estop") for d in held), held[-3:]
+        assert all(now < t_press for now, *_ in node.sent), "a command went out after the e-stop"
+        send("reset")
+        wait_for(lambda: not node.safety.estop_latched, 10, "reset")
+        flowing(node, n=3, timeout=10)
+    finally:
+        end(button)
+        end(cams)
