@@ -3,14 +3,15 @@
 Pure and clock-free: each method takes the time ``now`` (float seconds, the caller's clock), so tests are exact.
 No ROS here; the bridge turns messages into the plain calls below and prints ``layer.log``.
 
-Inputs (``on_joint_state``, ``on_image``, ``on_estop``, ``on_heartbeat``) are validated. A bad message (NaN or
-inf, wrong size, unknown joint names, a stamp from the future, older than ``max_stamp_age_s`` or not newer than
-the last one of its stream) is refused, counted in ``layer.refused`` and logged; it never raises.
+Inputs (``on_joint_state``, ``on_image``, ``on_pose``, ``on_estop``, ``on_heartbeat``) are validated. A bad message
+(NaN or inf, wrong size, unknown joint names, a stamp from the future, older than ``max_stamp_age_s`` or not newer
+than the last one of its stream) is refused, counted in ``layer.refused`` and logged; it never raises.
 
 Outputs (``filter_joint_target`` for a ros2_control JointTrajectory, ``filter_twist`` for a MoveIt Servo twist)
 return a ``Decision``: hold (send nothing) or the command to send, with the reasons and every value changed.
-Hold comes first, in this order: e-stop latched; watchdog (no joint state, or no image of a configured camera,
-newer than ``watchdog_s``, as MoveIt Servo's 0.1 s incoming-command timeout); deadman expired; malformed command.
+Hold comes first, in this order: e-stop latched; watchdog (no joint state, no image of a configured camera, or once
+a pose has come no end-effector pose, newer than ``watchdog_s``, as MoveIt Servo's 0.1 s incoming-command timeout);
+deadman expired; malformed command.
 Then the clamps, each a per-joint interval:
 
 - acceleration (optional): the velocity may change by at most ``max_acceleration * dt`` from the last one;
@@ -45,6 +46,7 @@ Positive = Annotated[float, Field(gt=0)]
 
 # bytes per pixel of the sensor_msgs/Image encodings a policy camera may send
 ENCODING_BYTES = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "mono16": 2, "16UC1": 2, "32FC1": 4}
+UNIT_QUATERNION_TOLERANCE = 0.01  # |norm - 1| a pose's orientation may be off by
 TWIST_NAMES = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
 
 
@@ -214,17 +216,34 @@ class SafetyLayer:
         return True
 
     def on_image(self, camera: str, stamp: float, height: int, width: int, encoding: str, step: int,
-                 data_len: int, *, now: float) -> bool:
+                 data_len: int, *, now: float, encodings: Sequence[str] | None = None) -> bool:
         """A sensor_msgs/Image's header and layout (``step``: bytes per row, ``data_len``: len(data)).
-        True if accepted."""
+        ``encodings``: the ones the caller can read (None: any known). True if accepted."""
         stream = f"image/{camera}"
         if camera not in self.cfg.cameras:
             return self._refuse(now, stream, "camera", f"unknown camera, configured: {self.cfg.cameras}")
         problem = self._stamp_problem(stream, stamp, now)
         problem = problem or self._image_problem(height, width, encoding, step, data_len)
+        if problem is None and encodings is not None and encoding not in encodings:
+            problem = "image", f"encoding {encoding!r} not one of {list(encodings)} (what the policy reads)"
         if problem:
             return self._refuse(now, stream, *problem)
         self._accept(stream, stamp, now)
+        return True
+
+    def on_pose(self, stamp: float, position: Sequence[float], orientation: Sequence[float], *, now: float) -> bool:
+        """A geometry_msgs/PoseStamped of the end effector (position m, orientation quaternion x, y, z, w, base
+        frame). Once one is accepted the watchdog needs a fresh one too: twist mode keeps the end effector in the
+        workspace from where it is. True if accepted."""
+        problem = self._stamp_problem("pose", stamp, now)
+        pos, quat = finite_floats(position, 3), finite_floats(orientation, 4)
+        if problem is None and (pos is None or quat is None):
+            problem = "values", f"position {position!r} / orientation {orientation!r} are not 3 / 4 finite numbers"
+        elif problem is None and abs(math.hypot(*quat) - 1.0) > UNIT_QUATERNION_TOLERANCE:
+            problem = "values", f"orientation {quat} is not a unit quaternion"
+        if problem:
+            return self._refuse(now, "pose", *problem)
+        self._accept("pose", stamp, now)
         return True
 
     def on_estop(self, pressed: bool, now: float) -> None:
@@ -267,15 +286,16 @@ class SafetyLayer:
         return self._record(Decision(now, False, sent, (), tuple(changes), dt, ref))
 
     def filter_twist(self, linear: Sequence[float], angular: Sequence[float], now: float,
-                     ee_position: Sequence[float]) -> Decision:
+                     ee_position: Sequence[float], gripper: float = 0.0) -> Decision:
         """A twist (linear m/s, angular rad/s, base frame) at end-effector position ``ee_position`` (m) -> what to
-        send. Speeds are capped by scaling the vector; a linear component that would take the end effector out of
-        the workspace box within ``control_period_s`` is cut to reach the boundary (outside the box, only motion
-        back towards it is allowed)."""
+        send; ``gripper``, the command sent with it, must be finite too (the caller clips it into its range).
+        Speeds are capped by scaling the vector; a linear component that would take the end effector out of the
+        workspace box within ``control_period_s`` is cut to reach the boundary (outside the box, only motion back
+        towards it is allowed)."""
         reasons = self._hold_reasons(now)
         lin, ang, ee = finite_floats(linear, 3), finite_floats(angular, 3), finite_floats(ee_position, 3)
-        if lin is None or ang is None or ee is None:
-            reasons.append("malformed: linear, angular and ee_position must be 3 finite numbers each")
+        if lin is None or ang is None or ee is None or finite_floats([gripper], 1) is None:
+            reasons.append("malformed: linear, angular and ee_position must be 3 finite numbers each, gripper one")
         if reasons:
             return self._hold(now, reasons)
         changes: list[Change] = []
@@ -344,12 +364,22 @@ class SafetyLayer:
 
     # ---- hold ------------------------------------------------------------------------------------------------
 
+    def _watched(self) -> list[str]:
+        """The streams the watchdog needs fresh: joint state, every camera and, once one has come, the pose."""
+        return ["joint_state", *(f"image/{c}" for c in self.cfg.cameras), *(["pose"] if "pose" in self._fresh else [])]
+
+    def watchdog_expiry(self) -> float | None:
+        """When (the callers' clock) the watchdog trips if nothing new arrives: the oldest watched input's time +
+        ``watchdog_s``; None while an input is missing (it holds already)."""
+        times = [self._fresh.get(s) for s in self._watched()]
+        return None if None in times else min(times) + self.cfg.watchdog_s
+
     def _hold_reasons(self, now: float) -> list[str]:
         """Why no command may go out at ``now``, in rule order (empty: commands may flow)."""
         if not is_time(now):
             return [f"clock: now {now!r} is not finite"]
         reasons = ["estop: latched, waiting for reset_estop"] if self.estop_latched else []
-        for stream in ["joint_state", *(f"image/{c}" for c in self.cfg.cameras)]:
+        for stream in self._watched():
             t = self._fresh.get(stream)
             if t is None:
                 reasons.append(f"watchdog: no {stream} yet")

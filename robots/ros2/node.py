@@ -141,7 +141,7 @@ class PolicyNode:
         now = self.clock()
         with self._lock:
             if self.safety.on_image(camera, m.to_seconds(msg.header.stamp), msg.height, msg.width, msg.encoding,
-                                    msg.step, len(msg.data), now=now):
+                                    msg.step, len(msg.data), now=now, encodings=("rgb8",)):
                 self._images[camera], self._arrival[f"image/{camera}"] = msg, now
 
     def _on_joint_state(self, msg: m.JointState) -> None:
@@ -151,12 +151,16 @@ class PolicyNode:
             if self.safety.on_joint_state(m.to_seconds(msg.header.stamp), list(msg.name), list(msg.position), vel,
                                           now=now):
                 pos = dict(zip(msg.name, msg.position, strict=True))
-                self._fingers = np.array([pos.get(f, 0.0) for f in self.cfg.finger_joints])
+                if all(f in pos for f in self.cfg.finger_joints):  # else keep the last (a gripper may publish apart)
+                    self._fingers = np.array([pos[f] for f in self.cfg.finger_joints])
                 self._arrival["joint_state"] = now
 
     def _on_pose(self, msg: m.PoseStamped) -> None:
         now = self.clock()
+        p, q = msg.pose.position, msg.pose.orientation
         with self._lock:
+            if not self.safety.on_pose(m.to_seconds(msg.header.stamp), (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), now=now):
+                return
             self._pose, self._arrival["pose"] = msg, now
             self._pose_seq += 1
         self._wake.set()
@@ -221,7 +225,7 @@ class PolicyNode:
         c = self.cfg
         lin, ang, opening = action_to_command(self._chunk[0], c.dt, c.pos_scale, c.rot_scale, c.finger_open)
         with self._lock:
-            decision = self.safety.filter_twist(lin, ang, now, ee)
+            decision = self.safety.filter_twist(lin, ang, now, ee, gripper=opening)
             self._acted_seq = seq
         if decision.hold:
             self._chunk.clear()
@@ -270,8 +274,24 @@ class PolicyNode:
                 self._wake.clear()
             else:
                 next_tick += period
-                time.sleep(max(0.0, next_tick - time.monotonic()))
+                self._sleep_until(next_tick)
             self.step()
+
+    def _sleep_until(self, tick: float) -> None:
+        """Sleep until ``tick`` (``time.monotonic()``); should the watchdog trip first, hold at that moment rather
+        than at the tick (a hold sends nothing, so it keeps no schedule; the next tick acts on what is fresh then)."""
+        with self._lock:
+            expiry = self.safety.watchdog_expiry()
+        trip = None if expiry is None else time.monotonic() + expiry - self.clock()
+        if trip is not None and time.monotonic() < trip < tick:  # fresh now, stale before the tick
+            time.sleep(max(0.0, trip - time.monotonic()) + 1e-3)  # just past the expiry: the input is stale then
+            now = self.clock()
+            with self._lock:
+                decision = self.safety.filter_twist((0, 0, 0), (0, 0, 0), now, (0, 0, 0))  # the verdict, no command
+            if decision.hold:
+                self._chunk.clear()
+                self._note(decision)
+        time.sleep(max(0.0, tick - time.monotonic()))
 
     def wait_for_new_input(self, timeout: float) -> bool:
         """Block until an observation, expert or e-stop message arrives (for callers driving ``step`` themselves)."""

@@ -74,12 +74,44 @@ def test_the_bag_opens_with_rosbags_and_every_message_deserialises(recorded):
     assert n[cfg.topics.twist] == n[cfg.topics.gripper] == sum(len(s) for s in sent)
 
 
+def _rosbags_view(path):
+    """What rosbags reads from a bag: topic -> (type, schema text, message count), and the first pose message."""
+    from rosbags.rosbag2 import Reader
+    from rosbags.typesys import Stores, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_HUMBLE)
+    with Reader(path) as reader:
+        view = {c.topic: (c.msgtype, c.msgdef.data, c.msgcount) for c in reader.connections}
+        pose = next(typestore.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages()
+                    if c.msgtype == "geometry_msgs/msg/PoseStamped")
+    return view, pose
+
+
 def test_mcap_tooling_reads_the_bag(recorded):
-    mcap_reader = pytest.importorskip("mcap.reader", reason="the mcap package is not installed (not a dependency)")
-    path = recorded[0]
+    """Foxglove's ``mcap`` library (the ``mcap`` / ``mcap-ros2-support`` packages of the ``ros2`` extra) reads the
+    bag as rosbags does: the same channels, ros2msg schemas, message counts, and a pose decodes to the same fields."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    path, cfg = recorded[0], recorded[1]
+    expected, pose = _rosbags_view(path)
     with open(next(path.glob("*.mcap")), "rb") as f:
-        summary = mcap_reader.make_reader(f).get_summary()
-    assert summary is not None and summary.statistics.message_count > 0
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        summary = reader.get_summary()
+        assert summary is not None and summary.statistics is not None
+        got = {}
+        for cid, ch in summary.channels.items():
+            schema = summary.schemas[ch.schema_id]
+            assert (schema.encoding, ch.message_encoding) == ("ros2msg", "cdr"), (schema, ch)
+            got[ch.topic] = (schema.name, schema.data.decode(), summary.statistics.channel_message_counts[cid])
+        assert got == expected
+        assert summary.statistics.message_count == sum(n for *_, n in expected.values()) > 0
+        first = next(reader.iter_decoded_messages(topics=[cfg.topics.pose])).decoded_message
+    assert (first.header.stamp.sec, first.header.stamp.nanosec) == (pose.header.stamp.sec, pose.header.stamp.nanosec)
+    assert first.header.frame_id == pose.header.frame_id == cfg.base_frame
+    for part in ("position", "orientation"):
+        a, b = getattr(first.pose, part), getattr(pose.pose, part)
+        assert [a.x, a.y, a.z, getattr(a, "w", 0)] == [b.x, b.y, b.z, getattr(b, "w", 0)]
 
 
 def test_convert_bag_to_lerobot_sft_loads_and_replay_reexecutes(recorded, tmp_path):
@@ -110,6 +142,56 @@ def test_convert_bag_to_lerobot_sft_loads_and_replay_reexecutes(recorded, tmp_pa
     print(f"replay of a converted bag: {replay}")
     assert replay["max_state_deviation"] < 1e-4 and replay["max_pixel_deviation"] == 0, replay
     assert replay["recorded_success"] and replay["replayed_success"], replay
+
+
+LEROBOT_SCRIPT = r"""
+import json, sys
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+ds = LeRobotDataset("local/from_bag", root=sys.argv[1])
+out = {"len": len(ds), "episodes": ds.num_episodes, "fps": ds.fps, "items": {}}
+for idx in map(int, sys.argv[2:]):
+    item = ds[idx]
+    out["items"][idx] = {k: (v if isinstance(v, str) else v.tolist()) for k, v in item.items()}
+print(json.dumps(out))
+"""
+
+
+def test_lerobots_own_loader_reads_a_converted_bag(recorded, tmp_path):
+    """LeRobot 0.4.4's ``LeRobotDataset`` (in the side venv, which CI has not: see tests/vla_rl/data/
+    test_lerobot_loader.py) loads the dataset convert_bag makes: the frame and episode counts, fps, and the first
+    and last frames' state, action, task and both cameras' pixels (lossless video) equal ours."""
+    import json
+    import os
+    import subprocess
+
+    from tests.vla_rl.data.test_lerobot_loader import PYTHON
+    from vla_rl.data.lerobot import LeRobotReader
+
+    if PYTHON is None:
+        pytest.skip("LeRobot side venv not found (build it with /work/shared/tools/lerobot-side-venv, or set "
+                    "LEROBOT_SIDE_VENV); CI has none")
+    path, cfg, results, _, _ = recorded
+    out = tmp_path / "from_bag"
+    convert_bag(path, out, task=TASK)
+    ours = LeRobotReader(out)
+    eps = [ours.episode(i) for i in range(ours.num_episodes)]
+    last = sum(len(e) for e in eps) - 1
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run([str(PYTHON), "-c", LEROBOT_SCRIPT, str(out), "0", str(last)], env=env,
+                          capture_output=True, text=True, timeout=240)
+    if proc.returncode != 0 and ("libtorchcodec" in proc.stderr or "FFmpeg" in proc.stderr):
+        pytest.skip("torchcodec cannot load the FFmpeg libraries (see tests/vla_rl/data/test_lerobot_loader.py)")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (got["len"], got["episodes"], got["fps"]) == (last + 1, len(results), round(cfg.control_hz))
+    for idx, ep, t in ((0, eps[0], 0), (last, eps[-1], len(eps[-1]) - 1)):
+        item = got["items"][str(idx)]
+        np.testing.assert_array_equal(np.float32(item["observation.state"]), ep.state[t])
+        np.testing.assert_array_equal(np.float32(item["action"]), ep.action[t])
+        assert item["task"] == ep.instruction
+        for c in cfg.cameras:  # float (3, H, W) in [0, 1]
+            img = np.round(np.asarray(item[f"observation.images.{c}"]) * 255).astype(np.uint8).transpose(1, 2, 0)
+            np.testing.assert_array_equal(img, ep.frames[c][t])
 
 
 def _idle_domain():

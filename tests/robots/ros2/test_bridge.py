@@ -1,5 +1,6 @@
 """The twin and the policy node over real DDS between two processes (issue 30): the expert succeeds through the
-bridge, a random-weight checkpoint's commands respect the safety limits, a dead camera and the e-stop hold.
+bridge, a random-weight checkpoint's commands respect the safety limits. The faults (a killed camera publisher, the
+e-stop from another process, malformed messages) are in test_faults.py.
 
 The twin runs as a child process (``vla-rl twin``, as ``python -m vla_rl.cli twin``, PYTHONPATH = this tree) on a
 random domain id; the node runs here. Timeouts are generous (a loaded 2-core CI machine); nothing assumes speed.
@@ -19,7 +20,6 @@ pytest.importorskip("cyclonedds")
 from pydantic import ValidationError  # noqa: E402
 
 from robots.config import RobotConfig, load_robot_config  # noqa: E402
-from robots.ros2 import messages as m  # noqa: E402
 from robots.ros2.convert import action_to_command, command_to_action, state_from_pose  # noqa: E402
 from robots.ros2.node import CheckpointPolicy  # noqa: E402
 from robots.ros2.transport import free_domain  # noqa: E402
@@ -146,59 +146,6 @@ def test_a_checkpoint_acts_through_the_bridge_as_in_the_env(tiny_vla, tmp_path):
     # the node may act once more on the final observation (it cannot know the episode ended); the twin ignores it
     assert result["steps"] == len(direct) <= len(bridged) <= len(direct) + 1, (result, len(direct), len(bridged))
     np.testing.assert_allclose(np.array(bridged[:len(direct)]), np.clip(np.array(direct), -1, 1), atol=1e-5)
-
-def step_until(node, predicate, timeout: float):
-    """Tick the node at the control rate until ``predicate(decision)``; that decision and when."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        node.wait_for_new_input(node.cfg.dt)
-        now = time.time()
-        decision = node.step(now)
-        if decision is not None and predicate(decision):
-            return decision, now
-    raise AssertionError(f"no such decision within {timeout} s; log: {node.decisions[-5:]}")
-
-
-def acting(d):
-    return not d.hold
-
-
-def test_dead_camera_holds_within_the_watchdog():
-    cfg = small_config(lockstep=False)  # tick at the control rate whatever arrives
-    with bridge("mujoco/PickCube-v1", cfg) as (node, client, _):
-        client.reset(split_seeds("test", 1)[0])
-        step_until(node, acting, timeout=60)
-        client.cameras(False)
-        decision, t_hold = step_until(node, lambda d: d.hold, timeout=30)
-        last_image = max(node._arrival[f"image/{c}"] for c in cfg.cameras)
-    assert any(r.startswith("watchdog: image/") for r in decision.reasons), decision.reasons
-    waited = t_hold - last_image
-    # held no earlier than the watchdog allows and no later than one tick after it (plus scheduling slack)
-    assert cfg.safety.watchdog_s - 0.01 <= waited <= cfg.safety.watchdog_s + cfg.dt + 0.25, waited
-
-
-def test_estop_latches_until_an_explicit_reset():
-    cfg = small_config(lockstep=False)
-    with bridge("mujoco/PickCube-v1", cfg) as (node, client, t):
-        estop = t.publisher(cfg.topics.estop, m.Bool)
-        reset = t.publisher(cfg.topics.estop_reset, m.Bool)
-        wait_matched(estop)
-        wait_matched(reset)
-        client.reset(split_seeds("test", 1)[0])
-        step_until(node, acting, timeout=60)
-        estop.publish(m.Bool(True))
-        decision, _ = step_until(node, lambda d: d.hold, timeout=10)
-        assert any(r.startswith("estop") for r in decision.reasons), decision.reasons
-        estop.publish(m.Bool(False))
-        end = time.monotonic() + 1.0  # released but not reset: still held, for a second of ticks
-        while time.monotonic() < end:
-            node.wait_for_new_input(cfg.dt)
-            d = node.step(time.time())
-            assert d is None or d.hold, d
-        reset.publish(m.Bool(True))
-        step_until(node, acting, timeout=10)
-        assert not node.safety.estop_latched
-
 
 def test_the_twin_and_deploy_commands_run_a_checkpoint_over_dds(tiny_vla, tmp_path):
     """`vla-rl twin` and `vla-rl deploy <checkpoint>` as a user runs them, two processes on one domain: the node
