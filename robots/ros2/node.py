@@ -111,6 +111,8 @@ class PolicyNode:
         self._images: dict[str, Any] = {}
         self._arrival: dict[str, float] = {}
         self._fingers: np.ndarray | None = None
+        self._fingers_stamp = 0.0
+        self._published_at = 0.0  # wall-clock time the last command went out (its stamp is the tick's start)
         self._pose: m.PoseStamped | None = None
         self._pose_seq = 0
         self._acted_seq = 0
@@ -143,6 +145,7 @@ class PolicyNode:
             if self.safety.on_image(camera, m.to_seconds(msg.header.stamp), msg.height, msg.width, msg.encoding,
                                     msg.step, len(msg.data), now=now, encodings=("rgb8",)):
                 self._images[camera], self._arrival[f"image/{camera}"] = msg, now
+        self._wake.set()
 
     def _on_joint_state(self, msg: m.JointState) -> None:
         now = self.clock()
@@ -153,7 +156,9 @@ class PolicyNode:
                 pos = dict(zip(msg.name, msg.position, strict=True))
                 if all(f in pos for f in self.cfg.finger_joints):  # else keep the last (a gripper may publish apart)
                     self._fingers = np.array([pos[f] for f in self.cfg.finger_joints])
+                    self._fingers_stamp = m.to_seconds(msg.header.stamp)
                 self._arrival["joint_state"] = now
+        self._wake.set()
 
     def _on_pose(self, msg: m.PoseStamped) -> None:
         now = self.clock()
@@ -202,9 +207,18 @@ class PolicyNode:
         obs["state"] = state_from_pose(ee, np.array([q.x, q.y, q.z, q.w]), self._fingers)[None]
         return obs, ee, m.to_seconds(self._pose.header.stamp)
 
+    def _answers_last_command(self, stamp: float) -> bool:
+        """Lockstep: the observation stamped ``stamp`` is whole and came after the last command sent. A twin stamps
+        one observation's topics alike, but they arrive on separate listener threads, so the pose may come before
+        the images it goes with; and one it republished while idle (the policy was thinking) predates the command
+        and must not take the command's turn, or every later chunk would be planned a step late."""
+        images = (m.to_seconds(i.header.stamp) for i in self._images.values())
+        whole = self._fingers_stamp == stamp and all(t == stamp for t in images)
+        return whole and stamp > self._published_at
+
     def step(self, now: float | None = None) -> Decision | None:
         """One tick: the decision taken, or None when there was nothing to act on (no observation yet, in lockstep
-        no new one, or the policy not ready)."""
+        no new one or one not whole yet, or the policy not ready)."""
         now = self.clock() if now is None else now
         with self._lock:
             if self.cfg.lockstep and self._pose_seq == self._acted_seq:
@@ -213,8 +227,8 @@ class PolicyNode:
             if got is None:
                 return self._note(self.safety.filter_twist((0, 0, 0), (0, 0, 0), now, (0, 0, 0)))
             obs, ee, stamp = got
-            if stamp < self.min_stamp:
-                return None
+            if stamp < self.min_stamp or (self.cfg.lockstep and not self._answers_last_command(stamp)):
+                return None  # an observation of the last episode, or (lockstep) not yet the twin's answer
             seq, instruction = self._pose_seq, self._instruction
             newest = max(self._arrival.values())
         if not self._chunk:
@@ -245,6 +259,7 @@ class PolicyNode:
         self.pub_twist.publish(m.TwistStamped(header=header, twist=m.Twist(linear=m.Vector3(*command[:3]),
                                                                             angular=m.Vector3(*command[3:]))))
         self.sent.append((now, tuple(command[:3]), tuple(command[3:]), opening))
+        self._published_at = self.clock()
 
     def _note(self, decision: Decision) -> Decision:
         """Log a hold when its reasons change, and every clamp."""

@@ -116,36 +116,55 @@ def test_checkpoint_commands_respect_the_safety_limits(tiny_vla, tmp_path):
         assert 0.0 <= opening <= cfg.finger_open
 
 
-def test_a_checkpoint_acts_through_the_bridge_as_in_the_env(tiny_vla, tmp_path):
-    """The bridge is transparent: the actions a checkpoint's commands carry to the twin (images over DDS, the state
-    rebuilt from the pose, twist and fingers converted back) equal the actions it takes in the env itself on the
-    same seed, step for step, chunk by chunk (the twin config's caps never bind on an in-range action)."""
+class Recording:
+    """An action source that keeps what it saw and what it answered: (obs, chunk) per call."""
+
+    def __init__(self, source):
+        self.source, self.calls = source, []
+
+    def reset(self) -> None:
+        self.source.reset()
+
+    def __call__(self, obs, instruction, stamp):
+        chunk = self.source(obs, instruction, stamp)
+        self.calls.append(({k: v.copy() for k, v in obs.items()}, np.array(chunk)))
+        return chunk
+
+
+def test_the_bridge_is_transparent(tiny_vla, tmp_path):
+    """What a checkpoint sees through the bridge is what the env shows, and what it answers is what the twin
+    executes: its commands carry its chunks' actions exactly (the twin config's caps never bind on an in-range
+    action), and replaying those actions in the env from the same seed reproduces, at every policy call, the
+    images byte for byte and the state (rebuilt from the pose and the fingers' joint states) to 1e-5."""
     tiny_vla.save_pretrained(tmp_path / "ckpt")
     cfg = small_config()
-    source = CheckpointPolicy(str(tmp_path / "ckpt"))
+    source = Recording(CheckpointPolicy(str(tmp_path / "ckpt")))
     seed = split_seeds("test", 1)[0]
+    with bridge("mujoco/Reach-v1", cfg, source) as (node, client, _):
+        result = run_episode(node, client, seed, max_s=90)
+    c = cfg
+    sent = np.array([command_to_action(lin, ang, opening, c.dt, c.pos_scale, c.rot_scale, c.finger_open)
+                     for _, lin, ang, opening in node.sent])
+    asked = np.concatenate([chunk for _, chunk in source.calls])
+    # the node may act once more on the final observation (it cannot know the episode ended); the twin ignores it
+    assert result["steps"] <= len(sent) <= result["steps"] + 1 and len(sent) <= len(asked), (result, len(sent))
+    np.testing.assert_allclose(sent, np.clip(asked[:len(sent)], -1, 1), atol=1e-6)
 
     from vla_rl.envs import make_env
 
     env = make_env("mujoco/Reach-v1", image_size=SMALL, cameras=tuple(cfg.cameras))
     obs, _ = env.reset(seed=seed)
-    direct, done = [], False
-    while not done:
-        for a in source({k: v[None] for k, v in obs.items()}, env.instruction, 0.0):
-            obs, _, term, trunc, _ = env.step(a)
-            direct.append(a)
-            done = term or trunc
-            if done:
-                break
+    t = 0
+    for seen, chunk in source.calls:
+        for cam in cfg.cameras:
+            np.testing.assert_array_equal(seen[cam][0], obs[cam])
+        np.testing.assert_allclose(seen["state"][0], obs["state"], atol=1e-5)
+        for _ in range(min(len(chunk), result["steps"] - t)):
+            obs, _, term, trunc, info = env.step(sent[t])
+            t += 1
     env.close()
-    with bridge("mujoco/Reach-v1", cfg, source) as (node, client, _):
-        result = run_episode(node, client, seed, max_s=90)
-    c = cfg
-    bridged = [command_to_action(lin, ang, opening, c.dt, c.pos_scale, c.rot_scale, c.finger_open)
-               for _, lin, ang, opening in node.sent]
-    # the node may act once more on the final observation (it cannot know the episode ended); the twin ignores it
-    assert result["steps"] == len(direct) <= len(bridged) <= len(direct) + 1, (result, len(direct), len(bridged))
-    np.testing.assert_allclose(np.array(bridged[:len(direct)]), np.clip(np.array(direct), -1, 1), atol=1e-5)
+    assert t == result["steps"] and bool(info["success"]) == result["success"] and (term or trunc)
+
 
 def test_the_twin_and_deploy_commands_run_a_checkpoint_over_dds(tiny_vla, tmp_path):
     """`vla-rl twin` and `vla-rl deploy <checkpoint>` as a user runs them, two processes on one domain: the node
