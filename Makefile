@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install install-ros2 train test bench lint clean
+.PHONY: install install-ros2 install-ray train test bench lint clean
 
 install: $(STAMP)
 
@@ -23,6 +23,13 @@ install-ros2: $(VENV)/.installed-ros2
 
 $(VENV)/.installed-ros2: $(STAMP)
 	$(BIN)/pip install -q --progress-bar off -c constraints.txt -e ".[dev,ros2]"
+	touch $@
+
+# The ray extra (vla_rl.distributed: distributed.backend=ray, and its tests, which skip without it).
+install-ray: $(VENV)/.installed-ray
+
+$(VENV)/.installed-ray: $(STAMP)
+	$(BIN)/pip install -q --progress-bar off -c constraints.txt -e ".[dev,ray]"
 	touch $@
 
 train: install

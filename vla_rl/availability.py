@@ -14,7 +14,7 @@ from types import ModuleType
 _EXTRAS: dict[str, tuple[str, str]] = {
     "robosuite": ("robosuite", "robosuite 1.5.2 needs mujoco 3.9.0; install it with --no-deps"),
     "sapien": ("sapien", "rendering needs a Vulkan driver such as Mesa lavapipe >= 25"),
-    "ray": ("ray", ""),
+    "ray": ("ray", "or: make install-ray"),
     "rclpy": ("ros2", "rclpy comes with a ROS 2 installation; the cyclonedds transport needs no ROS"),
     "cyclonedds": ("ros2", ""),
     "lerobot": ("lerobot", "lerobot 0.4.4 needs torchvision; keep it in a separate venv if torch clashes"),

@@ -412,7 +412,8 @@ def _grade_exam(argv: list[str]) -> int:
 
 
 @command("bench", "benchmarks: env, rollout, ablation (GRPO variants), update (vs TRL), vla7b (7B shape, GPU), "
-                  "decoding (argmax vs median of action tokens), tokens (image-token merge vs compute)")
+                  "decoding (argmax vs median of action tokens), tokens (image-token merge vs compute), distributed "
+                  "(Ray actors vs local workers)")
 def _bench(argv: list[str]) -> int:
     import importlib
 
@@ -425,6 +426,7 @@ def _bench(argv: list[str]) -> int:
         "decoding": "bench.decoding_bench",
         "tokens": "bench.tokens_bench",
         "bridge": "bench.bridge_bench",
+        "distributed": "bench.distributed_bench",
     }
     if not argv or argv[0] not in names:
         print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")

@@ -144,15 +144,16 @@ class _Frames:
 
     def __init__(self, cameras: tuple[str, ...], record: int) -> None:
         self.cameras, self.record = cameras, record
-        self.videos: list[list[np.ndarray]] = []
+        self.videos: dict[int, list[np.ndarray]] = {}  # episode -> its frames (a re-run replaces a lost one's)
 
     def on_reset(self, wave: Wave) -> None:
-        self.wave = [[self._frame(wave, i)] for i in range(max(0, min(self.record - wave.first, len(wave.seeds))))]
-        self.videos += self.wave
+        self.wave = {i: [self._frame(wave, i)] for i, e in enumerate(wave.episodes) if e < self.record}
+        self.videos |= {wave.episodes[i]: frames for i, frames in self.wave.items()}
 
     def on_chunk(self, wave: Wave, rows: np.ndarray, info: dict[str, Any]) -> None:
-        for i in rows[rows < len(self.wave)]:
-            self.wave[i].append(self._frame(wave, i))
+        for i in rows:
+            if i in self.wave:
+                self.wave[i].append(self._frame(wave, i))
 
     def _frame(self, wave: Wave, i: int) -> np.ndarray:
         return np.concatenate([wave.obs[c][i] for c in self.cameras], axis=1)
@@ -167,7 +168,7 @@ def run_episodes(env: VectorEnv, policy: ChunkPolicy, seeds: list[int],
     """
     frames = _Frames(env.camera_names, record)
     records = run_waves(env, policy, seeds, frames)
-    return records, [np.stack(f) for f in frames.videos]
+    return records, [np.stack(frames.videos[e]) for e in sorted(frames.videos)]
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:

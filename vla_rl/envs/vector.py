@@ -23,6 +23,8 @@ class EnvConfig(Config):
     step_timeout_s: float = Field(30.0, gt=0, description="a worker silent this long is restarted")
     vector_env: str = Field("sims.vector:SubprocVectorEnv", description="entry point of the vector env class: "
                             "built from picklable env factories, as Gymnasium's AsyncVectorEnv(env_fns)")
+    vector_env_options: dict[str, Any] = Field(default_factory=dict, description="further keyword arguments of "
+                                               "that class (RayVectorEnv: address, actor_cpus, resources)")
 
     @field_validator("cameras")
     @classmethod
@@ -44,4 +46,4 @@ def make_vector_env(cfg: EnvConfig, task: str) -> VectorEnv:
     factory = partial(make_env, task, image_size=cfg.image_size, cameras=tuple(cfg.cameras))
     vector_cls = resolve_entry_point(cfg.vector_env)
     return vector_cls([factory] * cfg.num_envs, num_workers=cfg.num_workers, step_timeout_s=cfg.step_timeout_s,
-                      name=task)
+                      name=task, **cfg.vector_env_options)

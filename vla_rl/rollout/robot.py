@@ -51,6 +51,7 @@ class RobotRollout(Rollout):
     anchor: torch.Tensor | None = per_trajectory(fill=lambda n: torch.zeros(n, dtype=torch.bool))
     wall_s: float = 0.0
     policy_s: float = 0.0
+    episodes_rerun: int = 0  # episodes played again after a worker fault lost them (`run_waves`)
 
     @property
     def env_steps(self) -> int:
@@ -136,11 +137,22 @@ class _Sampler:
 
     def on_reset(self, wave: Wave) -> None:
         n_env = len(wave.active)
-        self.traj_ids = wave.first + np.arange(n_env)
+        if wave.rerun:  # these episodes were lost: their samples so far are void
+            self.discard(wave.episodes)
+        self.traj_ids = np.full(n_env, -1)  # padding envs never act
+        self.traj_ids[: len(wave.episodes)] = wave.episodes
         self.anchor = np.zeros(n_env, bool)  # acts by the median
-        self.anchor[: len(wave.seeds)] = self.anchor_plan[wave.first : wave.first + len(wave.seeds)]
+        self.anchor[: len(wave.episodes)] = self.anchor_plan[wave.episodes]
         if self.noise is not None:
             self.noise.reset()
+
+    def discard(self, episodes: list[int]) -> None:
+        """Drop the recorded samples of trajectories ``episodes``."""
+        for c, traj in enumerate(self.buf["traj"]):
+            keep = ~torch.isin(traj, torch.as_tensor(episodes))
+            for vals in self.buf.values():
+                if vals:
+                    vals[c] = vals[c][keep]
 
     def act(self, obs, instructions: list[str], active: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(active)
@@ -187,7 +199,7 @@ class _Sampler:
             torch.tensor(groups), torch.tensor([r["success"] for r in records]),
             torch.tensor([r["lost"] for r in records]), torch.tensor([r["steps"] for r in records]),
             [r["seed"] for r in records], [task] * len(records), torch.from_numpy(self.anchor_plan), wall_s,
-            self.policy_s)
+            self.policy_s, sum(r["reruns"] for r in records))
 
 
 def collect_rollouts(env: VectorEnv, policy, seeds: list[int], group_size: int, temperature: float,

@@ -33,6 +33,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from vla_rl.config import Config
+from vla_rl.distributed.config import DistributedConfig
 from vla_rl.envs import EnvConfig, VectorEnv, check_task_id
 from vla_rl.policies.base import Policy
 from vla_rl.rollout.base import Rollout
@@ -218,6 +219,7 @@ class GRPOConfig(GRPOAlgoConfig):
     tasks: list[str] = Field(..., min_length=1, description="robot task ids")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
     rollout: RobotRolloutConfig = Field(default_factory=RobotRolloutConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
     @field_validator("tasks")
     @classmethod
@@ -232,6 +234,11 @@ class GRPOConfig(GRPOAlgoConfig):
                              "one with")
         return self
 
+    @model_validator(mode="after")
+    def _env_fits_backend(self) -> GRPOConfig:
+        self.distributed.env_config(self.env)  # refuses an env.vector_env the backend would replace
+        return self
+
     def backend(self) -> RobotBackend:
         return RobotBackend(self)
 
@@ -243,7 +250,8 @@ class RobotBackend:
     def __init__(self, cfg: GRPOConfig) -> None:
         self.cfg = cfg
         self.envs: dict[str, VectorEnv] = {}
-        self.env_cfg: EnvConfig = cfg.env
+        self.env_cfg: EnvConfig = cfg.distributed.env_config(cfg.env)  # local worker processes or Ray actors
+        self.episodes_rerun = 0  # since the last `metrics`
 
     def load_policy(self, path: str | Path) -> VLAPolicy:
         from vla_rl.policies.vla.modeling_vla import VLAPolicy
@@ -256,7 +264,7 @@ class RobotBackend:
     def start(self, policy: Policy) -> None:
         from vla_rl.envs import make_vector_env
 
-        self.env_cfg = self.cfg.env.for_policy(policy.config)
+        self.env_cfg = self.env_cfg.for_policy(policy.config)
         self.envs = {t: make_vector_env(self.env_cfg, t) for t in self.cfg.tasks}
 
     def rollout(self, policy: Policy, task: str, seeds: list[int], generator: torch.Generator,
@@ -268,10 +276,12 @@ class RobotBackend:
             torch.set_num_threads(max(1, threads // 2))
         try:
             cfg = self.cfg.rollout
-            return collect_rollouts(self.envs[task], policy, seeds, self.cfg.sampling.group_size,
-                                    self.cfg.sampling.temperature, generator, task, group_offset=group_offset,
-                                    pipelined=cfg.pipelined, noise_correlation=cfg.noise_correlation,
-                                    sample_mass=cfg.sample_mass, anchors=cfg.anchors)
+            r = collect_rollouts(self.envs[task], policy, seeds, self.cfg.sampling.group_size,
+                                 self.cfg.sampling.temperature, generator, task, group_offset=group_offset,
+                                 pipelined=cfg.pipelined, noise_correlation=cfg.noise_correlation,
+                                 sample_mass=cfg.sample_mass, anchors=cfg.anchors)
+            self.episodes_rerun += r.episodes_rerun
+            return r
         finally:
             torch.set_num_threads(threads)  # the update takes every thread
 
@@ -281,8 +291,16 @@ class RobotBackend:
         return evaluate_policy(policy, list(self.cfg.tasks), split, episodes, self.env_cfg, envs=self.envs)
 
     def metrics(self) -> dict[str, float]:
-        """Backend-specific metrics of the last rollout (none for robots)."""
-        return {}
+        """Env faults survived since the last call, logged only when there were some: episodes re-run after their
+        env worker was lost, and the workers replaced so far."""
+        m: dict[str, float] = {}
+        if self.episodes_rerun:
+            m["rollout/episodes_rerun"] = float(self.episodes_rerun)
+        restarts = sum(getattr(e, "restarts", 0) for e in self.envs.values())
+        if restarts:
+            m["perf/env_restarts"] = float(restarts)
+        self.episodes_rerun = 0
+        return m
 
     def close(self) -> None:
         for e in self.envs.values():

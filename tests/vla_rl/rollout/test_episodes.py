@@ -96,3 +96,48 @@ def test_pipelining_needs_two_workers():
     env.num_workers = 1
     with pytest.raises(ValueError, match="at least 2 workers"):
         run_waves(env, ChunksOf(1), [1], pipelined=True)
+
+
+class FlakyEnv(CountingEnv):
+    """A `CountingEnv` whose worker 1 (envs ``num_envs / 2 ..``; every env with ``everyone``) is lost at each
+    step_chunk call numbered in ``faults``: those envs report ``lost`` (and stop) until the next reset, as
+    `SubprocVectorEnv` does."""
+
+    def __init__(self, num_envs: int = 4, faults: tuple[int, ...] = (), everyone: bool = False) -> None:
+        super().__init__(num_envs)
+        self.faults, self.lost = set(faults), np.zeros(num_envs, bool)
+        self.first_lost = 0 if everyone else num_envs // 2
+        self.resets: list[list[int]] = []
+
+    def reset(self, seed):
+        self.lost[:] = False
+        self.resets.append(list(seed))
+        return super().reset(seed)
+
+    def step_chunk(self, actions, active):
+        if len(self.calls) + 1 in self.faults:
+            self.lost[self.first_lost :] = True
+        obs, reward, done, truncated, info = super().step_chunk(actions, active & ~self.lost)
+        info["lost"] = self.lost.copy()
+        return obs, reward, done, truncated | self.lost, info
+
+
+def test_episodes_lost_to_a_worker_fault_are_rerun_and_equal_the_undisturbed_ones():
+    seeds = [5, 2, 7, 4, 1, 10]
+    clean = run_waves(CountingEnv(4), ChunksOf(3), seeds)
+    env, log = FlakyEnv(4, faults=(2,)), Log()
+    records = run_waves(env, ChunksOf(3), seeds, log)
+    assert [r["reruns"] for r in records] == [0, 0, 1, 1, 0, 0]  # seeds 7 and 4 sat on worker 1 in the first wave
+    assert [{k: v for k, v in r.items() if k != "reruns"} for r in records] == [
+        {k: v for k, v in r.items() if k != "reruns"} for r in clean]
+    assert env.resets == [[5, 2, 7, 4], [1, 10, 10, 10], [7, 4, 4, 4]]  # the re-run wave comes last, padded
+    assert ("reset", 2, [7, 4]) in log.events
+
+
+def test_reruns_are_bounded_and_what_stays_lost_is_void(caplog):
+    env = FlakyEnv(4, faults=tuple(range(1, 100)), everyone=True)  # every worker fails on every step
+    records = run_waves(env, ChunksOf(3), [5, 2, 7], max_reruns=2)
+    assert [(r["lost"], r["success"], r["reruns"]) for r in records] == [(True, False, 2)] * 3
+    assert len(env.resets) == 3 and "still lost after 2 re-run(s)" in caplog.text
+    no_rerun = run_waves(FlakyEnv(4, faults=(1,)), ChunksOf(3), [5, 2, 7, 4], max_reruns=0)
+    assert [r["lost"] for r in no_rerun] == [False, False, True, True]

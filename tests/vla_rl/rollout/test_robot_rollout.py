@@ -197,3 +197,35 @@ def test_receding_horizon_executes_the_chunk_head_and_credits_only_it(policy, en
     assert r.num_samples > full.num_samples
     per_step = r.token_mask.view(r.num_samples, 4, 7).sum(0)
     assert (per_step[0] == r.num_samples).all() and (per_step[1:] == 0).all()
+
+
+class KillWorkerBeforeStep:
+    """``env`` whose worker 0 is SIGKILLed just before step_chunk call number ``at`` (1-based)."""
+
+    def __init__(self, env, at: int) -> None:
+        self.env, self.at, self.steps = env, at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def step_chunk(self, actions, active=None):
+        self.steps += 1
+        if self.steps == self.at:
+            import os
+            import signal
+
+            os.kill(self.env.worker_pids[0], signal.SIGKILL)
+        return self.env.step_chunk(actions, active)
+
+
+def test_a_worker_killed_mid_rollout_has_its_episodes_rerun(policy, env):
+    """Greedy rollouts are a function of the seeds: with worker 0 killed mid-wave, its two episodes are played again
+    and the rollout equals the undisturbed one (the lost attempt's samples are discarded, nothing is lost)."""
+    clean = collect_rollouts(env, policy, [5, 6], group_size=2, temperature=1.0, greedy=True)
+    restarts = env.restarts
+    faulty = KillWorkerBeforeStep(env, at=3)
+    r = collect_rollouts(faulty, policy, [5, 6], group_size=2, temperature=1.0, greedy=True)
+    assert env.restarts == restarts + 1 and faulty.steps > 3
+    assert r.episodes_rerun == 2 and clean.episodes_rerun == 0 and not r.lost.any()
+    assert per_traj(r) == per_traj(clean)
+    assert r.num_samples == clean.num_samples

@@ -1,0 +1,3 @@
+"""Running past one machine: env workers as Ray actors (`ray_env`), the run's ``distributed`` config (`config`),
+joining or starting a Ray cluster (`cluster`). Ray is an optional extra (``pip install -e '.[ray]'``); nothing here
+imports it until a Ray backend is asked for."""

@@ -1,0 +1,44 @@
+"""The ``distributed`` section of a robot GRPO run: where its env workers run (this machine, or Ray actors)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from vla_rl.availability import is_available
+from vla_rl.config import Config
+from vla_rl.envs import EnvConfig
+
+RAY_VECTOR_ENV = "vla_rl.distributed.ray_env:RayVectorEnv"
+LOCAL_VECTOR_ENV = EnvConfig.model_fields["vector_env"].default
+
+
+class DistributedConfig(Config):
+    """Where the env workers run. The trainer is the same for both backends; only the vector env differs."""
+
+    backend: Literal["local", "ray"] = Field("local", description="local: env worker processes on this machine "
+                                             "(SubprocVectorEnv); ray: env workers as Ray actors (RayVectorEnv)")
+    address: str | None = Field(None, description="ray: the cluster to join (host:port, or auto); None: start a "
+                                "Ray instance on this machine")
+    env_actors: int | None = Field(None, ge=1, description="ray: env actors per task, each holding a slice of the "
+                                   "envs (default: env.num_workers, else min(envs, cores))")
+    actor_cpus: float = Field(1.0, gt=0, description="ray: CPUs each env actor asks the cluster for")
+
+    @model_validator(mode="after")
+    def _ray_installed(self) -> DistributedConfig:
+        if self.backend == "ray" and not is_available("ray"):
+            raise ValueError("distributed.backend=ray needs Ray, which is not installed: pip install -e '.[ray]' "
+                             "(or make install-ray)")
+        return self
+
+    def env_config(self, env: EnvConfig) -> EnvConfig:
+        """``env`` with this backend's vector env (unchanged for local)."""
+        if self.backend == "local":
+            return env
+        if env.vector_env != LOCAL_VECTOR_ENV:
+            raise ValueError(f"distributed.backend=ray runs the envs in {RAY_VECTOR_ENV}; env.vector_env is "
+                             f"{env.vector_env!r}: leave it at its default")
+        return env.model_copy(update={
+            "vector_env": RAY_VECTOR_ENV, "num_workers": self.env_actors or env.num_workers,
+            "vector_env_options": {"address": self.address, "actor_cpus": self.actor_cpus}})
