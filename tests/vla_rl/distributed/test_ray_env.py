@@ -80,8 +80,14 @@ def kill_actor(env: RayVectorEnv, w: int) -> None:
     """ray.kill actor ``w`` and wait until Ray reports it dead."""
     actor = env.actors[w]
     ray.kill(actor, no_restart=True)
-    with pytest.raises(ray.exceptions.RayActorError):
-        ray.get(actor.layout.remote(), timeout=30)
+    deadline = time.monotonic() + 30  # the kill is asynchronous: a call sent at once may still be answered
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.layout.remote(), timeout=30)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"env actor {w} still answers 30 s after ray.kill")
 
 
 def played_on(records: list[dict], envs: int, fault_at: int = 5) -> list[int]:
