@@ -61,17 +61,18 @@ def expert_steps(task: str, seed: int) -> int:
 
 @pytest.mark.parametrize("task", ["mujoco/Reach-v1", "mujoco/PickCube-v1"])
 def test_expert_succeeds_through_the_bridge_in_joint_mode(task):
-    """The expert's actions go through the node's IK and the twin's servos: it succeeds in as many steps as in the
-    env itself, and no command needed clamping (the twin moved as the IK asked)."""
+    """The expert's actions go through the node's IK and the twin's servos: it succeeds, in as many steps as in the
+    env itself unless a hold intervened, and no command needed clamping (the twin moved as the IK asked)."""
     cfg = small_config()
     seeds = split_seeds("test", 3)
     with twin_bridge(task, CONFIG, cfg, max_s=240) as (node, client, _):
         results = [run_episode(node, client, seed, max_s=60) for seed in seeds]
-    assert all(r["success"] for r in results), results
-    assert [r["steps"] for r in results] == [expert_steps(task, seed) for seed in seeds], results
+    assert all(r["success"] for r in results), (results, node.decisions)
     assert all(isinstance(c, JointCommand) for c in node.sent) and len(node.sent) == sum(r["commands"] for r in results)
     check_limits(cfg, node.sent)
     assert all(c.sent == c.asked for c in node.sent), node.decisions
+    if not any("HOLD" in d for d in node.decisions):  # a hold (a starved machine can trip the watchdog) re-anchors
+        assert [r["steps"] for r in results] == [expert_steps(task, seed) for seed in seeds], results
 
 
 class Constant:
