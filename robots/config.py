@@ -1,7 +1,8 @@
 """A robot's bridge configuration: topics, cameras, joints, control rate, command mode and the safety limits.
 
-One YAML file per robot (``configs/robots/twin.yaml``), checked once at load by a pydantic schema that refuses
-unknown keys (a misspelt key is an error, not a silent default) and embeds ``robots.safety.SafetyConfig``.
+One YAML file per robot (``configs/robots/twin.yaml``, ``twin_joint.yaml``, ``franka.yaml``), checked once at load
+by a pydantic schema that refuses unknown keys (a misspelt key is an error, not a silent default) and embeds
+``robots.safety.SafetyConfig``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from robots.safety import SafetyConfig
 
@@ -27,6 +28,9 @@ class Topics(BaseModel):
     estop: str = Field("/estop", description="std_msgs/Bool, True: pressed (latches)")
     estop_reset: str = Field("/estop/reset", description="std_msgs/Bool, True: release a latched e-stop")
     twist: str = Field("/servo_node/delta_twist_cmds", description="geometry_msgs/TwistStamped out (MoveIt Servo)")
+    joint_trajectory: str = Field("/joint_trajectory_controller/joint_trajectory",
+                                  description="trajectory_msgs/JointTrajectory out (joint mode): one point, the arm "
+                                              "joints' targets, time_from_start one control period")
     gripper: str = Field("/gripper_controller/joint_trajectory",
                          description="trajectory_msgs/JointTrajectory out: one point, each finger's opening (m)")
     twin_reset: str = Field("/twin/reset", description="std_msgs/String: a seed (new episode) or 'stop'")
@@ -42,13 +46,20 @@ class Topics(BaseModel):
 
 
 class RobotConfig(BaseModel):
-    """One arm behind the bridge. Twist mode: the node sends a base-frame end-effector twist per control step and
-    the fingers' opening as a one-point JointTrajectory, both stamped with the same time."""
+    """One arm behind the bridge. Per control step the node sends the fingers' opening as a one-point JointTrajectory
+    and, stamped with the same time, the arm's command: in ``twist`` mode a base-frame end-effector twist (MoveIt
+    Servo); in ``joint_trajectory`` mode the arm joints' targets (ros2_control's joint_trajectory_controller),
+    solved by differential IK (``robots.ik``) on the arm's ``description``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    command_mode: Literal["twist"] = Field("twist", description="joint mode is a later slice")
+    command_mode: Literal["twist", "joint_trajectory"] = Field("twist", description="what the arm is sent")
+    description: str | None = Field(None, description="joint_trajectory: the arm's MJCF/URDF for the IK (a relative "
+                                                      "path is read from the config file's folder)")
+    description_joints: list[str] | None = Field(None, description="the description's names of arm_joints, in "
+                                                                   "order (None: the same names)")
+    tcp_site: str = Field("tcp", description="joint_trajectory: the description's site at the tool centre point")
     control_hz: float = Field(20.0, gt=0, description="commands per second (the policy's training rate)")
     base_frame: str = Field("base", description="frame_id of poses and twists")
     cameras: list[str] = Field(min_length=1, description="the policy's cameras, in its order")
@@ -67,6 +78,20 @@ class RobotConfig(BaseModel):
     def dt(self) -> float:
         return 1.0 / self.control_hz
 
+    @property
+    def ik_joints(self) -> list[str]:
+        """The arm joints' names in the description (``description_joints``, else ``arm_joints``)."""
+        return self.description_joints or self.arm_joints
+
+    @field_validator("description")
+    @classmethod
+    def _resolve(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A relative path is read from the config file's folder (``load_robot_config`` passes it)."""
+        base = (info.context or {}).get("config_dir")
+        if value is None or base is None or Path(value).is_absolute():
+            return value
+        return str((Path(base) / value).resolve())
+
     @model_validator(mode="after")
     def _check(self) -> RobotConfig:
         s = self.safety
@@ -80,10 +105,24 @@ class RobotConfig(BaseModel):
             raise ValueError(f"safety.image_shape {s.image_shape} must be ({self.image_size}, {self.image_size})")
         if abs(s.control_period_s - self.dt) > 1e-9:
             raise ValueError(f"safety.control_period_s {s.control_period_s} must be 1 / control_hz = {self.dt}")
+        self._check_joint_mode()
         if self.idle_republish_s >= s.watchdog_s:
             raise ValueError(f"idle_republish_s {self.idle_republish_s} must be < safety.watchdog_s "
                              f"{s.watchdog_s}, or an idle twin trips the watchdog")
         return self
+
+    def _check_joint_mode(self) -> None:
+        if self.description_joints is not None and len(self.description_joints) != len(self.arm_joints):
+            raise ValueError(f"description_joints {self.description_joints} must name each of arm_joints "
+                             f"{self.arm_joints}, in order")
+        if self.command_mode != "joint_trajectory":
+            return
+        if self.description is None:
+            raise ValueError("command_mode joint_trajectory needs `description:`, the arm's MJCF or URDF for the IK "
+                             "(e.g. robots/descriptions/panda.xml; a relative path is read from the config's folder)")
+        if not Path(self.description).is_file():
+            raise ValueError(f"description {self.description} is not a file (a relative path is read from the "
+                             "config file's folder)")
 
     def with_image_size(self, size: int) -> RobotConfig:
         """The same robot with ``size`` px images (tests use small ones)."""
@@ -94,6 +133,8 @@ class RobotConfig(BaseModel):
 
 
 def load_robot_config(path: str | Path) -> RobotConfig:
-    """Read and check a robot YAML; unknown or misspelt keys raise ``pydantic.ValidationError``."""
+    """Read and check a robot YAML; unknown or misspelt keys raise ``pydantic.ValidationError``. A relative
+    ``description`` path is resolved against the file's folder."""
     with open(path) as f:
-        return RobotConfig.model_validate(yaml.safe_load(f))
+        data = yaml.safe_load(f)
+    return RobotConfig.model_validate(data, context={"config_dir": str(Path(path).parent)})

@@ -263,6 +263,11 @@ class SafetyLayer:
         self.estop_latched = False
         return True
 
+    def forget_command(self) -> None:
+        """Bound the next joint command from the measured state rather than the last command sent: the arm was
+        moved by something else (a digital twin's episode reset puts it back at home)."""
+        self._forget_sent()
+
     def on_heartbeat(self, now: float, alive: bool = True) -> None:
         """A deadman heartbeat at ``now``; ``alive=False`` (switch let go) expires the deadman at once."""
         self._heartbeat = now if alive is True and is_time(now) else None

@@ -6,14 +6,18 @@ fingers, MJCF names), the TCP as ``geometry_msgs/PoseStamped`` and the instructi
 twin-only topics ``success`` / ``done`` (``std_msgs/Bool``, evaluation only) and the scripted expert's next action
 (privileged) as a TwistStamped + finger JointTrajectory, so an expert can act through the whole bridge.
 
-Commands: a ``geometry_msgs/TwistStamped`` (MoveIt Servo's ``delta_twist_cmds``, base frame) is one 20 Hz step; the
-fingers come as a one-point ``trajectory_msgs/JointTrajectory`` stamped like the twist (the twin waits briefly for
-the matching one, else keeps the last opening). ``/twin/reset`` (``std_msgs/String``) carries a seed for a new
-episode, or ``stop``. ``/twin/cameras`` (``std_msgs/Bool``) False stops the images (fault tests). Idle for
-``idle_republish_s`` (no command), the twin republishes its unchanged state with fresh stamps, as a real arm's
-drivers keep publishing, so a node held by an e-stop can resume once released.
+Commands, one 20 Hz step each: in twist mode a ``geometry_msgs/TwistStamped`` (MoveIt Servo's ``delta_twist_cmds``,
+base frame), turned back into the policy's action; in joint_trajectory mode a one-point
+``trajectory_msgs/JointTrajectory`` of the arm joints' targets, which the servos are driven to
+(`ArmEnv.step_joint_targets`; a malformed one is logged and ignored). The fingers come as a one-point JointTrajectory
+stamped like the arm's command (the twin waits briefly for the matching one, else keeps the last opening).
+``/twin/reset`` (``std_msgs/String``) carries a seed for a new episode, or ``stop``. ``/twin/cameras``
+(``std_msgs/Bool``) False stops the images (fault tests). Idle for ``idle_republish_s`` (no command), the twin
+republishes its unchanged state with fresh stamps, as a real arm's drivers keep publishing, so a node held by an
+e-stop can resume once released.
 
-Run: ``vla-rl twin --task mujoco/Reach-v1 --seed 2000000`` (``--robot configs/robots/twin.yaml``, the default).
+Run: ``vla-rl twin --task mujoco/Reach-v1 --seed 2000000`` (``--robot configs/robots/twin.yaml``, the default;
+``configs/robots/twin_joint.yaml`` for joint_trajectory mode).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,7 @@ from robots.ros2.transport import RELIABLE, SENSOR_DATA, CycloneTransport, QosPr
 
 log = logging.getLogger(__name__)
 
-GRIPPER_PAIR_TIMEOUT_S = 0.5  # how long a twist waits for its gripper message
+GRIPPER_PAIR_TIMEOUT_S = 0.5  # how long an arm command waits for its gripper message
 
 
 def check_against_sim(cfg: RobotConfig) -> None:
@@ -76,7 +80,9 @@ class Twin:
         self.pub_status = transport.publisher(tp.twin_status, m.String, QosProfile(depth=100))
         self.pub_expert_twist = transport.publisher(tp.twin_expert_twist, m.TwistStamped, RELIABLE)
         self.pub_expert_gripper = transport.publisher(tp.twin_expert_gripper, m.JointTrajectory, RELIABLE)
-        self.sub_twist = transport.subscribe(tp.twist, m.TwistStamped, qos=RELIABLE)
+        self.joint_mode = cfg.command_mode == "joint_trajectory"
+        self.sub_command = (transport.subscribe(tp.joint_trajectory, m.JointTrajectory, qos=RELIABLE) if self.joint_mode
+                            else transport.subscribe(tp.twist, m.TwistStamped, qos=RELIABLE))
         self.sub_gripper = transport.subscribe(tp.gripper, m.JointTrajectory, qos=RELIABLE)
         self.sub_reset = transport.subscribe(tp.twin_reset, m.String, qos=RELIABLE)
         self.sub_cameras = transport.subscribe(tp.twin_cameras, m.Bool, qos=RELIABLE)
@@ -103,9 +109,17 @@ class Twin:
         self.publish()
 
     def step(self, action: np.ndarray) -> None:
+        """One step of the policy's ``action`` (7,) (twist mode)."""
+        self._advance(lambda: self.env.step(action))
+
+    def step_joints(self, q_target: np.ndarray, opening: float) -> None:
+        """One step driving the arm to ``q_target`` (7,) rad, each finger to ``opening`` m (joint mode)."""
+        self._advance(lambda: self.env.step_joint_targets(q_target, opening))
+
+    def _advance(self, env_step: Callable[[], tuple]) -> None:
         if self.done:  # commands after the end are ignored (the idle republish keeps the state fresh)
             return
-        self._obs, _, terminated, truncated, info = self.env.step(action)
+        self._obs, _, terminated, truncated, info = env_step()
         self.steps += 1
         self.success, self.done = bool(info["success"]), bool(terminated or truncated)
         if not self.done:
@@ -157,7 +171,7 @@ class Twin:
     # ---- commands --------------------------------------------------------------------------------------------
 
     def _opening_for(self, stamp: m.Time) -> float:
-        """The finger opening sent with the twist stamped ``stamp``: wait briefly for it, else keep the last."""
+        """The finger opening sent with the arm command stamped ``stamp``: wait briefly for it, else keep the last."""
         key = (stamp.sec, stamp.nanosec)
         deadline = time.monotonic() + GRIPPER_PAIR_TIMEOUT_S
         while True:
@@ -168,7 +182,7 @@ class Twin:
                 self.opening = self._grippers.pop(key)
                 break
             if time.monotonic() > deadline:
-                log.warning("no gripper command stamped like the twist; keeping opening %.4f", self.opening)
+                log.warning("no gripper command stamped like the arm's; keeping opening %.4f", self.opening)
                 break
             time.sleep(0.001)
         for k in [k for k in self._grippers if k < key]:  # drop unpaired older ones
@@ -185,6 +199,30 @@ class Twin:
                                    self.cfg.finger_open)
         self.step(action)
 
+    def on_joint_trajectory(self, msg: m.JointTrajectory) -> None:
+        if m.to_seconds(msg.header.stamp) < self._reset_time:
+            return  # sent for the last episode
+        q = self._arm_targets(msg)
+        if q is None:
+            return
+        self.step_joints(q, self._opening_for(msg.header.stamp))
+
+    def _arm_targets(self, msg: m.JointTrajectory) -> np.ndarray | None:
+        """The arm joints' targets (7,) rad in the sim's order from a one-point trajectory, or None (logged) when it
+        does not name exactly the arm joints or its positions are not finite."""
+        names = list(msg.joint_names)
+        positions = list(msg.points[0].positions) if len(msg.points) == 1 else []
+        if sorted(names) != sorted(self.cfg.arm_joints) or len(positions) != len(names):
+            log.warning("ignored a joint trajectory: want one point for %s, got joints %s, %d points",
+                        self.cfg.arm_joints, names, len(msg.points))
+            return None
+        by_name = dict(zip(names, positions, strict=True))
+        q = np.array([by_name[j] for j in self.cfg.arm_joints], dtype=np.float64)
+        if not np.all(np.isfinite(q)):
+            log.warning("ignored a joint trajectory with non-finite positions %s", q)
+            return None
+        return q
+
     def serve(self, max_s: float | None = None) -> None:
         """Handle resets, camera switches and commands until ``stop`` (or ``max_s`` seconds)."""
         end = None if max_s is None else time.monotonic() + max_s
@@ -194,11 +232,11 @@ class Twin:
             for msg in self.sub_reset.take():
                 if msg.data.strip() == "stop":
                     return
-                self.sub_twist.take()  # commands of the last episode are void
+                self.sub_command.take()  # commands of the last episode are void
                 self.reset(int(msg.data))
-            twist = self.sub_twist.wait(timeout=self.cfg.idle_republish_s)
-            if twist is not None:
-                self.on_twist(twist)
+            command = self.sub_command.wait(timeout=self.cfg.idle_republish_s)
+            if command is not None:
+                (self.on_joint_trajectory if self.joint_mode else self.on_twist)(command)
             elif self._obs:
                 self.publish()  # idle: the same state, fresh stamps
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -83,11 +85,24 @@ class ArmEnv(gym.Env):
         and render once at the end. Returns obs, reward, terminated, truncated, info, where
         ``info["steps"]`` is the number of control steps executed."""
         actions = check_actions(actions, (len(np.asarray(actions)),))
+        return self._advance([partial(self.sim.apply_action, a) for a in actions], render)
+
+    def step_joint_targets(self, q_target: np.ndarray, opening: float, render: bool = True):
+        """One control step commanded in joint space, as a ros2_control joint_trajectory controller is: the arm's
+        joint targets ``q_target`` (7,) rad and each finger's ``opening`` (m), bypassing the end-effector
+        controller (`ArmSim.drive_joints`). Episode bookkeeping and returns as `step`."""
+        q = np.asarray(q_target, dtype=np.float64)
+        if q.shape != (7,) or not np.all(np.isfinite(q)) or not np.isfinite(opening):
+            raise ValueError(f"joint targets must be 7 finite numbers and a finite opening, got {q_target}, {opening}")
+        return self._advance([partial(self.sim.drive_joints, q, float(opening))], render)
+
+    def _advance(self, controls: list[Callable[[], None]], render: bool):
+        """Run each control step until success or the step limit; the returns of `step_chunk`."""
         success, steps = False, 0
-        for a in actions:
+        for control in controls:
             if self._done:
                 break
-            self.sim.apply_action(a)
+            control()
             self.elapsed += 1
             steps += 1
             success = self.task.is_success(self.sim)

@@ -19,7 +19,8 @@ from sims.mujoco.arm import (
     JOINT_LIMITS,
     build_scene_xml,
 )
-from vla_rl.utils.rotations import axis_angle_to_quat, quat_to_axis_angle
+from sims.mujoco.ik import IKParams, ik_step, rotation_error, site_jacobian  # noqa: F401 (tasks import rotation_error here)
+from vla_rl.utils.rotations import quat_to_axis_angle
 
 CONTROL_HZ = 20
 POS_SCALE = 0.02  # m per control step at |action| = 1 (0.4 m/s)
@@ -28,11 +29,8 @@ ROT_SCALE = 0.1  # rad per control step at |action| = 1
 WORKSPACE = np.array([[0.15, 0.85], [-0.45, 0.45], [0.003, 0.55]])
 
 
-def rotation_error(target: np.ndarray, current: np.ndarray) -> np.ndarray:
-    """World-frame axis-angle taking rotation matrix ``current`` (3, 3) to ``target`` (3, 3)."""
-    q = np.zeros(4)
-    mujoco.mju_mat2Quat(q, (target @ current.T).ravel())
-    return quat_to_axis_angle(q)
+SIM_IK = IKParams(pos_scale=POS_SCALE, rot_scale=ROT_SCALE, workspace=WORKSPACE, joint_limits=JOINT_LIMITS,
+                  home=HOME_QPOS)
 
 
 class ArmSim:
@@ -58,8 +56,7 @@ class ArmSim:
             [self.model.joint(n).qposadr[0] for n in ("finger_joint1", "finger_joint2")]
         )
         self._tcp = self.model.site("tcp").id
-        self._jacp = np.zeros((3, self.model.nv))
-        self._jacr = np.zeros((3, self.model.nv))
+        self._fk_data: mujoco.MjData | None = None  # scratch state for tcp_rotmat_at
         self._cameras: dict[str, mujoco.MjvCamera] = {}
         self.target_rot = np.diag([1.0, -1.0, -1.0])  # gripper pointing down
 
@@ -134,40 +131,44 @@ class ArmSim:
     def apply_action(self, action: np.ndarray) -> None:
         """One 20 Hz control step. ``action`` float (7,) in [-1, 1]: dpos (3), drot (3), gripper (1).
 
-        Differential IK (damped least squares, with a null-space pull to the home posture) turns the
-        end-effector target into joint position targets for the servos.
+        Differential IK (`sims.mujoco.ik.ik_step`: damped least squares, with a null-space pull to the home posture)
+        turns the end-effector target into joint position targets for the servos.
         """
+        self.apply_joint_targets(self.ik_target(action), (1.0 - float(action[6])) * 0.5 * FINGER_OPEN)
+
+    def ik_target(self, action: np.ndarray) -> np.ndarray:
+        """The arm's joint targets (7,) rad for ``action`` from the current state; advances the orientation target."""
+        jac = site_jacobian(self.model, self.data, self._tcp, self._arm_dadr)
+        target, self.target_rot = ik_step(action, self.tcp_pos(), self.tcp_rotmat(), jac, self.arm_qpos(),
+                                          self.target_rot, SIM_IK)
+        return target
+
+    def apply_joint_targets(self, q_target: np.ndarray, opening: float) -> None:
+        """One control step towards arm joint targets ``q_target`` (7,) rad, each finger opening to ``opening`` m.
+
+        The servo targets ramp from the last ones over the first half of the substeps instead of jumping: a step
+        change jerks the hand and makes a held object creep along the finger pads."""
         m, d = self.model, self.data
-        pos = self.tcp_pos()
-        rot = self.tcp_rotmat()
-        target_pos = np.clip(pos + POS_SCALE * action[:3], WORKSPACE[:, 0], WORKSPACE[:, 1])
-        drot = ROT_SCALE * action[3:6]
-        if np.any(drot):
-            dq = axis_angle_to_quat(drot)
-            dmat = np.zeros(9)
-            mujoco.mju_quat2Mat(dmat, dq)
-            self.target_rot = dmat.reshape(3, 3) @ self.target_rot
-        # Re-anchor the orientation target near the current one so it cannot wind up.
-        err_rot = rotation_error(self.target_rot, rot)
-        n = np.linalg.norm(err_rot)
-        if n > 0.3:
-            err_rot *= 0.3 / n
-        err = np.concatenate([target_pos - pos, err_rot])
-        mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
-        jac = np.vstack([self._jacp[:, self._arm_dadr], self._jacr[:, self._arm_dadr]])
-        lam = 1e-3
-        jjt = jac @ jac.T + lam * np.eye(6)
-        pinv = jac.T @ np.linalg.solve(jjt, np.eye(6))
-        q = self.arm_qpos()
-        dq = pinv @ err + (np.eye(7) - pinv @ jac) @ (0.2 * (HOME_QPOS - q))
-        target = np.clip(q + dq, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
-        d.ctrl[7:9] = (1.0 - float(action[6])) * 0.5 * FINGER_OPEN
-        # Ramp the joint targets across the substeps instead of jumping: a step change in the servo
-        # targets jerks the hand and makes a held object creep along the finger pads.
+        d.ctrl[7:9] = opening
         start = d.ctrl[:7].copy()
         for k in range(1, self.substeps + 1):
-            d.ctrl[:7] = start + (target - start) * min(1.0, 2.0 * k / self.substeps)
+            d.ctrl[:7] = start + (q_target - start) * min(1.0, 2.0 * k / self.substeps)
             mujoco.mj_step(m, d)
+
+    def drive_joints(self, q_target: np.ndarray, opening: float) -> None:
+        """A joint-space command from outside the sim's controller (the twin's joint_trajectory mode): step to
+        ``q_target`` (7,) rad and ``opening`` m. The orientation target becomes the commanded joints' TCP
+        orientation, so what reads it (a task's expert steering the yaw) sees what was commanded."""
+        self.target_rot = self.tcp_rotmat_at(q_target)
+        self.apply_joint_targets(q_target, opening)
+
+    def tcp_rotmat_at(self, q: np.ndarray) -> np.ndarray:
+        """The TCP rotation matrix (3, 3) with the arm at ``q`` (7,) rad; the sim's state is left as it is."""
+        if self._fk_data is None:
+            self._fk_data = mujoco.MjData(self.model)
+        self._fk_data.qpos[self._arm_qadr] = q
+        mujoco.mj_kinematics(self.model, self._fk_data)
+        return self._fk_data.site_xmat[self._tcp].reshape(3, 3).copy()
 
     # ---- rendering --------------------------------------------------------------------------
     def render(self, camera: str, out: np.ndarray | None = None) -> np.ndarray:
