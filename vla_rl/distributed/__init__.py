@@ -1,0 +1,1 @@
+"""Beyond one process: the data-parallel learner (`vla_rl.distributed.learner`)."""
