@@ -91,14 +91,15 @@ def learner(init: str, out: str, **groups: dict) -> GRPOTrainer:
     cfg = dict(tasks=[TASK], init=init, out=out, threads=1, eval={"episodes": 0}, checkpoint={"overwrite": True},
                sampling={"group_size": 4, "temperature": 1.0}, optim={"epochs": 2, "minibatch_size": 16, "lr": 1e-3})
     for k, v in groups.items():
-        cfg[k] = cfg.get(k, {}) | v
+        cfg[k] = cfg[k] | v if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
     return GRPOTrainer(LearnerConfig.model_validate(cfg))
 
 
-def update_once(dp: DataParallel | None, init: str, rollout: str, out: str, groups: dict,
+def update_once(dp: DataParallel | None, init: str, rollout: str | list[str], out: str, groups: dict,
                 die_at_forward: int | None = None) -> dict[str, Any]:
-    """One `update` on the saved rollout; returns its metrics, the final parameters (flat float32) and seconds.
-    ``die_at_forward``: rank 1 kills itself (SIGKILL) at its forward number ``die_at_forward`` (fault injection)."""
+    """One `update` on the saved rollout (a list: one per rank); returns its metrics, the final parameters (flat
+    float32) and its wall, CPU and collective seconds. ``die_at_forward``: rank 1 kills itself (SIGKILL) at its
+    forward number ``die_at_forward`` (fault injection)."""
     t = learner(init, f"{out}/rank{dp.rank if dp else 0}", **groups)
     try:
         if dp is not None:
@@ -106,12 +107,13 @@ def update_once(dp: DataParallel | None, init: str, rollout: str, out: str, grou
             t.dp = dp
             if die_at_forward is not None and dp.rank == 1:
                 _die_at_call(t.policy, die_at_forward)
-        r = torch.load(rollout, weights_only=False)
-        t0 = time.perf_counter()
+        r = torch.load(rollout[dp.rank if dp else 0] if isinstance(rollout, list) else rollout, weights_only=False)
+        t0, c0, comm0 = time.perf_counter(), time.process_time(), dp.comm_s if dp else 0.0
         metrics = t.update(r)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_s = time.perf_counter() - t0, time.process_time() - c0
         params = torch.cat([p.detach().flatten() for p in t.policy.parameters()])
-        return {"metrics": metrics, "params": params, "seconds": seconds}
+        return {"metrics": metrics, "params": params, "seconds": seconds, "cpu_s": cpu_s,
+                "comm_s": dp.comm_s - comm0 if dp else 0.0}
     finally:
         t.close()
 
@@ -133,10 +135,12 @@ def _die_at_call(policy: VLAPolicy, n: int) -> None:
     policy.logprobs = dying  # type: ignore[method-assign]
 
 
-def _timed_updates(dp: DataParallel | None, init: str, rollout: str, out: str, repeats: int, minibatch: int
-                   ) -> list[float]:
-    return [update_once(dp, init, rollout, f"{out}/{i}", {"optim": {"minibatch_size": minibatch}})["seconds"]
-            for i in range(repeats)]
+def _timed_updates(dp: DataParallel | None, init: str, rollout: str, out: str, repeats: int, minibatch: int,
+                   threads: int = 1) -> list[tuple[float, float, float]]:
+    """(wall, CPU, collective) seconds of ``repeats`` updates."""
+    groups = {"optim": {"minibatch_size": minibatch}, "threads": threads}
+    runs = [update_once(dp, init, rollout, f"{out}/{i}", groups) for i in range(repeats)]
+    return [(u["seconds"], u["cpu_s"], u["comm_s"]) for u in runs]
 
 
 def main(samples: int = 64, minibatch: int = 32, repeats: int = 2) -> dict[str, Any]:
@@ -145,7 +149,10 @@ def main(samples: int = 64, minibatch: int = 32, repeats: int = 2) -> dict[str, 
     torch.set_num_threads(1)
     res: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                            "samples": samples, "minibatch_size": minibatch, "epochs": 2, "threads_per_rank": 1,
-                           "repeats": repeats, "sizes": {}}
+                           "timing": "seconds of GRPOTrainer.update alone (trainer start-up and process spawn "
+                                     "excluded), best of repeats; 2 ranks: the slower rank",
+                           "repeats": repeats, "load_average_1min_at_start": round(os.getloadavg()[0], 2),
+                           "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for size in ("micro", "tiny"):
             policy = make_policy(size)
@@ -153,12 +160,17 @@ def main(samples: int = 64, minibatch: int = 32, repeats: int = 2) -> dict[str, 
             policy.save_pretrained(init)
             torch.save(synthetic_rollout(policy, trajectories=samples // 4, steps=4), rollout)
             one = min(_timed_updates(None, init, rollout, f"{tmp}/{size}-1", repeats, minibatch))
-            two = min(max(s) for s in zip(*run_data_parallel(_timed_updates, 2, init, rollout, f"{tmp}/{size}-2",
-                                                             repeats, minibatch), strict=True))
-            n_params = sum(p.numel() for p in policy.parameters())
-            res["sizes"][size] = {"params": n_params, "update_s_1_rank": round(one, 3),
-                                  "update_s_2_ranks": round(two, 3), "speedup": round(one / two, 2)}
+            one_2t = min(_timed_updates(None, init, rollout, f"{tmp}/{size}-1t2", repeats, minibatch, 2))
+            ranks = run_data_parallel(_timed_updates, 2, init, rollout, f"{tmp}/{size}-2", repeats, minibatch)
+            two = min((max(a[0], b[0]), max(a[1], b[1]), max(a[2], b[2])) for a, b in zip(*ranks, strict=True))
+            res["sizes"][size] = {"params": sum(p.numel() for p in policy.parameters()),
+                                  **{f"{k}_wall_s": round(v[0], 3) for k, v in
+                                     (("1_rank", one), ("1_rank_2_threads", one_2t), ("2_ranks", two))},
+                                  **{f"{k}_cpu_s": round(v[1], 3) for k, v in (("1_rank", one), ("2_ranks", two))},
+                                  "2_ranks_collectives_s": round(two[2], 3),
+                                  "wall_speedup_vs_1_rank": round(one[0] / two[0], 2)}
             print(size, res["sizes"][size], flush=True)
+    res["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)  # other work on the machine skews the figures
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(res, indent=1) + "\n")
     return res

@@ -30,6 +30,7 @@ def saved(tmp_path_factory, tiny_vla):
     d = tmp_path_factory.mktemp("dp")
     tiny_vla.save_pretrained(d / "init")
     torch.save(synthetic_rollout(tiny_vla, trajectories=8, steps=4), d / "rollout.pt")
+    torch.save(synthetic_rollout(tiny_vla, trajectories=8, steps=4, seed=1), d / "other.pt")
     return str(d / "init"), str(d / "rollout.pt"), d
 
 
@@ -48,6 +49,7 @@ def test_two_gloo_ranks_end_with_the_parameters_of_one_process(saved):
     for name, groups, r0, r1 in zip(CASES, cases, *ranks, strict=True):
         one = update_once(None, init, rollout, str(d / "one"), groups)
         assert torch.equal(r0["params"], r1["params"]), f"{name}: the ranks fell out of sync"
+        assert r0["metrics"] == r1["metrics"], f"{name}: the ranks' metrics differ"
         assert r0["metrics"]["actor/updates"] == one["metrics"]["actor/updates"] >= 3, name
         for key in ("loss/pg", "actor/grad_norm", "actor/ppo_kl"):
             assert r0["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-5, abs=1e-9), f"{name}: {key}"
@@ -67,6 +69,14 @@ def test_a_rank_killed_mid_update_is_a_clear_error_in_the_survivor(saved):
     assert "rank 1: died (exit code -9)" in msg
     assert "rank 0: LearnerRankLost: data-parallel rank 0 of 2:" in msg and "checkpoint.resume=true" in msg
     assert time.monotonic() - t0 < 60  # start-up ~10 s; the survivor learns of the loss within timeout_s at most
+
+
+def test_ranks_with_different_rollouts_refuse_to_update(saved):
+    init, rollout, d = saved
+    with pytest.raises(DataParallelFailed) as e:
+        run_data_parallel(update_once, 2, init, [rollout, str(d / "other.pt")], str(d / "mixed"), {}, timeout_s=20)
+    for rank in (0, 1):  # both refuse: neither waits for the other in a collective
+        assert f"rank {rank}: ValueError: data-parallel update: ranks [1] hold another rollout" in str(e.value)
 
 
 def test_shards_cover_a_minibatch_in_order_and_differ_by_at_most_one_row():

@@ -68,6 +68,7 @@ class DataParallel:
     rank: int
     world_size: int
     timeout_s: float = 60.0
+    comm_s: float = 0.0  # seconds spent in collectives (waiting for the slowest rank included)
 
     # ---- process group ----------------------------------------------------------------------------
     @classmethod
@@ -92,8 +93,10 @@ class DataParallel:
 
     @contextmanager
     def _collective(self, what: str) -> Iterator[None]:
+        t0 = time.perf_counter()
         try:
             yield
+            self.comm_s += time.perf_counter() - t0
         except RuntimeError as e:  # gloo / nccl errors (DistBackendError is one)
             raise LearnerRankLost(
                 f"data-parallel rank {self.rank} of {self.world_size}: {what} failed: a peer rank died or stalled "
@@ -157,6 +160,24 @@ class DataParallel:
             for p, has in zip(bucket, flat[-len(bucket):].tolist(), strict=True):
                 p.grad = flat[at : at + p.numel()].view_as(p).clone() if has else None
                 at += p.numel()
+
+    def begin_update(self, gen: torch.Generator, *rollout: torch.Tensor) -> None:
+        """Check that every rank holds the same rollout (a fingerprint of its tensors ``rollout``: rows and
+        sums), then set ``gen`` to rank 0's state (every rank then draws the same minibatches).
+
+        Raises:
+            ValueError: on every rank, when the ranks' rollouts differ.
+        """
+        mine = torch.tensor([float(len(rollout[0]))] + [float(t.double().sum()) for t in rollout],
+                            dtype=torch.float64, device=self.device)
+        every = [torch.empty_like(mine) for _ in range(self.world_size)]
+        with self._collective("all_gather of the rollouts' fingerprints"):
+            dist.all_gather(every, mine)
+        differ = [k for k, f in enumerate(every) if not torch.equal(f, every[0])]
+        if differ:
+            raise ValueError(f"data-parallel update: ranks {differ} hold another rollout than rank 0 (rows and sums "
+                             f"{[f.tolist() for f in every]}); every rank must update on the same global batch")
+        self.broadcast_generator(gen)
 
     def broadcast_generator(self, gen: torch.Generator) -> None:
         """Set ``gen`` to rank 0's state (every rank then draws the same minibatches)."""

@@ -417,8 +417,8 @@ class GRPOTrainer:
         cfg = self.cfg
         if r.num_samples == 0:
             return {"actor/skipped_empty": 1.0}
-        if self.dp is not None:  # every rank draws the minibatches of rank 0's generator
-            self.dp.broadcast_generator(self.gen)
+        if self.dp is not None:  # every rank: the same rollout, the minibatches of rank 0's generator
+            self.dp.begin_update(self.gen, r.tokens, r.old_logp)
         adv, group_acc = self.advantages(r)
         # Samples with a zero advantage (all-equal groups) add exactly nothing to the PPO-clip loss or its
         # gradient: skip their forward and backward, rescale the loss, take the same step (tested).
