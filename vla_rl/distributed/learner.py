@@ -135,12 +135,13 @@ class DataParallel:
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         with self._collective("all_gather of the minibatch's log-probs"):
             dist.all_gather(parts, padded)
-        out = []
-        for j, t in enumerate(local):
-            lo = sum(widths[:j])
-            rows = [t if k == self.rank else p[: sizes[k], lo : lo + widths[j]].reshape(sizes[k], *t.shape[1:])
-                    .to(t.dtype) for k, p in enumerate(parts)]
+        received = [p[:size] for p, size in zip(parts, sizes, strict=True)]  # (rows of rank k, sum widths)
+        out, lo = [], 0
+        for t, w in zip(local, widths, strict=True):
+            rows = [t if k == self.rank else x[:, lo : lo + w].reshape(len(x), *t.shape[1:]).to(t.dtype)
+                    for k, x in enumerate(received)]
             out.append(torch.cat(rows))
+            lo += w
         return tuple(out)
 
     # ---- gradients and state ----------------------------------------------------------------------
@@ -158,7 +159,7 @@ class DataParallel:
                 dist.all_reduce(flat)
             at = 0
             for p, has in zip(bucket, flat[-len(bucket):].tolist(), strict=True):
-                p.grad = flat[at : at + p.numel()].view_as(p).clone() if has else None
+                p.grad = flat[at : at + p.numel()].view_as(p) if has else None
                 at += p.numel()
 
     def begin_update(self, gen: torch.Generator, *rollout: torch.Tensor) -> None:
