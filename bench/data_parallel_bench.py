@@ -150,7 +150,9 @@ def main(samples: int = 64, minibatch: int = 32, repeats: int = 2) -> dict[str, 
     res: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                            "samples": samples, "minibatch_size": minibatch, "epochs": 2, "threads_per_rank": 1,
                            "timing": "seconds of GRPOTrainer.update alone (trainer start-up and process spawn "
-                                     "excluded), best of repeats; 2 ranks: the slower rank",
+                                     "excluded), best of repeats; 2 ranks: the slower rank. Wall seconds mean "
+                                     "something only while the load average stays below the cores; CPU seconds "
+                                     "per rank show the split of the work whatever the load",
                            "repeats": repeats, "load_average_1min_at_start": round(os.getloadavg()[0], 2),
                            "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
