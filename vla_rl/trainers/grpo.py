@@ -41,6 +41,7 @@ from vla_rl.trainers.backend import Backend
 from vla_rl.trainers.schedule import lr_factor
 
 if TYPE_CHECKING:
+    from vla_rl.distributed.learner import DataParallel
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
     from vla_rl.rollout.robot import RobotRollout
 
@@ -386,6 +387,7 @@ class GRPOTrainer:
         self.durations: list[float] = []  # seconds of each iteration of this process, validation excluded
         self.eval_s: float | None = None  # seconds of the last validation
         self.skip_zero_advantage = True  # False: forward every sample (the reference the skip is tested against)
+        self.dp: DataParallel | None = None  # set: update() takes part in a data-parallel learner (its rows only)
         if resuming:
             st = torch.load(state_dir / "trainer.pt", weights_only=False)
             self.opt.load_state_dict(st["opt"])
@@ -433,6 +435,8 @@ class GRPOTrainer:
         cfg = self.cfg
         if r.num_samples == 0:
             return {"actor/skipped_empty": 1.0}
+        if self.dp is not None:  # every rank: the same rollout, the minibatches of rank 0's generator
+            self.dp.begin_update(self.gen, r.tokens, r.old_logp)
         adv, group_acc = self.advantages(r)
         # Samples with a zero advantage (all-equal groups) add exactly nothing to the PPO-clip loss or its
         # gradient: skip their forward and backward, rescale the loss, take the same step (tested).
@@ -510,13 +514,13 @@ class GRPOTrainer:
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor] | None:
         """The loss of samples ``idx`` (their forward, the policy loss x ``factor``, + ``kl_coef`` x the KL to the
         reference policy), its metrics and the mean entropy of their tokens; None when the mean KL to the rollout
-        policy is past 1.5 x ``target_kl`` (SB3's early stop)."""
+        policy is past 1.5 x ``target_kl`` (SB3's early stop). Data-parallel: this rank forwards its shard of
+        ``idx``, and the loss sees every row of the minibatch, only this rank's with a gradient (`DataParallel`)."""
         from vla_rl.algos import POLICY_LOSSES, kl_penalty
         from vla_rl.algos.losses import masked_mean
 
-        cfg, temperature = self.cfg.loss, self.cfg.sampling.temperature
-        batch, tokens, mask = r.batch(idx), r.tokens[idx], r.token_mask[idx]
-        logp, ent = self.policy.logprobs(batch, tokens, temperature)
+        cfg, mask = self.cfg.loss, r.token_mask[idx]
+        logp, ent = self.logprobs(self.policy, r, idx)
         traj = r.traj[idx]
         off = r.off_policy[traj] if r.off_policy is not None else torch.zeros(len(idx), dtype=torch.bool)
         loss, metrics = POLICY_LOSSES.get(cfg.name)(
@@ -529,18 +533,36 @@ class GRPOTrainer:
             return None
         if self.ref is not None:
             with torch.no_grad():
-                ref_logp, _ = self.ref.logprobs(batch, tokens, temperature)
+                ref_logp, _ = self.logprobs(self.ref, r, idx)
             kl = masked_mean(kl_penalty(logp, ref_logp, cfg.kl_kind), mask)
             loss = loss + cfg.kl_coef * kl
             metrics["actor/kl_ref"] = kl.detach()
         return loss, metrics, masked_mean(ent.detach(), mask)
 
+    def logprobs(self, policy: Policy, r: Rollout, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs and entropies (B, K) of the tokens of samples ``idx`` under ``policy`` at the sampling
+        temperature. Data-parallel: this rank forwards its shard; the other ranks' rows arrive without gradient."""
+        temperature = self.cfg.sampling.temperature
+        if self.dp is None:
+            return policy.logprobs(r.batch(idx), r.tokens[idx], temperature)
+        mine = self.dp.shard(idx)
+        if len(mine):
+            local = policy.logprobs(r.batch(mine), r.tokens[mine], temperature)
+        else:  # fewer rows than ranks: nothing to forward here, (0, K) each
+            local = (r.old_logp[mine], r.old_logp[mine])
+        logp, ent = self.dp.gather_rows(len(idx), *local)
+        return logp, ent
+
     def optimiser_step(self, loss: torch.Tensor) -> torch.Tensor | None:
         """Backward, clip the gradient norm to ``grad_clip``, step; returns the norm before clipping. A non-finite
-        loss or norm skips the step (None) and stops the run after ``nan_patience`` in a row."""
+        loss or norm skips the step (None) and stops the run after ``nan_patience`` in a row. Data-parallel: the
+        gradient is summed over the ranks before the clip, so every rank takes the same step."""
         cfg = self.cfg.optim
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.dp is None:
+            loss.backward()
+        else:
+            self.dp.backward(loss, (p for g in self.opt.param_groups for p in g["params"]))
         gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
         if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
             self.nan_streak += 1
