@@ -274,12 +274,16 @@ class SafetyLayer:
 
     # ---- outputs ---------------------------------------------------------------------------------------------
 
-    def filter_joint_target(self, target: Sequence[float] | Mapping[str, float], now: float) -> Decision:
-        """A joint-position target (rad; n values in ``joint_names`` order, or name -> value) -> what to send."""
+    def filter_joint_target(self, target: Sequence[float] | Mapping[str, float], now: float,
+                            gripper: float = 0.0) -> Decision:
+        """A joint-position target (rad; n values in ``joint_names`` order, or name -> value) -> what to send;
+        ``gripper``, the command sent with it, must be finite too (the caller clips it into its range)."""
         reasons = self._hold_reasons(now)
         asked = self._joint_vector(target)
         if asked is None:
             reasons.append(f"malformed: target must be {len(self.cfg.joint_names)} finite joint positions")
+        if finite_floats([gripper], 1) is None:
+            reasons.append("malformed: the gripper command must be a finite number")
         if self._sent is not None and not now > self._sent_time:
             reasons.append(f"clock: now {now} is not after the last command {self._sent_time}")
         if reasons:

@@ -325,9 +325,11 @@ class PolicyNode:
                 self._acted_seq = tick.seq
                 return self.safety.filter_twist(lin, ang, now, tick.ee, gripper=opening), None
         asked, self._target_rot = self.ik.solve(tick.q, action)
+        opening = action_to_command(action, self.cfg.dt, self.cfg.pos_scale, self.cfg.rot_scale,
+                                    self.cfg.finger_open)[2]
         with self._lock:
             self._acted_seq = tick.seq
-            return self.safety.filter_joint_target(tuple(map(float, asked)), now), asked
+            return self.safety.filter_joint_target(tuple(map(float, asked)), now, gripper=opening), asked
 
     def _trajectory(self, header: m.Header, joints: list[str], positions: list[float]) -> m.JointTrajectory:
         """A one-point JointTrajectory: reach ``positions`` in one control period."""

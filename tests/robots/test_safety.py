@@ -483,3 +483,11 @@ def test_while_inputs_are_fresh_each_command_sent_stays_within_reach_of_the_prev
                 clipped = [min(max(q, lo), hi) for q, lo, hi in zip(start, LOWER, UPPER, strict=True)]
                 assert d.reference == pytest.approx(clipped)
         prev_sent = d.command
+
+
+def test_a_non_finite_gripper_holds_a_joint_target_too():
+    layer = ready()
+    for g in (float("nan"), float("inf")):
+        d = layer.filter_joint_target(HOME, T0 + 0.01, gripper=g)
+        assert d.hold and d.command is None and any("gripper" in r for r in d.reasons), d
+    assert not layer.filter_joint_target(HOME, T0 + 0.02, gripper=0.04).hold

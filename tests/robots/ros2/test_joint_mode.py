@@ -144,3 +144,24 @@ def test_ik_targets_outside_the_limits_are_clamped_never_sent_raw():
                for msg in heard)
     assert [msg.header.stamp for msg in heard_fingers] == [msg.header.stamp for msg in heard]
     assert all(list(msg.points[0].positions) == [0.0, 0.0] for msg in heard_fingers)  # gripper +1: closed
+
+
+def test_a_nan_gripper_action_holds_in_joint_mode():
+    """A finite arm action with a NaN gripper: the IK's joint targets are fine, but the command goes out with the
+    fingers, so the safety layer holds and nothing is sent on either topic."""
+    cfg = small_config(lockstep=False)
+    with CycloneTransport(domain_id=free_domain()) as t:
+        node = PolicyNode(cfg, t, Constant([0.2, 0, 0, 0, 0, 0, float("nan")]))
+        inputs = ArmInputs(cfg, t, HOME_QPOS)
+        decisions = []
+        deadline = time.monotonic() + 30
+        while len(decisions) < 3 and time.monotonic() < deadline:
+            inputs.publish()
+            node.wait_for_new_input(0.5)
+            time.sleep(0.02)
+            d = node.step()
+            if d is not None:
+                decisions.append(d)
+    assert len(decisions) == 3 and all(d.hold for d in decisions), decisions
+    assert all(any("gripper" in r for r in d.reasons) for d in decisions), decisions
+    assert node.sent == []
