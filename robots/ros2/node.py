@@ -279,13 +279,12 @@ class PolicyNode:
             chunk = self.source(tick.obs, tick.instruction, tick.stamp)
             if chunk is None:
                 return None
-            self._chunk = list(np.asarray(chunk, dtype=np.float32))
+            with np.errstate(over="ignore"):  # a wild action (1e300) becomes inf, which the safety layer refuses
+                self._chunk = list(np.asarray(chunk, dtype=np.float32))
         action = self._chunk[0]
         decision, asked = self._decide(action, tick, now)
         if decision.hold:
-            self._chunk.clear()
-            if self.ik is not None:
-                self.ik.reset()  # the arm may move before the next command: re-anchor on what is measured then
+            self._drop_plan()
             return self._note(decision)
         self._chunk.pop(0)
         self._publish(decision, action, asked, now)
@@ -387,6 +386,13 @@ class PolicyNode:
                 self._sleep_until(next_tick)
             self.step()
 
+    def _drop_plan(self) -> None:
+        """On hold: forget the chunk in flight (the policy replans from what it sees next) and, in joint mode, the
+        IK's anchor (the arm may move before the next command: re-anchor on what is measured then)."""
+        self._chunk.clear()
+        if self.ik is not None:
+            self.ik.reset()
+
     def _sleep_until(self, tick: float) -> None:
         """Sleep until ``tick`` (``time.monotonic()``); should the watchdog trip first, hold at that moment rather
         than at the tick (a hold sends nothing, so it keeps no schedule; the next tick acts on what is fresh then)."""
@@ -399,7 +405,7 @@ class PolicyNode:
             with self._lock:
                 decision = self.safety.filter_twist((0, 0, 0), (0, 0, 0), now, (0, 0, 0))  # the verdict, no command
             if decision.hold:
-                self._chunk.clear()
+                self._drop_plan()
                 self._note(decision)
         time.sleep(max(0.0, tick - time.monotonic()))
 
