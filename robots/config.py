@@ -27,6 +27,8 @@ class Topics(BaseModel):
     instruction: str = Field("/instruction", description="std_msgs/String, the task in words")
     estop: str = Field("/estop", description="std_msgs/Bool, True: pressed (latches)")
     estop_reset: str = Field("/estop/reset", description="std_msgs/Bool, True: release a latched e-stop")
+    heartbeat: str = Field("/deadman", description="std_msgs/Bool from an operator's enabling switch: True while "
+                           "held (send at least every safety.deadman_s), False when let go; read only with deadman_s")
     twist: str = Field("/servo_node/delta_twist_cmds", description="geometry_msgs/TwistStamped out (MoveIt Servo)")
     joint_trajectory: str = Field("/joint_trajectory_controller/joint_trajectory",
                                   description="trajectory_msgs/JointTrajectory out (joint mode): one point, the arm "

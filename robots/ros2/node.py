@@ -19,6 +19,8 @@ motion by the wall-clock time since the last command.
 Time: ``now`` and all stamps are wall-clock seconds (``time.time()``), as both processes share one machine.
 Latency: from the arrival of the newest observation message used to the command's publish (``latencies``).
 E-stop: ``/estop`` True latches; False does not release; ``/estop/reset`` True (or ``reset_estop()``) does.
+Deadman (with ``safety.deadman_s``): ``/deadman`` True at least every ``deadman_s`` keeps commands flowing; False or
+silence holds.
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ class PolicyNode:
         transport.subscribe(tp.instruction, m.String, self._on_instruction, RELIABLE)
         transport.subscribe(tp.estop, m.Bool, self._on_estop, RELIABLE)
         transport.subscribe(tp.estop_reset, m.Bool, self._on_estop_reset, RELIABLE)
+        if cfg.safety.deadman_s is not None:
+            transport.subscribe(tp.heartbeat, m.Bool, self._on_heartbeat, RELIABLE)
         if self.ik is None:
             self.pub_twist = transport.publisher(tp.twist, m.TwistStamped, RELIABLE)
         else:
@@ -223,6 +227,11 @@ class PolicyNode:
     def _on_estop(self, msg: m.Bool) -> None:
         with self._lock:
             self.safety.on_estop(msg.data, self.clock())
+        self._wake.set()
+
+    def _on_heartbeat(self, msg: m.Bool) -> None:
+        with self._lock:
+            self.safety.on_heartbeat(self.clock(), alive=bool(msg.data))
         self._wake.set()
 
     def _on_estop_reset(self, msg: m.Bool) -> None:

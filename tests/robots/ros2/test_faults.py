@@ -671,3 +671,40 @@ def test_estop_from_another_process_latches_until_an_explicit_reset(running_node
     finally:
         end(button)
         end(cams)
+
+
+def test_the_deadman_heartbeat_gates_commands():
+    """With ``safety.deadman_s``, commands flow only while an enabling switch sends True on the heartbeat topic at
+    least that often: none before the first, a hold after silence, a hold at once on False (let go)."""
+    data = CFG.model_dump()
+    data["safety"]["deadman_s"] = 0.2
+    cfg = RobotConfig.model_validate(data)
+    now = [T0]
+    t = InProcess()
+    node = PolicyNode(cfg, t, source=Steady(), clock=lambda: now[0])
+
+    def observe():
+        """One fresh observation 50 ms after the last, then a tick."""
+        now[0] += 0.05
+        stamp = m.stamp(now[0])
+        for cam in cfg.cameras:
+            t.deliver(cfg.topics.image_topic(cam), make_image("ok", stamp, cam)[0])
+        t.deliver(cfg.topics.joint_states, make_joint_state("ok", stamp)[0])
+        t.deliver(cfg.topics.pose, make_pose("ok", stamp, (0.5, 0.0, 0.3))[0])
+        return node.step(now[0])
+
+    def deadman(d) -> bool:
+        return d.hold and any(r.startswith("deadman") for r in d.reasons)
+
+    assert deadman(observe()) and node.sent == []  # no heartbeat yet
+    for _ in range(3):
+        t.deliver(cfg.topics.heartbeat, m.Bool(True))
+        assert not observe().hold
+    assert len(node.sent) == 3
+    held = [observe() for _ in range(5)]  # 250 ms of silence
+    assert not held[0].hold and not held[2].hold and deadman(held[4]), held  # 150 ms still within 0.2 s, 250 ms not
+    t.deliver(cfg.topics.heartbeat, m.Bool(True))
+    assert not observe().hold
+    t.deliver(cfg.topics.heartbeat, m.Bool(False))  # let go: at once
+    assert deadman(observe())
+    assert len(t.published[cfg.topics.twist]) == len(node.sent) == 7
