@@ -41,4 +41,15 @@ class DistributedConfig(Config):
                              f"{env.vector_env!r}: leave it at its default")
         return env.model_copy(update={
             "vector_env": RAY_VECTOR_ENV, "num_workers": self.env_actors or env.num_workers,
-            "vector_env_options": {"address": self.address, "actor_cpus": self.actor_cpus}})
+            "vector_env_options": {"address": self.address, "actor_cpus": self.actor_cpus,
+                                   "resources": dict(self.actor_resources), "memory_mb": self.actor_memory_mb}})
+
+    # ---- env actors' placement and memory (launch/ray_cluster.yaml, docs/cluster.md) ----
+    actor_resources: dict[str, float] = Field(
+        default_factory=dict, description="ray: custom resources each env actor asks for, so only the nodes that "
+        "advertise them hold env actors (launch/ray_cluster.yaml's CPU workers advertise env_node: use "
+        "{env_node: 1}); {}: any node with free CPUs")
+    actor_memory_mb: int | None = Field(
+        None, gt=0, description="ray: memory bound of each env actor in MB, asked of the scheduler (memory=); an "
+        "actor whose resident set passes it is replaced and its episodes re-run, before the OOM killer; None: no "
+        "bound (perf/env_actor_rss_mb_max shows what the actors use)")

@@ -14,6 +14,10 @@ semantics), with a Ray actor in place of each worker process:
   held reports ``info["lost"] = True`` and ``truncated = True`` for that call and keeps doing so, without
   stepping, until the next `reset`; ``restarts`` counts the replacements. `vla_rl.rollout.episodes.run_waves`
   re-runs the episodes so lost.
+* Memory: every reply carries the actor's resident set size (RSS, MB; `rss_mb`). With ``memory_mb`` set, each actor
+  asks Ray for that much memory (``memory=``, so the scheduler places it where it fits) and an actor whose RSS
+  passes it is replaced as a failed one (its reply dropped, its envs lost), before the node's OOM killer picks a
+  process itself. `memory_stats` gives the largest RSS and the cluster's object-store use for the metrics.
 
 The envs must have the rendering surface `SubprocVectorEnv` needs (the MuJoCo arm env's): ``reset(seed=)``,
 ``step_chunk(actions, render=False)``, ``render_into``, ``sim.proprio()``, ``cameras``, ``image_size``,
@@ -29,6 +33,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +44,33 @@ logger = logging.getLogger(__name__)
 
 # Set in each actor before its envs are built, from the driver's environment: how MuJoCo renders.
 _GL_VARS = ("MUJOCO_GL", "PYOPENGL_PLATFORM")
+MEMORY_SETTING = "distributed.actor_memory_mb"  # the config key of ``memory_mb``, named in its warnings
+
+
+def rss_mb(pid: int | str = "self") -> float | None:
+    """Resident set size of process ``pid`` in MB (2**20 bytes), from ``/proc/<pid>/statm``; None where there is
+    no /proc (not Linux) or the process is gone."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def object_store_used_mb(ray: Any) -> float | None:
+    """Bytes held in the Ray object store, summed over the cluster's nodes, in MB; None if Ray cannot say.
+
+    Asks a raylet for the cluster's store stats (what ``ray memory --stats-only`` prints); Ray's public resources
+    (``available_resources()["object_store_memory"]``) give the store's capacity, not its use."""
+    try:
+        from ray._private.internal_api import get_memory_info_reply, get_state_from_address
+
+        reply = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address),
+                                      timeout_seconds=10.0)
+        return reply.store_stats.object_store_bytes_used / 2**20
+    except Exception as exc:  # a private API: a Ray upgrade may move it; the metric is then left out
+        logger.debug("object-store use unavailable: %s", exc)
+        return None
 
 
 class EnvShard:
@@ -55,6 +87,11 @@ class EnvShard:
         n, size = len(self.envs), int(env.image_size)
         self.images = {c: np.zeros((n, size, size, 3), np.uint8) for c in env.cameras}
         self.state = np.zeros((n, int(env.observation_space["state"].shape[0])), np.float32)
+
+    def serve(self, method: str, args: tuple) -> tuple[Any, float | None]:
+        """``(getattr(self, method)(*args), this process's RSS in MB after it)``: how the driver calls every method,
+        so each reply carries the actor's memory at no extra round trip."""
+        return getattr(self, method)(*args), rss_mb()
 
     def layout(self) -> dict[str, Any]:
         """What the driver needs to describe the envs, and where this actor runs (pid, node id)."""
@@ -144,18 +181,22 @@ class RayVectorEnv:
         render_threads: ``LP_NUM_THREADS`` in each actor (llvmpipe's render threads); default
             ``max(1, int(actor_cpus))``.
         start_timeout_s: deadline for a (re)started actor to be placed and build its envs.
+        memory_mb: RSS bound of each actor in MB (None: no bound). Asked of Ray as the actor's ``memory`` resource;
+            an actor whose RSS passes it is replaced and its envs report lost (a warning names
+            ``distributed.actor_memory_mb``); one past it right after building its envs is an error.
 
     Attributes:
         num_envs, num_workers, camera_names, image_size, state_dim, max_steps, single_observation_space,
         single_action_space, worker_pids, node_ids.
-        restarts: how many actors were replaced after dying or missing the deadline.
+        restarts: how many actors were replaced after dying, missing the deadline or passing ``memory_mb``.
+        rss_mb: each actor's RSS in MB at its latest reply (None before one), in slice order.
     """
 
     def __init__(self, env_fns: Sequence[Callable[[], Any]], num_workers: int | None = None,
                  step_timeout_s: float = 30.0, name: str = "", *, address: str | None = None,
                  actor_cpus: float = 1.0, resources: dict[str, float] | None = None,
                  actor_options: dict[str, Any] | None = None, render_threads: int | None = None,
-                 start_timeout_s: float = 120.0) -> None:
+                 start_timeout_s: float = 120.0, memory_mb: int | None = None) -> None:
         from vla_rl.distributed.cluster import connect
 
         num_envs = len(env_fns)
@@ -169,11 +210,16 @@ class RayVectorEnv:
         self.env_fns = list(env_fns)
         self.step_timeout_s, self.start_timeout_s = float(step_timeout_s), float(start_timeout_s)
         self.restarts = 0
+        if memory_mb is not None and memory_mb <= 0:
+            raise ValueError(f"memory_mb must be positive (MB), got {memory_mb}")
+        self.memory_mb = memory_mb
+        self.rss_mb: list[float | None] = [None] * num_workers
         env_vars = {k: os.environ[k] for k in _GL_VARS if k in os.environ}
         env_vars["LP_NUM_THREADS"] = str(render_threads or max(1, int(actor_cpus)))
         self._env_vars = env_vars
+        memory = {} if memory_mb is None else {"memory": memory_mb * 2**20}  # bytes; the scheduler reserves them
         self._actor_cls = self._ray.remote(EnvShard).options(
-            num_cpus=actor_cpus, resources=resources or {}, max_restarts=0, **(actor_options or {}))
+            num_cpus=actor_cpus, resources=resources or {}, max_restarts=0, **memory, **(actor_options or {}))
         bounds = np.linspace(0, num_envs, num_workers + 1).round().astype(int)
         self._slices = [(int(bounds[w]), int(bounds[w + 1])) for w in range(num_workers)]
         self._actors: list[Any] = [None] * num_workers
@@ -220,6 +266,18 @@ class RayVectorEnv:
             if lo <= env_index < hi:
                 return w
         raise IndexError(f"env index {env_index} out of range [0, {self.num_envs})")
+
+    def memory_stats(self) -> dict[str, float]:
+        """``env_actor_rss_mb_max``: the largest actor RSS at its latest reply (MB); ``object_store_used_mb``: the
+        cluster's object-store use now (MB). Each only when known."""
+        out = {}
+        rss = [r for r in self.rss_mb if r is not None]
+        if rss:
+            out["env_actor_rss_mb_max"] = max(rss)
+        used = object_store_used_mb(self._ray)
+        if used is not None:
+            out["object_store_used_mb"] = used
+        return out
 
     def reset(self, seed: int | list[int] | None = None) -> tuple[Obs, dict[str, Any]]:
         """Reset every env. ``seed``: int ``s`` gives env ``i`` seed ``s + i``; a list gives one per env.
@@ -379,7 +437,7 @@ class RayVectorEnv:
     def _dispatch(self, msgs: dict[int, tuple[str, tuple]]) -> dict[int, Any]:
         if not self._finalizer.alive:
             raise RuntimeError("RayVectorEnv is closed")
-        return {w: getattr(self._actors[w], method).remote(*args) for w, (method, args) in msgs.items()}
+        return {w: self._actors[w].serve.remote(method, args) for w, (method, args) in msgs.items()}
 
     def _complete(self, refs: dict[int, Any]) -> dict[int, Any]:
         """Wait for ``refs`` (actor -> object ref) under the deadline; replace the actors that died or missed it;
@@ -405,22 +463,41 @@ class RayVectorEnv:
         for ref in ready:
             w = owner[ref]
             try:
-                replies[w] = ray.get(ref)
+                replies[w], self.rss_mb[w] = ray.get(ref)
             except ray.exceptions.RayTaskError as exc:  # the env raised: report it, the actor lives on
                 errors[w] = str(exc)
             except ray.exceptions.RayError as exc:  # the actor died: killed, out of memory, its node lost
                 failed[w] = f"died ({type(exc).__name__})"
         for ref in pending:
             failed[owner[ref]] = f"did not answer within {timeout_s:.1f} s"
+        for w in list(replies):
+            over = self._over_memory(w)
+            if over:  # its reply is dropped: the actor is replaced and its envs lost, as if it had died
+                del replies[w]
+                failed[w] = over
         return replies, errors, failed
+
+    def _over_memory(self, w: int) -> str | None:
+        """Why actor ``w`` must go for its memory (its RSS passed ``memory_mb``), else None."""
+        rss = self.rss_mb[w]
+        if self.memory_mb is None or rss is None or rss <= self.memory_mb:
+            return None
+        return (f"uses {rss:.0f} MB resident, above {MEMORY_SETTING}={self.memory_mb} (replaced before the OOM "
+                "killer picks a process; raise the setting if this is the envs' normal size)")
 
     def _start(self, ws: list[int]) -> dict[str, Any]:
         """Start actors ``ws`` and wait until their envs are built; returns the env layout."""
         for w in ws:
             lo, hi = self._slices[w]
+            self.rss_mb[w] = None  # the replaced actor's figure is not this one's
             self._actors[w] = self._actor_cls.remote(self.env_fns[lo:hi], self._env_vars)
-        replies, errors, failed = self._gather({w: self._actors[w].layout.remote() for w in ws}, self.start_timeout_s)
+        replies, errors, failed = self._gather({w: self._actors[w].serve.remote("layout", ()) for w in ws},
+                                               self.start_timeout_s)
         problems = [f"actor {w}: {e}" for w, e in errors.items()] + [f"actor {w} {why}" for w, why in failed.items()]
+        if any(self._over_memory(w) for w in failed):
+            raise RuntimeError(f"env actors for {self.name or 'the envs'} are past {MEMORY_SETTING}="
+                               f"{self.memory_mb} MB right after building their envs: raise it (or give each actor "
+                               "fewer envs: more env actors)\n" + "\n".join(problems))
         if problems:
             raise RuntimeError(f"could not start env actors for {self.name or 'the envs'} (a request of "
                                "actor_cpus/resources the cluster cannot place waits until start_timeout_s):\n"

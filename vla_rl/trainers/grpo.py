@@ -293,13 +293,18 @@ class RobotBackend:
 
     def metrics(self) -> dict[str, float]:
         """Env faults survived since the last call, logged only when there were some: episodes re-run after their
-        env worker was lost, and the workers replaced so far."""
+        env worker was lost, and the workers replaced so far. Memory where the vector env reports it (Ray's,
+        `RayVectorEnv.memory_stats`): the largest env actor RSS over the tasks and the object store's use, in MB."""
         m: dict[str, float] = {}
         if self.episodes_rerun:
             m["rollout/episodes_rerun"] = float(self.episodes_rerun)
         restarts = sum(getattr(e, "restarts", 0) for e in self.envs.values())
         if restarts:
             m["perf/env_restarts"] = float(restarts)
+        for e in self.envs.values():
+            if hasattr(e, "memory_stats"):
+                for k, v in e.memory_stats().items():  # the object store is the cluster's: the same for each task
+                    m[f"perf/{k}"] = max(m.get(f"perf/{k}", 0.0), round(float(v), 1))
         self.episodes_rerun = 0
         return m
 

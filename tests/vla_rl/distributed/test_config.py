@@ -19,10 +19,13 @@ def test_local_is_the_default_and_leaves_the_env_config_alone():
 def test_ray_runs_the_envs_in_ray_actors(monkeypatch):
     monkeypatch.setattr("vla_rl.distributed.config.is_available", lambda m: True)
     cfg = load_config(GRPOConfig, overrides=[*BASE, "distributed.backend=ray", "distributed.address=auto",
-                                             "distributed.env_actors=2", "distributed.actor_cpus=0.5"])
+                                             "distributed.env_actors=2", "distributed.actor_cpus=0.5",
+                                             "distributed.actor_resources={env_node: 1}",
+                                             "distributed.actor_memory_mb=2048"])
     env = RobotBackend(cfg).env_cfg
     assert (env.vector_env, env.num_workers, env.num_envs) == (RAY_VECTOR_ENV, 2, 4)
-    assert env.vector_env_options == {"address": "auto", "actor_cpus": 0.5}
+    assert env.vector_env_options == {"address": "auto", "actor_cpus": 0.5, "resources": {"env_node": 1.0},
+                                      "memory_mb": 2048}
 
 
 def test_ray_missing_is_a_clear_error_at_load(monkeypatch):

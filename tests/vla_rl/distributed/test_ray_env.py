@@ -1,6 +1,7 @@
 """`RayVectorEnv` on a simulated two-node Ray cluster (`ray.cluster_utils.Cluster`): the same results as
-`SubprocVectorEnv`, a GRPO run on the Ray backend equal to the local backend's, and env faults survived (an actor
-killed, its node removed, its process stopped) with the lost episodes re-run, never scored."""
+`SubprocVectorEnv`, a GRPO run on the Ray backend equal to the local backend's, env faults survived (an actor
+killed, its node removed, its process stopped, its memory past ``actor_memory_mb``) with the lost episodes re-run,
+never scored, and the actors' memory in the metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -174,15 +176,21 @@ def computed(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.endswith(("time_s", "_per_s", "_s"))} for r in rows]
 
 
+MEMORY = ("perf/env_actor_rss_mb_max", "perf/object_store_used_mb")  # Ray's memory metrics (not computed values)
+
+
 def test_grpo_on_the_ray_backend_equals_the_local_backend(cluster, tiny_vla, tmp_path):
     tiny_vla.save_pretrained(tmp_path / "init")
     local = run_grpo(grpo_config(tmp_path, "local"))
     on_ray = run_grpo(grpo_config(tmp_path, "ray", backend="ray", address=cluster.address, env_actors=2,
-                                  actor_cpus=0.5))
+                                  actor_cpus=0.5, actor_resources={"env_node": 1}, actor_memory_mb=4000))
     assert (local[3], on_ray[3]) == ("SubprocVectorEnv", "RayVectorEnv")
     assert len(on_ray[1]) == 2 and "eval/success" in on_ray[1][-1]
     assert on_ray[0] == local[0]  # rewards, steps, images, tokens of each iteration
-    assert computed(on_ray[1]) == computed(local[1])
+    for row in on_ray[1]:  # an actor holds MuJoCo, its renderer and Ray's worker: tens to hundreds of MB
+        assert 50 < row["perf/env_actor_rss_mb_max"] < 4000 and row["perf/object_store_used_mb"] >= 0
+    assert not any(k in row for row in local[1] for k in MEMORY)  # the local backend's metrics are unchanged
+    assert [{k: v for k, v in r.items() if k not in MEMORY} for r in computed(on_ray[1])] == computed(local[1])
     assert on_ray[2] == local[2]  # final parameters
 
 
@@ -263,3 +271,47 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class MemoryHog:
+    """A Reach env that, on its ``at``-th chunk, allocates and holds ``mb`` MB (touched, so resident), once per
+    test: the first env to do it leaves ``marker``, and the others (and the replacement actors) never do."""
+
+    def __init__(self, marker: str, at: int, mb: int) -> None:
+        self.env, self.marker, self.at, self.mb, self.chunks, self.held = make_env(TASK, image_size=32), marker, at, \
+            mb, 0, None
+
+    def step_chunk(self, actions, render=False):
+        self.chunks += 1
+        if self.chunks == self.at and not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            self.held = np.ones(self.mb * 2**20, np.uint8)
+        return self.env.step_chunk(actions, render=render)
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["env"], name)
+
+
+def test_an_actor_past_its_memory_bound_is_replaced_and_its_episodes_rerun(cluster, expert_records, tmp_path,
+                                                                          caplog):
+    """The bound is asked of the scheduler (memory=); an actor whose RSS passes it mid-rollout is replaced, its
+    episodes re-run and the warning names the setting; a bound the actors pass at once is a clear error."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # MemoryHog travels to the actors by value
+    with ray_env() as probe:
+        probe.reset(seed=0)
+        base = max(probe.rss_mb)
+        assert 50 < base < 2000 and probe.memory_stats()["env_actor_rss_mb_max"] == base
+    limit = int(base) + 150
+    fns = [partial(MemoryHog, str(tmp_path / "hogged"), 5, 300)] * 4
+    free = ray.available_resources().get("memory", 0)
+    with RayVectorEnv(fns, num_workers=2, name=TASK, actor_cpus=0.5, memory_mb=limit) as env:
+        assert free - ray.available_resources().get("memory", 0) == pytest.approx(2 * limit * 2**20, rel=0.01)
+        records = run_waves(env, ExpertPolicy(env), SEEDS)
+        assert env.restarts == 1 and max(env.rss_mb) < limit
+    assert (tmp_path / "hogged").exists()
+    rerun = {i for i, r in enumerate(records) if r["reruns"]}  # the episodes the hog's actor was playing
+    assert rerun and (rerun <= {0, 1} or rerun <= {2, 3}) and sum(r["reruns"] for r in records) == len(rerun)
+    assert without_reruns(records) == without_reruns(expert_records)
+    assert "above distributed.actor_memory_mb=" in caplog.text and "re-running them" in caplog.text
+    with pytest.raises(RuntimeError, match="past distributed.actor_memory_mb=10 MB right after building"):
+        RayVectorEnv(FNS, num_workers=2, name=TASK, actor_cpus=0.5, memory_mb=10)
