@@ -12,8 +12,8 @@ logger = logging.getLogger(__name__)
 
 def connect(address: str | None = None) -> ModuleType:
     """The ``ray`` module, connected: to the cluster at ``address`` (``"host:port"``, ``"auto"``), or, with None, to a
-    Ray instance started here (``ray.init()``: this machine's CPUs, no dashboard). A driver already connected stays
-    on its cluster (tests connect first to a `ray.cluster_utils.Cluster`).
+    new Ray instance started here (this machine's CPUs, no dashboard; never another run's instance). A driver already
+    connected stays on its cluster (tests connect first to a `ray.cluster_utils.Cluster`).
 
     Raises:
         DependencyNotInstalled: ray is not installed (names the extra: ``pip install -e '.[ray]'``).
@@ -23,7 +23,9 @@ def connect(address: str | None = None) -> ModuleType:
         return ray
     if address is None:
         logger.info("starting a local Ray instance (distributed.address is unset)")
-        ray.init(include_dashboard=False, logging_level=logging.WARNING)
+        # "local": a new instance even when another was started on this machine (plain ray.init() would join the
+        # cluster a `ray start` or another run left in /tmp/ray, and die with it); address=auto joins that one
+        ray.init(address="local", include_dashboard=False, logging_level=logging.WARNING)
     else:
         ray.init(address=address, logging_level=logging.WARNING)
     return ray
