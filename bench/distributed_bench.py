@@ -9,7 +9,8 @@ results record the load average before and after):
 * env steps/s of the full rollout loop (`collect_rollouts`, the ``tiny`` VLA with random weights), local and Ray;
 * the cost of one call fanned out to every worker with no env work (``call("max_steps")``), for 1, 2 and 4 workers:
   the per-call overhead of each transport, and its growth per worker;
-* start-up: ``ray.init`` (when this bench starts Ray) and building the envs in actors vs processes.
+* start-up: ``ray.init`` (when this bench starts Ray) and building the envs in actors vs processes;
+* each side's largest worker RSS (MB) after the rounds.
 
 From these, a projection for 1-64 nodes (`project`); its assumptions are written into the results.
 """
@@ -98,10 +99,21 @@ def interleaved_rates(makers: dict[str, Callable[[int, list], Any]], fns: list, 
                     env_only_rate(env, policy.config.chunk_size, 1, cfg.seconds), 1))
                 m["rollout_env_steps_per_s"] = max(m["rollout_env_steps_per_s"], round(
                     rollout_rate(env, policy, seeds, cfg.group_size, 1), 1))
+        for side, env in envs.items():  # after the rounds: the workers' resident memory, as the metrics report it
+            out[side]["worker_rss_mb_max"] = round(max(worker_rss_mb(env)), 1)
     finally:
         for env in envs.values():
             env.close()
     return out
+
+
+def worker_rss_mb(env: Any) -> list[float]:
+    """Resident MB of each env worker: the Ray actors' own reports (`RayVectorEnv.rss_mb`), the local processes'
+    from /proc."""
+    from vla_rl.distributed.ray_env import rss_mb
+
+    sizes = env.rss_mb if hasattr(env, "rss_mb") else [rss_mb(pid) for pid in env.worker_pids]
+    return [r for r in sizes if r is not None] or [float("nan")]
 
 
 def fanout_ms(make: Callable[[int, list], Any], fns: list, cfg: BenchDistributedConfig) -> dict[str, float]:
