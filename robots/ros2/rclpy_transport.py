@@ -28,14 +28,13 @@ import importlib
 import logging
 import threading
 import typing
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from robots.ros2.messages import ros_type_name
-from robots.ros2.transport import RELIABLE, QosProfile, dds_topic_name
+from robots.ros2.transport import RELIABLE, QosProfile, QueuedSubscription, dds_topic_name
 from vla_rl.availability import DependencyNotInstalled
 
 log = logging.getLogger(__name__)
@@ -194,44 +193,21 @@ class _RclpyPublisher:
         return self._pub.get_subscription_count()
 
 
-class _RclpySubscription:
-    """Messages arrive on the executor thread: converted to our type, queued (QoS depth), kept as ``latest`` and
-    handed to the callback there, so a callback must be quick and thread-safe (as with ``CycloneTransport``)."""
+class _RclpySubscription(QueuedSubscription):
+    """Messages arrive on the executor thread, converted to our type."""
 
     def __init__(self, node: Any, topic: str, msg_type: type, callback: Callable[[Any], None] | None, depth: int):
-        self._node, self.topic, self._type, self._callback = node, topic, msg_type, callback
-        self._queue: deque = deque(maxlen=depth)
-        self._latest = None
-        self._cond = threading.Condition()
+        super().__init__(topic, msg_type, callback, depth)
+        self._node = node
         self.handle: Any = None  # the rclpy Subscription, set by the transport
 
     def deliver(self, ros_msg: Any) -> None:
         try:
             msg = from_ros(self._type, ros_msg)
-            with self._cond:
-                self._queue.append(msg)
-                self._latest = msg
-                self._cond.notify_all()
-            if self._callback is not None:
-                self._callback(msg)
-        except Exception:  # an exception must not stop the executor thread
+        except Exception:  # a message we cannot convert must not stop the executor thread
             log.exception("message on %s", self.topic)
-
-    def latest(self) -> Any | None:
-        with self._cond:
-            return self._latest
-
-    def take(self) -> list[Any]:
-        with self._cond:
-            out = list(self._queue)
-            self._queue.clear()
-            return out
-
-    def wait(self, timeout: float) -> Any | None:
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._queue, timeout=timeout):
-                return None
-            return self._queue.popleft()
+            return
+        self._deliver([msg])
 
     def matched(self) -> int:
         count = getattr(self.handle, "get_publisher_count", None)  # Jazzy and later: QoS-matched publishers

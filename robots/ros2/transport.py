@@ -142,30 +142,27 @@ class _CyclonePublisher:
         return len(self._writer.get_matched_subscriptions())
 
 
-class _CycloneSubscription:
-    """Samples arrive on a Cyclone listener thread: they are queued (QoS depth), kept as ``latest``, and handed to
-    the callback there, so a callback must be quick and thread-safe."""
+class QueuedSubscription:
+    """What both transports' subscriptions share: messages arrive on a middleware thread, are queued (QoS depth),
+    kept as ``latest`` and handed to the callback there, so a callback must be quick and thread-safe. A subclass
+    calls ``_deliver`` with each message and says how many publishers match (``matched``)."""
 
     def __init__(self, topic: str, msg_type: type, callback: Callable[[Any], None] | None, depth: int):
         self.topic, self._type, self._callback = topic, msg_type, callback
         self._queue: deque = deque(maxlen=depth)
         self._latest = None
         self._cond = threading.Condition()
-        self.reader = None  # set by the transport once the reader exists
 
-    def on_data_available(self, reader) -> None:
-        samples = [s for s in reader.take(N=64) if isinstance(s, self._type)]  # skips dispose/unregister notices
-        if not samples:
-            return
+    def _deliver(self, msgs: list[Any]) -> None:
         with self._cond:
-            self._queue.extend(samples)
-            self._latest = samples[-1]
+            self._queue.extend(msgs)
+            self._latest = msgs[-1]
             self._cond.notify_all()
         if self._callback is not None:
-            for s in samples:
+            for msg in msgs:
                 try:
-                    self._callback(s)
-                except Exception:  # an exception must not unwind into the DDS thread
+                    self._callback(msg)
+                except Exception:  # an exception must not unwind into the middleware's thread
                     log.exception("callback for %s raised", self.topic)
 
     def latest(self) -> Any | None:
@@ -183,6 +180,19 @@ class _CycloneSubscription:
             if not self._cond.wait_for(lambda: self._queue, timeout=timeout):
                 return None
             return self._queue.popleft()
+
+
+class _CycloneSubscription(QueuedSubscription):
+    """Samples arrive on a Cyclone listener thread."""
+
+    def __init__(self, topic: str, msg_type: type, callback: Callable[[Any], None] | None, depth: int):
+        super().__init__(topic, msg_type, callback, depth)
+        self.reader = None  # set by the transport once the reader exists
+
+    def on_data_available(self, reader) -> None:
+        samples = [s for s in reader.take(N=64) if isinstance(s, self._type)]  # skips dispose/unregister notices
+        if samples:
+            self._deliver(samples)
 
     def matched(self) -> int:
         return len(self.reader.get_matched_publications())

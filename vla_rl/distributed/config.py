@@ -44,6 +44,24 @@ class DistributedConfig(Config):
             "vector_env_options": {"address": self.address, "actor_cpus": self.actor_cpus,
                                    "resources": dict(self.actor_resources), "memory_mb": self.actor_memory_mb}})
 
+    # ---- learner ranks as Ray actors, versioned weights (learner_actors.py, weights.py) ----
+    learner_ranks: int = Field(1, ge=1, description="ray: data-parallel learner ranks, each a Ray actor (1: the "
+                               "update runs in the driver, as with the local backend)")
+    learner_cpus: float = Field(1.0, gt=0, description="ray: CPUs each learner actor asks the cluster for")
+    learner_gpus: float = Field(0.0, ge=0, description="ray: GPUs each learner actor asks the cluster for (places "
+                                "the ranks on GPU nodes; the update itself runs where the trainer puts the policy)")
+    learner_retries: int = Field(2, ge=0, description="ray: times an iteration's update is retried on fresh learner "
+                                 "actors after one was lost, before the run stops")
+    learner_timeout_s: float = Field(120.0, gt=0, description="ray: seconds a learner collective (or the actors' "
+                                     "start) may wait for a peer before the update counts as lost")
+
+    @model_validator(mode="after")
+    def _learner_ranks_need_ray(self) -> DistributedConfig:
+        if self.learner_ranks > 1 and self.backend != "ray":
+            raise ValueError(f"distributed.learner_ranks={self.learner_ranks} runs the ranks as Ray actors: set "
+                             "distributed.backend=ray (or learner_ranks=1)")
+        return self
+
     # ---- env actors' placement and memory (launch/ray_cluster.yaml, docs/cluster.md) ----
     actor_resources: dict[str, float] = Field(
         default_factory=dict, description="ray: custom resources each env actor asks for, so only the nodes that "

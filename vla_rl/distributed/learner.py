@@ -23,9 +23,11 @@ group and a `DataParallel` handed to ``fn(dp, *args)``; a trainer rank then does
     trainer.dp = dp                           # update() shards its minibatches, optimiser_step() all-reduces
     metrics = trainer.update(rollout)         # the same Rollout on every rank (the global batch)
 
-Ray learner actors do the same, one actor per rank: `DataParallel.init(rank, world_size, init_method)` with a
-``tcp://`` address of rank 0's node (`free_tcp_address` there), the rollout from the object store, rank 0
-logging and checkpointing. With no ``dp`` (or world size 1) the trainer computes exactly what it always did.
+Ray learner actors (`vla_rl.distributed.learner_actors`, ``distributed.learner_ranks``) do the same, one actor per
+rank: `DataParallel.init(rank, world_size, init_method)` with a ``tcp://`` address of rank 0's node
+(`free_tcp_address` there), the state and the rollout from the object store, rank 0 returning the state after the
+update to the driver, which logs and checkpoints. With no ``dp`` (or world size 1) the trainer computes exactly
+what it always did.
 
 Faults: every collective carries ``timeout_s``; a peer that died (the connection drops) or stalls past the timeout
 makes the survivors raise `LearnerRankLost` naming the operation, instead of hanging.

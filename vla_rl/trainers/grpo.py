@@ -42,6 +42,8 @@ from vla_rl.trainers.schedule import lr_factor
 
 if TYPE_CHECKING:
     from vla_rl.distributed.learner import DataParallel
+    from vla_rl.distributed.learner_actors import LearnerGroup
+    from vla_rl.distributed.weights import WeightBoard
     from vla_rl.policies.vla.modeling_vla import VLAPolicy
     from vla_rl.rollout.robot import RobotRollout
 
@@ -356,7 +358,10 @@ class GRPOTrainer:
     selection) is the same for every modality; the backend supplies the policy class, the rollouts and the
     held-out evaluation."""
 
-    def __init__(self, cfg: GRPOAlgoConfig, console: Any = None) -> None:
+    def __init__(self, cfg: GRPOAlgoConfig, console: Any = None, learner_only: bool = False) -> None:
+        """``learner_only``: a learner rank's trainer (`vla_rl.distributed.learner_actors`): the policy, optimizer
+        and loss for `update`, no envs, no run folder."""
+        from vla_rl.distributed.weights import InferenceWeights
         from vla_rl.trainers.metrics import MetricsLogger
 
         self.cfg = cfg
@@ -366,8 +371,10 @@ class GRPOTrainer:
         self.backend: Backend = cfg.backend()
         self.out = Path(cfg.out)
         state_dir = self.out / "state"
-        resuming = cfg.checkpoint.resume and (state_dir / "trainer.pt").is_file()
-        if cfg.checkpoint.overwrite:
+        resuming = cfg.checkpoint.resume and (state_dir / "trainer.pt").is_file() and not learner_only
+        if learner_only:
+            pass
+        elif cfg.checkpoint.overwrite:
             shutil.rmtree(self.out, ignore_errors=True)
         elif not cfg.checkpoint.resume and (self.out / "metrics.jsonl").is_file():
             raise ValueError(f"out {str(self.out)!r} already holds a run (metrics.jsonl); pass checkpoint.resume=true "
@@ -400,12 +407,29 @@ class GRPOTrainer:
             self.iteration, self.seed_cursor = st["iteration"], st["seed_cursor"]
             self.nan_skipped, self.best, self.totals = st["nan_skipped"], st["best"], st["totals"]
             torch.set_rng_state(st["torch_rng"])
+        # the weights rollouts act with carry the number of updates behind them; checked before every rollout
+        self.inference = InferenceWeights(self.policy, self.iteration)
+        self.learners: LearnerGroup | None = None  # learner ranks as Ray actors (distributed.learner_ranks > 1)
+        self.board: WeightBoard | None = None  # where the learner's weights are published to (with learners)
+        self.learner_retries = 0  # updates re-run on fresh learner actors since the last logged iteration
+        self.log: MetricsLogger | None = None
+        if learner_only:
+            return
+        dist = getattr(cfg, "distributed", None)
+        if dist is not None and dist.learner_ranks > 1:
+            from vla_rl.distributed.learner_actors import LearnerGroup
+            from vla_rl.distributed.weights import WeightBoard
+
+            self.learners, self.board = LearnerGroup(cfg), WeightBoard()
         self.backend.start(self.policy)
         self.log = MetricsLogger(self.out)
 
     def close(self) -> None:
+        if self.learners is not None:
+            self.learners.close()
         self.backend.close()
-        self.log.close()
+        if self.log is not None:
+            self.log.close()
 
     # ---- one iteration ------------------------------------------------------------------------
     def rollout(self) -> Rollout:
@@ -414,6 +438,7 @@ class GRPOTrainer:
         from vla_rl.splits import split_seeds
 
         cfg = self.cfg.sampling
+        self.inference.require(self.iteration)  # never roll out on stale weights
         parts = []
         for task in self.cfg.tasks:
             kept, rounds = [], 0
@@ -432,9 +457,26 @@ class GRPOTrainer:
             parts.append(type(kept[0]).concat(kept))
         return type(parts[0]).concat(parts)
 
-    def update(self, r: Rollout) -> dict[str, float]:
+    def learn(self, r: Rollout) -> dict[str, float]:
+        """This iteration's `update` (in this process, or on the learner actors), then the new weights' version
+        for the rollouts: published to the object store and loaded from there with learner actors."""
+        if self.learners is None:
+            m = self.update(r)
+            self.inference.version = self.iteration + 1  # updated in place
+            return m
+        from vla_rl.distributed.learner_actors import load_state, state_of
+
+        assert self.board is not None
+        retries = self.learners.retries
+        out = self.learners.update(state_of(self) | {"lr": self.set_lr()}, r)
+        load_state(self, out, policy=False)
+        self.inference.load(self.board.publish(out["policy"], self.iteration + 1))
+        self.learner_retries += self.learners.retries - retries
+        return out["metrics"]
+
+    def update(self, r: Rollout, lr: float | None = None) -> dict[str, float]:
         """PPO epochs over the samples (``epochs`` passes, minibatches of ``minibatch_size``); returns the
-        metrics averaged over the gradient steps."""
+        metrics averaged over the gradient steps. ``lr``: this iteration's learning rate (None: the schedule's)."""
         from vla_rl.algos.losses import ZERO_ADVANTAGE_SKIPPABLE, informative_rows
 
         cfg = self.cfg
@@ -449,7 +491,7 @@ class GRPOTrainer:
         means = RunningMeans()
         updates = 0
         self.policy.train()
-        lr = self.set_lr()
+        lr = self.set_lr(lr)
         n = min(r.num_samples, cfg.optim.max_update_samples or r.num_samples)
         subset = torch.randperm(r.num_samples, generator=self.gen)[:n]  # every trajectory's steps alike
         stopped = False
@@ -496,12 +538,14 @@ class GRPOTrainer:
         _, group_acc, _ = group_stats(r.reward, r.group)
         return adv, group_acc.float()
 
-    def set_lr(self) -> float:
-        """Set this iteration's learning rate (the schedule of `lr_factor`) on every parameter group; returns it."""
+    def set_lr(self, lr: float | None = None) -> float:
+        """Set this iteration's learning rate (``lr``; None: the schedule of `lr_factor`) on every parameter group;
+        returns it."""
         cfg, budget = self.cfg.optim, self.cfg.max_wall_s
         clock = (time.time() - self.t_start) / budget if cfg.lr_clock == "budget" and budget else None
-        lr = cfg.lr * lr_factor(self.iteration, self.cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
-                                cfg.min_lr_ratio, cfg.lr_decay_fraction, clock)
+        if lr is None:
+            lr = cfg.lr * lr_factor(self.iteration, self.cfg.iterations, cfg.warmup_iterations, cfg.lr_schedule,
+                                    cfg.min_lr_ratio, cfg.lr_decay_fraction, clock)
         for group in self.opt.param_groups:
             group["lr"] = lr
         return lr
@@ -651,12 +695,15 @@ class GRPOTrainer:
         Separate from `rollout` so that a caller may change the rewards in between (RLCCF's collective vote)."""
         cfg = self.cfg
         t1 = time.time()
-        m = self.update(r)
+        m = self.learn(r)
         self.update_ema()
         t2 = time.time()
         self.iteration += 1
         m |= self.rollout_metrics(r, rollout_s, t2 - t1)
         m |= self.backend.metrics()
+        if self.learners is not None:
+            m["perf/learner_retries"] = float(self.learner_retries)
+            self.learner_retries = 0
         for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
             self.totals[k] = self.totals.get(k, 0) + v
             m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}
