@@ -69,7 +69,7 @@ def test_the_cluster_yaml_is_a_valid_ray_cluster_config():
 
 def test_the_cluster_node_types_offer_what_the_env_actors_ask_for():
     """The YAML's own command and the SLURM script's: env actors fit the CPU worker type only (the head and the GPU
-    type hold none); the GPU type has a GPU."""
+    type hold none); learner ranks asking for a GPU fit the gpu type only."""
     types = cluster()["available_node_types"]
     lines = CLUSTER.read_text().splitlines()
     i = next(i for i, line in enumerate(lines) if "vla-rl train" in line)  # the command and its continuation
@@ -80,7 +80,10 @@ def test_the_cluster_node_types_offer_what_the_env_actors_ask_for():
         assert dist.backend == "ray" and dist.actor_resources == {"env_node": 1.0}
         fits = {name for name, t in types.items() if covers(t["resources"], dist)}
         assert fits == {"cpu_env"}
-    assert types["gpu"]["resources"]["GPU"] >= 1 and types[cluster()["head_node_type"]]["resources"]["CPU"] == 0
+    assert types[cluster()["head_node_type"]]["resources"]["CPU"] == 0
+    _, dist = train_config(slurm_train_argv(EXTRA="grpo.distributed.learner_ranks=2 grpo.distributed.learner_gpus=1"))
+    ask = {"CPU": dist.learner_cpus, "GPU": dist.learner_gpus}  # learner ranks on GPUs: the gpu type holds them
+    assert {n for n, t in types.items() if all(t["resources"].get(k, 0) >= v for k, v in ask.items())} == {"gpu"}
 
 
 def test_the_slurm_script_is_valid_bash():
