@@ -283,10 +283,17 @@ class MemoryHog:
 
     def step_chunk(self, actions, render=False):
         self.chunks += 1
-        if self.chunks == self.at and not os.path.exists(self.marker):
-            Path(self.marker).touch()
+        if self.chunks == self.at and self._first():
             self.held = np.ones(self.mb * 2**20, np.uint8)
         return self.env.step_chunk(actions, render=render)
+
+    def _first(self) -> bool:
+        """True for the one env, among all the actors, that creates ``marker`` (O_EXCL: atomic)."""
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return False
+        return True
 
     def __getattr__(self, name):
         return getattr(self.__dict__["env"], name)
