@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from vla_rl.envs import Obs, StepResult, check_actions
+from vla_rl.envs.sharded import ShardedVectorEnv
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ def _shutdown(res: _Resources) -> None:
     res.shms.clear()
 
 
-class SubprocVectorEnv:
+class SubprocVectorEnv(ShardedVectorEnv):
     """``len(env_fns)`` envs in ``num_workers`` processes (see the module docstring).
 
     Args:
@@ -305,13 +306,6 @@ class SubprocVectorEnv:
         """Process id of each worker, in slice order."""
         return [w.proc.pid for w in self._res.workers]
 
-    def worker_of(self, env_index: int) -> int:
-        """The worker holding env ``env_index``."""
-        for w, (lo, hi) in enumerate(self._slices):
-            if lo <= env_index < hi:
-                return w
-        raise IndexError(f"env index {env_index} out of range [0, {self.num_envs})")
-
     def reset(self, seed: int | list[int] | None = None) -> tuple[Obs, dict[str, Any]]:
         """Reset every env. ``seed``: int ``s`` gives env ``i`` seed ``s + i``; a list gives one per env.
 
@@ -353,10 +347,7 @@ class SubprocVectorEnv:
 
         An env stops early at success or its step limit; ``info["steps"]`` counts the steps executed.
         """
-        a = np.asarray(actions)
-        if a.ndim != 3:
-            raise ValueError(f"actions have shape {a.shape}, expected (N={self.num_envs}, T, 7)")
-        return self._step(check_actions(a, (self.num_envs, a.shape[1])), active)
+        return self._step(self._chunk(actions), active)
 
     def step_chunk_async(self, actions: np.ndarray, active: np.ndarray) -> _PendingStep:
         """Start `step_chunk` for the ``active`` envs and return at once; `step_wait` collects it.
@@ -365,10 +356,7 @@ class SubprocVectorEnv:
         a pipelined rollout: one half simulates while the policy infers for the other). In the result,
         only the rows of this call's envs are meaningful.
         """
-        a = np.asarray(actions)
-        if a.ndim != 3:
-            raise ValueError(f"actions have shape {a.shape}, expected (N={self.num_envs}, T, 7)")
-        a = check_actions(a, (self.num_envs, a.shape[1]))
+        a = self._chunk(actions)
         run = self._runnable(active)
         workers = [w for w, (lo, hi) in enumerate(self._slices) if run[lo:hi].any()]
         busy = set(workers) & self._in_flight
@@ -387,62 +375,13 @@ class SubprocVectorEnv:
             self._in_flight -= set(pending.sent)
         return self._result(replies, rows=pending.run | self._lost)
 
-    def call(self, name: str, *args: Any, indices: list[int] | None = None, **kwargs: Any) -> list[Any]:
-        """``getattr(env, name)(*args, **kwargs)`` (or the attribute itself) on each env in ``indices``
-        (default all), in order. Envs whose worker failed during the call give ``None`` (and become lost).
-        """
-        idx = list(range(self.num_envs)) if indices is None else [int(i) for i in indices]
-        for i in idx:
-            if not 0 <= i < self.num_envs:
-                raise IndexError(f"env index {i} out of range [0, {self.num_envs})")
-        by_worker: dict[int, list[int]] = {}
-        for i in idx:
-            by_worker.setdefault(self.worker_of(i), []).append(i)
-        msgs = {w: ("call", (name, args, kwargs, [i - self._slices[w][0] for i in envs]))
-                for w, envs in by_worker.items()}
-        replies = self._roundtrip(msgs)
-        out: dict[int, Any] = {}
-        for w, envs in by_worker.items():
-            vals = replies.get(w, [None] * len(envs))
-            out.update(zip(envs, vals, strict=True))
-        return [out[i] for i in idx]
-
     def close(self) -> None:
         """Stop every worker and unlink the shared memory (safe to call twice)."""
         self._images = {}
         self._state = np.empty((self.num_envs, 0), np.float32)
         self._finalizer()
 
-    def __enter__(self) -> SubprocVectorEnv:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     # ---- internals -------------------------------------------------------------------------
-    def _seeds(self, seed: int | list[int] | None) -> list[int | None]:
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, int | np.integer):
-            return [int(seed) + i for i in range(self.num_envs)]
-        seeds = [int(s) for s in seed]
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        return seeds
-
-    def _runnable(self, active: np.ndarray | None) -> np.ndarray:
-        """bool (N,): envs to step (active, reset, not lost)."""
-        n = self.num_envs
-        if active is None:
-            act = np.ones(n, bool)
-        else:
-            act = np.asarray(active, bool)
-            if act.shape != (n,):
-                raise ValueError(f"active has shape {act.shape}, expected ({n},)")
-        if (act & self._needs_reset & ~self._lost).any():
-            raise RuntimeError("call reset() before stepping")
-        return act & ~self._lost
-
     def _step(self, actions: np.ndarray, active: np.ndarray | None) -> StepResult:
         """``actions float32 (N, T, 7)``, already validated."""
         run = self._runnable(active)
@@ -468,18 +407,6 @@ class SubprocVectorEnv:
         truncated |= lost
         info = {"instruction": list(self._instructions), "success": success, "lost": lost, "steps": steps}
         return self._copy_obs(rows), reward, terminated, truncated, info
-
-    def _copy_obs(self, rows: np.ndarray | None = None) -> Obs:
-        if rows is None:
-            obs = {cam: img.copy() for cam, img in self._images.items()}
-            obs["state"] = self._state.copy()
-            return obs
-        obs = {cam: np.zeros_like(img) for cam, img in self._images.items()}
-        obs["state"] = np.zeros_like(self._state)
-        for cam, img in self._images.items():
-            obs[cam][rows] = img[rows]
-        obs["state"][rows] = self._state[rows]
-        return obs
 
     def _roundtrip(self, msgs: dict[int, tuple[str, Any]]) -> dict[int, Any]:
         """Send ``msgs`` (worker -> command), gather replies under the deadline. Workers that die or

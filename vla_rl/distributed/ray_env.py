@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from vla_rl.envs import Obs, StepResult, check_actions
+from vla_rl.envs.sharded import ShardedVectorEnv
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ def _kill_all(ray: Any, actors: list[Any]) -> None:
     actors.clear()
 
 
-class RayVectorEnv:
+class RayVectorEnv(ShardedVectorEnv):
     """``len(env_fns)`` envs in ``num_workers`` Ray actors (see the module docstring).
 
     Args:
@@ -260,13 +261,6 @@ class RayVectorEnv:
         """The actor handles, in slice order (fault-injection tests kill them)."""
         return list(self._actors)
 
-    def worker_of(self, env_index: int) -> int:
-        """The actor holding env ``env_index``."""
-        for w, (lo, hi) in enumerate(self._slices):
-            if lo <= env_index < hi:
-                return w
-        raise IndexError(f"env index {env_index} out of range [0, {self.num_envs})")
-
     def memory_stats(self) -> dict[str, float]:
         """``env_actor_rss_mb_max``: the largest actor RSS at its latest reply (MB); ``object_store_used_mb``: the
         cluster's object-store use now (MB). Each only when known."""
@@ -341,57 +335,11 @@ class RayVectorEnv:
         finally:
             self._in_flight -= set(pending.refs)
 
-    def call(self, name: str, *args: Any, indices: list[int] | None = None, **kwargs: Any) -> list[Any]:
-        """``getattr(env, name)(*args, **kwargs)`` (or the attribute itself) on each env in ``indices`` (default
-        all), in order. Envs whose actor failed during the call give ``None`` (and become lost)."""
-        idx = list(range(self.num_envs)) if indices is None else [int(i) for i in indices]
-        by_worker: dict[int, list[int]] = {}
-        for i in idx:
-            by_worker.setdefault(self.worker_of(i), []).append(i)
-        msgs = {w: ("call", (name, args, kwargs, [i - self._slices[w][0] for i in envs]))
-                for w, envs in by_worker.items()}
-        replies = self._roundtrip(msgs)
-        out: dict[int, Any] = {}
-        for w, envs in by_worker.items():
-            out.update(zip(envs, replies.get(w, [None] * len(envs)), strict=True))
-        return [out[i] for i in idx]
-
     def close(self) -> None:
         """Kill every actor (safe to call twice)."""
         self._finalizer()
 
-    def __enter__(self) -> RayVectorEnv:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     # ---- internals -------------------------------------------------------------------------
-    def _seeds(self, seed: int | list[int] | None) -> list[int | None]:
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, int | np.integer):
-            return [int(seed) + i for i in range(self.num_envs)]
-        seeds = [int(s) for s in seed]
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        return seeds
-
-    def _chunk(self, actions: np.ndarray) -> np.ndarray:
-        a = np.asarray(actions)
-        if a.ndim != 3:
-            raise ValueError(f"actions have shape {a.shape}, expected (N={self.num_envs}, T, 7)")
-        return check_actions(a, (self.num_envs, a.shape[1]))
-
-    def _runnable(self, active: np.ndarray | None) -> np.ndarray:
-        """bool (N,): envs to step (active, reset, not lost)."""
-        act = np.ones(self.num_envs, bool) if active is None else np.asarray(active, bool)
-        if act.shape != (self.num_envs,):
-            raise ValueError(f"active has shape {act.shape}, expected ({self.num_envs},)")
-        if (act & self._needs_reset & ~self._lost).any():
-            raise RuntimeError("call reset() before stepping")
-        return act & ~self._lost
-
     def _send(self, actions: np.ndarray, active: np.ndarray | None) -> _PendingStep:
         """Dispatch a step of ``actions`` float32 (N, T, 7), validated, to the actors with runnable envs."""
         run = self._runnable(active)
@@ -415,14 +363,6 @@ class RayVectorEnv:
         truncated |= lost
         info = {"instruction": list(self._instructions), "success": success, "lost": lost, "steps": steps}
         return self._copy_obs(None if rows is None else rows | lost), reward, terminated, truncated, info
-
-    def _copy_obs(self, rows: np.ndarray | None = None) -> Obs:
-        obs = {cam: img.copy() for cam, img in self._images.items()}
-        obs["state"] = self._state.copy()
-        if rows is not None:
-            for v in obs.values():
-                v[~rows] = 0
-        return obs
 
     def _roundtrip(self, msgs: dict[int, tuple[str, tuple]]) -> dict[int, Any]:
         """Send ``msgs`` (actor -> (method, args)) and gather the replies under the deadline; failed actors are
