@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_rl.envs import Obs, StepResult, check_actions
+from vla_rl.envs import StepResult, check_actions
 from vla_rl.envs.sharded import ShardedVectorEnv
 
 logger = logging.getLogger(__name__)
@@ -306,33 +306,13 @@ class SubprocVectorEnv(ShardedVectorEnv):
         """Process id of each worker, in slice order."""
         return [w.proc.pid for w in self._res.workers]
 
-    def reset(self, seed: int | list[int] | None = None) -> tuple[Obs, dict[str, Any]]:
-        """Reset every env. ``seed``: int ``s`` gives env ``i`` seed ``s + i``; a list gives one per env.
+    def _reset_message(self, seeds: list[int | None]) -> tuple[str, Any]:
+        return "reset", seeds
 
-        Returns ``(obs, info)``; obs images ``uint8 (N, H, W, 3)`` per camera, ``state float32 (N, D)``;
-        info ``instruction`` (list[str]), ``success``/``lost`` ``bool (N,)``, ``steps`` ``int64 (N,)`` (0).
-        A worker that fails during reset is restarted and the reset retried once on it.
-        """
-        seeds = self._seeds(seed)
-        todo = list(range(self.num_workers))
-        lost = np.zeros(self.num_envs, bool)
-        for attempt in range(2):
-            replies = self._roundtrip({w: ("reset", seeds[slice(*self._slices[w])]) for w in todo})
-            failed = [w for w in todo if w not in replies]
-            for w, instr in replies.items():
-                lo, hi = self._slices[w]
-                self._instructions[lo:hi] = instr
-            if not failed:
-                break
-            todo = failed
-            if attempt == 1:
-                for w in failed:
-                    lost[slice(*self._slices[w])] = True
-        self._lost[:] = lost
-        self._needs_reset[:] = lost
-        info = {"instruction": list(self._instructions), "success": np.zeros(self.num_envs, bool),
-                "lost": lost.copy(), "steps": np.zeros(self.num_envs, np.int64)}
-        return self._copy_obs(), info
+    def _take_reset(self, w: int, reply: list[str]) -> None:
+        """A worker rendered its envs' first observation into shared memory; it replies their instructions."""
+        lo, hi = self._slices[w]
+        self._instructions[lo:hi] = reply
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
         """One control step per active env; ``actions float32 (N, 7)``; renders every stepped env.

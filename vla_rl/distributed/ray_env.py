@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from vla_rl.envs import Obs, StepResult, check_actions
+from vla_rl.envs import StepResult, check_actions
 from vla_rl.envs.sharded import ShardedVectorEnv
 
 logger = logging.getLogger(__name__)
@@ -273,34 +273,17 @@ class RayVectorEnv(ShardedVectorEnv):
             out["object_store_used_mb"] = used
         return out
 
-    def reset(self, seed: int | list[int] | None = None) -> tuple[Obs, dict[str, Any]]:
-        """Reset every env. ``seed``: int ``s`` gives env ``i`` seed ``s + i``; a list gives one per env.
+    def _reset_message(self, seeds: list[int | None]) -> tuple[str, tuple]:
+        return "reset", (seeds,)
 
-        Returns ``(obs, info)`` as `SubprocVectorEnv.reset`. An actor that fails during reset is replaced and the
-        reset retried once on it; envs still failing are reported lost.
-        """
-        seeds = self._seeds(seed)
-        todo = list(range(self.num_workers))
-        lost = np.zeros(self.num_envs, bool)
-        for attempt in range(2):
-            replies = self._roundtrip({w: ("reset", (seeds[slice(*self._slices[w])],)) for w in todo})
-            for w, (images, state, instr) in replies.items():
-                lo, hi = self._slices[w]
-                for cam in self.camera_names:
-                    self._images[cam][lo:hi] = images[cam]
-                self._state[lo:hi] = state
-                self._instructions[lo:hi] = instr
-            todo = [w for w in todo if w not in replies]
-            if not todo:
-                break
-            if attempt == 1:
-                for w in todo:
-                    lost[slice(*self._slices[w])] = True
-        self._lost[:] = lost
-        self._needs_reset[:] = lost
-        info = {"instruction": list(self._instructions), "success": np.zeros(self.num_envs, bool),
-                "lost": lost.copy(), "steps": np.zeros(self.num_envs, np.int64)}
-        return self._copy_obs(), info
+    def _take_reset(self, w: int, reply: tuple[dict[str, np.ndarray], np.ndarray, list[str]]) -> None:
+        """An actor replies its envs' first observation and instructions."""
+        images, state, instructions = reply
+        lo, hi = self._slices[w]
+        for cam in self.camera_names:
+            self._images[cam][lo:hi] = images[cam]
+        self._state[lo:hi] = state
+        self._instructions[lo:hi] = instructions
 
     def step(self, actions: np.ndarray, active: np.ndarray | None = None) -> StepResult:
         """One control step per active env; ``actions float32 (N, 7)`` (see `step_chunk`)."""

@@ -3,8 +3,10 @@ processes, `vla_rl.distributed.ray_env`'s Ray actors): seeds, the envs to step, 
 the workers, observation copies.
 
 A subclass sets ``num_envs``, ``_slices`` (worker -> ``(lo, hi)``), ``_lost`` / ``_needs_reset`` ``bool (N,)``,
-``_images`` (camera -> ``uint8 (N, H, W, 3)``), ``_state`` ``float32 (N, D)``, and implements ``_roundtrip(msgs)``
-(worker -> ``(method, args)`` in, worker -> reply out; failed workers absent) and ``close()``.
+``_images`` (camera -> ``uint8 (N, H, W, 3)``), ``_state`` ``float32 (N, D)``, ``_instructions`` (N strings), and
+implements ``_roundtrip(msgs)`` (worker -> ``(method, args)`` in, worker -> reply out; failed workers absent),
+``_reset_message(seeds)`` / ``_take_reset(w, reply)`` (a worker's reset request, and storing its reply) and
+``close()``.
 """
 
 from __future__ import annotations
@@ -25,12 +27,46 @@ class ShardedVectorEnv:
     _needs_reset: np.ndarray
     _images: dict[str, np.ndarray]
     _state: np.ndarray
+    _instructions: list[str]
 
     def _roundtrip(self, msgs: dict[int, tuple[str, Any]]) -> dict[int, Any]:
         raise NotImplementedError
 
+    def _reset_message(self, seeds: list[int | None]) -> tuple[str, Any]:
+        raise NotImplementedError
+
+    def _take_reset(self, w: int, reply: Any) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
         raise NotImplementedError
+
+    def reset(self, seed: int | list[int] | None = None) -> tuple[Obs, dict[str, Any]]:
+        """Reset every env. ``seed``: int ``s`` gives env ``i`` seed ``s + i``; a list gives one per env.
+
+        Returns ``(obs, info)``; obs images ``uint8 (N, H, W, 3)`` per camera, ``state float32 (N, D)``;
+        info ``instruction`` (list[str]), ``success``/``lost`` ``bool (N,)``, ``steps`` ``int64 (N,)`` (0).
+        A worker that fails during reset is restarted and the reset retried once on it; envs still failing are
+        reported lost.
+        """
+        seeds = self._seeds(seed)
+        todo = list(range(len(self._slices)))
+        lost = np.zeros(self.num_envs, bool)
+        for attempt in range(2):
+            replies = self._roundtrip({w: self._reset_message(seeds[slice(*self._slices[w])]) for w in todo})
+            for w, reply in replies.items():
+                self._take_reset(w, reply)
+            todo = [w for w in todo if w not in replies]
+            if not todo:
+                break
+            if attempt == 1:
+                for w in todo:
+                    lost[slice(*self._slices[w])] = True
+        self._lost[:] = lost
+        self._needs_reset[:] = lost
+        info = {"instruction": list(self._instructions), "success": np.zeros(self.num_envs, bool),
+                "lost": lost.copy(), "steps": np.zeros(self.num_envs, np.int64)}
+        return self._copy_obs(), info
 
     def worker_of(self, env_index: int) -> int:
         """The worker holding env ``env_index``."""
