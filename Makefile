@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install install-ros2 install-ray train test bench lint clean
+.PHONY: install install-ros2 install-ray install-maniskill train test bench lint clean
 
 install: $(STAMP)
 
@@ -30,6 +30,19 @@ install-ray: $(VENV)/.installed-ray
 
 $(VENV)/.installed-ray: $(STAMP)
 	$(BIN)/pip install -q --progress-bar off -c constraints.txt -e ".[dev,ray]"
+	touch $@
+
+# The maniskill extra (sims/maniskill, and its tests, which skip without it): a Vulkan driver (Mesa lavapipe from
+# bookworm-backports, unpacked into .venv/vulkan), the extra's dependencies, then mani-skill and sapien --no-deps.
+install-maniskill: $(VENV)/.installed-maniskill
+
+$(VENV)/.installed-maniskill: $(STAMP) sims/maniskill/setup_vulkan.sh
+	bash sims/maniskill/setup_vulkan.sh $(VENV)/vulkan
+	$(BIN)/pip install -q --progress-bar off -c constraints.txt -e ".[dev,maniskill]"
+	$(BIN)/pip install -q --progress-bar off -c constraints.txt --no-deps mani-skill==3.0.1 sapien==3.0.3
+	# mplib 0.1.1 (ManiSkill 3.0.1's solutions call its API; built for numpy 1) gets a folder of its own with numpy 1.26, first on
+	# the path of the expert's planning subprocess only (sims/maniskill/plan_worker.py).
+	$(BIN)/pip install -q --progress-bar off --no-deps --upgrade --target $(VENV)/maniskill-planner numpy==1.26.4 mplib==0.1.1
 	touch $@
 
 train: install

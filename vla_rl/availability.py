@@ -13,7 +13,9 @@ from types import ModuleType
 # import name -> (pyproject extra, note)
 _EXTRAS: dict[str, tuple[str, str]] = {
     "robosuite": ("robosuite", "robosuite 1.5.2 needs mujoco 3.9.0; install it with --no-deps"),
-    "sapien": ("sapien", "rendering needs a Vulkan driver such as Mesa lavapipe >= 25"),
+    "sapien": ("maniskill", "or: make install-maniskill (it also unpacks the Vulkan driver SAPIEN needs)"),
+    "mani_skill": ("maniskill", "or: make install-maniskill (mani-skill, sapien and mplib go in with --no-deps)"),
+    "mplib": ("maniskill", "or: make install-maniskill"),
     "ray": ("ray", "or: make install-ray"),
     "rclpy": ("ros2", "rclpy comes with a ROS 2 installation; the cyclonedds transport needs no ROS"),
     "cyclonedds": ("ros2", ""),

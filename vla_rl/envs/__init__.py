@@ -47,3 +47,18 @@ _mujoco("PushCubeNarrow-v1", "push:PushCube", 70, spread=0.2)
 # T 1.0 succeeded on ~0% of v1's initial states (no mixed GRPO groups) and succeeds on 15-30% of these.
 _mujoco("PickCubeNarrow-v2", "pick:PickCube", 50, spread=0.15)
 _mujoco("PushCubeNarrow-v2", "push:PushCube", 70, spread=0.1)
+
+
+# ManiSkill3 (SAPIEN 3; the `maniskill` extra, `make install-maniskill`): CPU physics, one task per env, vectorised
+# by our worker layer. Step limits: ManiSkill's own x2 (its expert's tracked plans take up to ~90 steps on PickCube).
+def _maniskill(task: str, max_episode_steps: int, **kwargs: bool) -> None:
+    """A ManiSkill3 task (`sims.maniskill.env.ManiSkillEnv`); ``task``: ManiSkill's id."""
+    register_env(f"maniskill/{task}", "sims.maniskill.env:ManiSkillEnv", max_episode_steps, task=task,
+                 task_id=f"maniskill/{task}", **kwargs)
+
+
+_maniskill("PickCube-v1", 100)
+_maniskill("PushCube-v1", 100)
+_maniskill("StackCube-v1", 100)
+_maniskill("PegInsertionSide-v1", 200, reconfigure=True)  # peg and hole sizes are drawn when the scene is built
+_maniskill("PullCube-v1", 100)
