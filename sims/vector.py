@@ -1,7 +1,7 @@
 """`SubprocVectorEnv`: N envs in worker processes, images in shared memory.
 
 Implements the `vla_rl.envs.VectorEnv` contract over any envs with the MuJoCo arm env's rendering surface
-(`render_into`, `cameras`, `image_size`, `max_steps`). Built from picklable env factories, as Gymnasium's
+(`render_into`, `proprio`, `cameras`, `image_size`, `max_steps`). Built from picklable env factories, as Gymnasium's
 ``AsyncVectorEnv(env_fns)``: it knows nothing of tasks or registries. Layout:
 
 * ``num_workers`` processes (``spawn`` or ``forkserver``; never ``fork``, so no MuJoCo/EGL state is
@@ -177,7 +177,7 @@ def _worker_step(envs: list[Any], images: dict[str, np.ndarray], state: np.ndarr
             for cam in images:
                 view[cam] = images[cam][i]
             env.render_into(view)
-            state[i] = env.sim.proprio()
+            state[i] = env.proprio()
     return reward, terminated, truncated, success, steps
 
 

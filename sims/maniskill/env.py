@@ -238,11 +238,6 @@ class ManiSkillEnv(gym.Env):
         raw = self.ms.agent.tcp.pose.raw_pose[0].cpu().numpy().astype(np.float64)
         return raw[:3], raw[3:]
 
-    @property
-    def sim(self) -> ManiSkillEnv:
-        """`sims.vector`'s workers read the state as ``env.sim.proprio()`` (the MuJoCo env's layout): this env."""
-        return self
-
     def proprio(self) -> np.ndarray:
         """float32 (8,): TCP position (m), TCP axis-angle (rad), finger positions (m)."""
         from transforms3d.quaternions import quat2axangle

@@ -131,6 +131,10 @@ class ArmEnv(gym.Env):
         for c in self.cameras:
             self.sim.render(c, out=out[c])
 
+    def proprio(self) -> np.ndarray:
+        """float32 (8,): the observation's state (TCP position, axis-angle, finger openings), without rendering."""
+        return self.sim.proprio()
+
     def get_state(self) -> np.ndarray:
         return self.sim.get_state()
 

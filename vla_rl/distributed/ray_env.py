@@ -20,7 +20,7 @@ semantics), with a Ray actor in place of each worker process:
   process itself. `memory_stats` gives the largest RSS and the cluster's object-store use for the metrics.
 
 The envs must have the rendering surface `SubprocVectorEnv` needs (the MuJoCo arm env's): ``reset(seed=)``,
-``step_chunk(actions, render=False)``, ``render_into``, ``sim.proprio()``, ``cameras``, ``image_size``,
+``step_chunk(actions, render=False)``, ``render_into``, ``proprio()``, ``cameras``, ``image_size``,
 ``max_steps``, ``observation_space``, ``action_space``.
 """
 
@@ -130,7 +130,7 @@ class EnvShard:
             success[i], steps[i] = info["success"], info["steps"]
             if steps[i]:
                 env.render_into({cam: img[i] for cam, img in self.images.items()})
-                self.state[i] = env.sim.proprio()
+                self.state[i] = env.proprio()
         moved = np.flatnonzero(steps)
         images = {cam: img[moved] for cam, img in self.images.items()}
         return moved, images, self.state[moved], reward, terminated, truncated, success, steps
