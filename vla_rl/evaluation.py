@@ -47,7 +47,8 @@ class EvalConfig(Config):
     """`vla-rl eval`: success per task over a seed split."""
 
     policy: str = Field("expert", description="'expert', 'random', or a checkpoint folder")
-    task: str = Field("all", description="a robot task id, a comma-separated list, or 'all'")
+    task: str = Field("all", description="a robot task id, a comma-separated list, or 'all' "
+                      "(every native MuJoCo task)")
     episodes: int = Field(50, ge=1, description="episodes per task")
     split: Literal["train", "val", "test"] = Field("test", description="seed split of initial states")
     videos: int = Field(2, ge=0, description="episodes per task written to mp4")
@@ -70,7 +71,7 @@ class EvalConfig(Config):
 
 
 def _task_list(spec: str) -> list[str]:
-    return robot_task_ids() if spec == "all" else [t.strip() for t in spec.split(",") if t.strip()]
+    return robot_task_ids("mujoco") if spec == "all" else [t.strip() for t in spec.split(",") if t.strip()]
 
 
 class VLAChunkPolicy:

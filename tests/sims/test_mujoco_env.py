@@ -14,7 +14,7 @@ def reach():
     env.close()
 
 
-@pytest.mark.parametrize("task_id", robot_task_ids())
+@pytest.mark.parametrize("task_id", robot_task_ids("mujoco"))
 def test_every_task_passes_the_gymnasium_checker(task_id):
     env = make_env(task_id, image_size=32)
     try:

@@ -62,3 +62,20 @@ _maniskill("PushCube-v1", 100)
 _maniskill("StackCube-v1", 100)
 _maniskill("PegInsertionSide-v1", 200, reconfigure=True)  # peg and hole sizes are drawn when the scene is built
 _maniskill("PullCube-v1", 100)
+
+
+# LIBERO (the `libero` extra, `make install-libero`): every task of the five suites as ``libero/<suite>/<i>``, i the
+# task's index in LIBERO's task order 0 (the order the peers report). Step limits are OpenVLA's / SimpleVLA-RL's per
+# suite. Test seeds 2,000,000 + i reset to the official init state i (50 per task); train and val seeds to placements
+# LIBERO's samplers draw (`sims.libero.env`). Registering imports nothing: libero loads when an env is built.
+def _libero(suite: str, num_tasks: int, max_episode_steps: int) -> None:
+    for i in range(num_tasks):
+        register_env(f"libero/{suite}/{i}", "sims.libero.env:LiberoEnv", max_episode_steps, suite=suite,
+                     task_index=i, task_id=f"libero/{suite}/{i}")
+
+
+_libero("spatial", 10, 220)
+_libero("object", 10, 280)
+_libero("goal", 10, 300)
+_libero("10", 10, 520)
+_libero("90", 90, 400)

@@ -49,9 +49,10 @@ def env_spec(id: str) -> EnvSpec:
     return ENVS.get(id)
 
 
-def robot_task_ids() -> list[str]:
-    """Every registered env id, sorted."""
-    return ENVS.names()
+def robot_task_ids(backend: str | None = None) -> list[str]:
+    """Every registered env id, sorted; with ``backend`` (``mujoco``, ``libero``) only the ids under ``backend/``."""
+    names = ENVS.names()
+    return names if backend is None else [n for n in names if n.startswith(f"{backend}/")]
 
 
 def check_task_id(id: str) -> str:

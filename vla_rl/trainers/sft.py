@@ -71,10 +71,11 @@ def _deep_update(base: dict, upd: dict) -> dict:
 
 
 def all_instructions() -> list[str]:
-    """Every robot task's instruction templates (the tokenizer's training text)."""
+    """Every native MuJoCo task's instruction templates (the tokenizer's training text; other backends' instructions
+    come with their demos)."""
     from vla_rl.envs import env_instructions, robot_task_ids
 
-    return [t for name in robot_task_ids() for t in env_instructions(name)]
+    return [t for name in robot_task_ids("mujoco") for t in env_instructions(name)]
 
 
 class DemoTensors:

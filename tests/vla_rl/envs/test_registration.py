@@ -11,7 +11,7 @@ from vla_rl.registry import RegistryError
 
 
 def test_every_spec_is_data_and_builds():
-    for task_id in robot_task_ids():
+    for task_id in robot_task_ids("mujoco"):
         spec = env_spec(task_id)
         assert isinstance(spec, EnvSpec) and spec.id == task_id and ":" in spec.entry_point
         env = make_env(task_id, image_size=16, cameras=())
