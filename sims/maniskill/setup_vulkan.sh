@@ -47,8 +47,8 @@ cp -a "$ARCH_DIR"/. "$DEST.partial/lib/"
 # Only lavapipe: the GPU drivers and layers in the same package are of no use here.
 find "$DEST.partial/lib" -mindepth 1 -maxdepth 1 ! -name 'libvulkan_lvp.so' ! -name 'libvulkan.so*' ! -name 'libdrm*' \
     ! -name 'libLLVM*' -exec rm -rf {} +
-ABS_LIB=$(cd "$DEST.partial" && pwd)/lib
-FINAL_LIB=$(mkdir -p "$(dirname "$DEST")" && cd "$(dirname "$DEST")" && pwd)/$(basename "$DEST")/lib
+ABS_LIB=$(cd "$DEST.partial" && pwd -P)/lib
+FINAL_LIB=$(mkdir -p "$(dirname "$DEST")" && cd "$(dirname "$DEST")" && pwd -P)/$(basename "$DEST")/lib
 cat > "$DEST.partial/lvp_icd.json" <<JSON
 {"file_format_version": "1.0.0",
  "ICD": {"library_path": "$FINAL_LIB/libvulkan_lvp.so", "api_version": "1.3.0"}}
