@@ -208,6 +208,11 @@ def shared_renderer(key: tuple[str, int], model: mujoco.MjModel) -> mujoco.Rende
 
 
 def close_renderers() -> None:
-    """Free the process's renderers (at exit, before EGL terminates its display)."""
+    """Free the process's renderers (at exit, before EGL terminates its display). A display another library
+    terminated first (robosuite's own EGL exit hook, with LIBERO in the process) has freed them already."""
     while _RENDERERS:
-        _RENDERERS.popitem()[1].close()
+        try:
+            _RENDERERS.popitem()[1].close()
+        except Exception as e:  # EGL_NOT_INITIALIZED: nothing left to free
+            if "EGL" not in type(e).__name__:
+                raise
