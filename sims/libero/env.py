@@ -44,7 +44,7 @@ import numpy as np
 
 from vla_rl.availability import require
 from vla_rl.envs import ACTION_DIM, CAMERAS
-from vla_rl.envs.contract import check_actions
+from vla_rl.envs.contract import ChunkStepping
 from vla_rl.splits import SPLITS
 
 STATE_DIM = 8
@@ -93,7 +93,7 @@ def placement_seed(seed: int) -> int:
     return int(np.random.SeedSequence([seed, _PLACEMENT_SALT]).generate_state(1)[0])
 
 
-class LiberoEnv(gym.Env):
+class LiberoEnv(ChunkStepping, gym.Env):
     """One LIBERO task; see the module docstring for conventions.
 
     Observation: ``{"agentview": uint8 (S, S, 3), "wrist": uint8 (S, S, 3), "state": float32 (8,)}`` for the
@@ -182,28 +182,11 @@ class LiberoEnv(gym.Env):
         self._done = False
         return self._obs(), {"instruction": self.instruction, "success": False}
 
-    def step(self, action: np.ndarray):
-        return self.step_chunk(np.asarray(action)[None])
-
-    def step_chunk(self, actions: np.ndarray, render: bool = True):
-        """Run T control steps of ``actions`` (T, 7), stopping at success or the step limit; render once at the
-        end. ``info["steps"]``: control steps executed."""
-        actions = check_actions(actions, (len(np.asarray(actions)),))
+    def _control(self, action: np.ndarray) -> bool:
+        """One control step of ``action`` (7,) through LIBERO's controller; True when its predicate holds after it."""
         env = self.libero_env()
-        success, steps = False, 0
-        for a in actions:
-            if self._done:
-                break
-            self._raw, *_ = env.step(a.astype(np.float64))
-            self.elapsed += 1
-            steps += 1
-            success = bool(env.check_success())
-            if success or self.elapsed >= self.max_steps:
-                self._done = True
-        truncated = self.elapsed >= self.max_steps and not success
-        obs = self._obs() if render else None
-        info = {"success": success, "instruction": self.instruction, "steps": steps}
-        return obs, float(success), success, truncated, info
+        self._raw, *_ = env.step(action.astype(np.float64))
+        return bool(env.check_success())
 
     def render(self) -> np.ndarray:
         return self.render_camera(self.cameras[0] if self.cameras else "agentview")

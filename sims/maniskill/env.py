@@ -29,7 +29,8 @@ import numpy as np
 
 from sims.maniskill.vulkan import use_local_vulkan
 from vla_rl.availability import require
-from vla_rl.envs import ACTION_DIM, CAMERAS, check_actions
+from vla_rl.envs import ACTION_DIM, CAMERAS
+from vla_rl.envs.contract import ChunkStepping
 
 STATE_DIM = 8
 ROT_SCALE = 0.1  # rad per unit rotation action (pd_ee_delta_pose's rot bound)
@@ -124,7 +125,7 @@ def to_maniskill_action(action: np.ndarray) -> np.ndarray:
     return out
 
 
-class ManiSkillEnv(gym.Env):
+class ManiSkillEnv(ChunkStepping, gym.Env):
     """One ManiSkill3 task; see the module docstring for the observation, action and success mapping.
 
     Observation: ``{"agentview": uint8 (S, S, 3), "wrist": uint8 (S, S, 3), "state": float32 (8,)}``.
@@ -177,27 +178,10 @@ class ManiSkillEnv(gym.Env):
             self._expert.forget()
         return self._obs(), {"instruction": self.instruction, "success": False}
 
-    def step(self, action: np.ndarray):
-        return self.step_chunk(np.asarray(action)[None])
-
-    def step_chunk(self, actions: np.ndarray, render: bool = True):
-        """Run T control steps of ``actions`` (T, 7), stopping early at success or the step limit, and render once
-        at the end. Returns obs, reward, terminated, truncated, info (``info["steps"]``: control steps run)."""
-        actions = check_actions(actions, (len(np.asarray(actions)),))
-        success, steps = False, 0
-        for a in actions:
-            if self._done:
-                break
-            _, _, _, _, info = self.ms.step(to_maniskill_action(a)[None])
-            self.elapsed += 1
-            steps += 1
-            success = bool(np.asarray(info["success"]).reshape(-1)[0])
-            if success or self.elapsed >= self.max_steps:
-                self._done = True
-        truncated = self.elapsed >= self.max_steps and not success
-        obs = self._obs() if render else None
-        info = {"success": success, "instruction": self.instruction, "steps": steps}
-        return obs, float(success), success, truncated, info
+    def _control(self, action: np.ndarray) -> bool:
+        """One control step of ``action`` (7,) through ``pd_ee_delta_pose``; True when the task's success holds."""
+        _, _, _, _, info = self.ms.step(to_maniskill_action(action)[None])
+        return bool(np.asarray(info["success"]).reshape(-1)[0])
 
     def render(self) -> np.ndarray:
         return self._images()[self.cameras[0]]

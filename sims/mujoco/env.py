@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -11,13 +10,14 @@ import numpy as np
 
 from sims.mujoco.sim import ArmSim
 from sims.mujoco.task import ArmTask, Expert, NarrowedRNG
-from vla_rl.envs import ACTION_DIM, CAMERAS, check_actions
+from vla_rl.envs import ACTION_DIM, CAMERAS
+from vla_rl.envs.contract import ChunkStepping
 from vla_rl.registry import resolve_entry_point
 
 STATE_DIM = 8
 
 
-class ArmEnv(gym.Env):
+class ArmEnv(ChunkStepping, gym.Env):
     """One arm + one task.
 
     Observation: ``{"agentview": uint8 (H, W, 3), "wrist": uint8 (H, W, 3), "state": float32 (8,)}``.
@@ -77,15 +77,10 @@ class ArmEnv(gym.Env):
         self._expert = None
         return self._obs(), {"instruction": self.instruction, "success": False}
 
-    def step(self, action: np.ndarray):
-        return self.step_chunk(np.asarray(action)[None])
-
-    def step_chunk(self, actions: np.ndarray, render: bool = True):
-        """Run T control steps of ``actions`` (T, 7), stopping early at success or the step limit,
-        and render once at the end. Returns obs, reward, terminated, truncated, info, where
-        ``info["steps"]`` is the number of control steps executed."""
-        actions = check_actions(actions, (len(np.asarray(actions)),))
-        return self._advance([partial(self.sim.apply_action, a) for a in actions], render)
+    def _control(self, action: np.ndarray) -> bool:
+        """One 20 Hz control step of ``action`` (7,); True when the task is solved after it."""
+        self.sim.apply_action(action)
+        return self.task.is_success(self.sim)
 
     def step_joint_targets(self, q_target: np.ndarray, opening: float, render: bool = True):
         """One control step commanded in joint space, as a ros2_control joint_trajectory controller is: the arm's
@@ -94,24 +89,11 @@ class ArmEnv(gym.Env):
         q = np.asarray(q_target, dtype=np.float64)
         if q.shape != (7,) or not np.all(np.isfinite(q)) or not np.isfinite(opening):
             raise ValueError(f"joint targets must be 7 finite numbers and a finite opening, got {q_target}, {opening}")
-        return self._advance([partial(self.sim.drive_joints, q, float(opening))], render)
+        return self._advance([partial(self._joint_control, q, float(opening))], render)
 
-    def _advance(self, controls: list[Callable[[], None]], render: bool):
-        """Run each control step until success or the step limit; the returns of `step_chunk`."""
-        success, steps = False, 0
-        for control in controls:
-            if self._done:
-                break
-            control()
-            self.elapsed += 1
-            steps += 1
-            success = self.task.is_success(self.sim)
-            if success or self.elapsed >= self.max_steps:
-                self._done = True
-        truncated = self.elapsed >= self.max_steps and not success
-        obs = self._obs() if render else None
-        info = {"success": success, "instruction": self.instruction, "steps": steps}
-        return obs, float(success), success, truncated, info
+    def _joint_control(self, q: np.ndarray, opening: float) -> bool:
+        self.sim.drive_joints(q, opening)
+        return self.task.is_success(self.sim)
 
     def render(self) -> np.ndarray:
         return self.sim.render(self.cameras[0])

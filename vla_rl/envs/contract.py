@@ -20,6 +20,8 @@ observation until the next ``reset``; pass ``active`` to step only the envs stil
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -63,3 +65,51 @@ def check_actions(actions: np.ndarray, leading: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"actions contain NaN or inf (first at index {tuple(int(i) for i in idx)}); "
                          "refusing to step: fix the policy output")
     return np.clip(a, -1.0, 1.0)
+
+
+class ChunkStepping:
+    """The episode bookkeeping every single env shares: control steps counted in ``elapsed`` up to ``max_steps``,
+    the episode done at success or the limit (later steps are no-ops until ``reset`` clears ``_done``), one render
+    at the end of a chunk. A backend implements ``_control(action) -> bool`` (one control step of an action (7,)
+    already checked; True when the task is solved after it) and ``_obs()``; ``reset`` sets ``elapsed = 0`` and
+    ``_done = False``."""
+
+    max_steps: int
+    elapsed: int
+    instruction: str
+    _done: bool
+
+    def _control(self, action: np.ndarray) -> bool:
+        raise NotImplementedError
+
+    def _obs(self) -> Obs:
+        raise NotImplementedError
+
+    def step(self, action: np.ndarray) -> tuple[Obs | None, float, bool, bool, dict[str, Any]]:
+        """One control step of ``action`` (7,); the returns of `step_chunk`."""
+        return self.step_chunk(np.asarray(action)[None])
+
+    def step_chunk(self, actions: np.ndarray, render: bool = True) -> tuple[Obs | None, float, bool, bool,
+                                                                              dict[str, Any]]:
+        """Run T control steps of ``actions`` (T, 7), stopping early at success or the step limit, and render once
+        at the end (``render=False``: obs is None). Returns obs, reward (1.0 on success), terminated (success),
+        truncated (the limit without success), info (``success``, ``instruction``, ``steps`` executed)."""
+        actions = check_actions(actions, (len(np.asarray(actions)),))
+        return self._advance([partial(self._control, a) for a in actions], render)
+
+    def _advance(self, controls: Sequence[Callable[[], bool]], render: bool) -> tuple[Obs | None, float, bool, bool,
+                                                                                      dict[str, Any]]:
+        """Run each control (one step; True on success) until success or the step limit: `step_chunk`'s returns."""
+        success, steps = False, 0
+        for control in controls:
+            if self._done:
+                break
+            success = bool(control())
+            self.elapsed += 1
+            steps += 1
+            if success or self.elapsed >= self.max_steps:
+                self._done = True
+        truncated = self.elapsed >= self.max_steps and not success
+        obs = self._obs() if render else None
+        info = {"success": success, "instruction": self.instruction, "steps": steps}
+        return obs, float(success), success, truncated, info
