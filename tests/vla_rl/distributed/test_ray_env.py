@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import os
 import signal
@@ -23,6 +22,8 @@ import torch
 ray = pytest.importorskip("ray")
 
 from sims.vector import SubprocVectorEnv  # noqa: E402
+from tests.test_determinism_pin import param_digest  # noqa: E402
+from tests.vla_rl.distributed.ray_cluster import two_node_cluster  # noqa: E402
 from vla_rl.distributed.ray_env import RayVectorEnv  # noqa: E402
 from vla_rl.envs import VectorEnv, make_env  # noqa: E402
 from vla_rl.evaluation import ExpertPolicy  # noqa: E402
@@ -37,20 +38,8 @@ SEEDS = [0, 1, 2, 3, 4, 5]  # two waves of four envs
 @pytest.fixture(scope="module")
 def cluster():
     """A head node (where the driver runs) and one worker node advertising the custom resource ``env_node``."""
-    from ray.cluster_utils import Cluster
-
-    old_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old_path) if p)  # actors import this tree
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    c.env_node = c.add_node(num_cpus=2, resources={"env_node": 4})
-    ray.init(address=c.address, logging_level=logging.WARNING)
-    yield c
-    ray.shutdown()
-    c.shutdown()
-    if old_path is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old_path
+    with two_node_cluster({"env_node": 4}) as c:
+        yield c
 
 
 def ray_env(**kwargs) -> RayVectorEnv:
@@ -127,14 +116,6 @@ def test_same_results_as_subproc_vector_env_and_placed_by_resource(cluster):
         assert results[-2][0][4]["steps"].sum() > 0 and results[-2][0][0]["state"].std() > 0
         np.testing.assert_array_equal(np.stack(r.call("expert_action")), np.stack(s.call("expert_action")))
         assert r.call("max_steps", indices=[2]) == [60] and r.restarts == 0
-
-
-def param_digest(policy: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, p in policy.named_parameters():
-        h.update(name.encode())
-        h.update(p.detach().to(torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def grpo_config(tmp_path: Path, name: str, iterations: int = 2, **distributed):

@@ -6,7 +6,6 @@ SIGKILLed mid-run resumes to the parameters of an uninterrupted run; stale weigh
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import torch
 ray = pytest.importorskip("ray")
 
 from bench.data_parallel_bench import synthetic_rollout  # noqa: E402
+from tests.vla_rl.distributed.ray_cluster import two_node_cluster  # noqa: E402
 from vla_rl.distributed.learner_actors import LearnerFailed, LearnerGroup, state_of  # noqa: E402
 from vla_rl.distributed.weights import InferenceWeights, StaleWeights, WeightBoard  # noqa: E402
 from vla_rl.trainers.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
@@ -32,20 +32,8 @@ LR = 1e-3
 @pytest.fixture(scope="module")
 def cluster():
     """A head node (where the driver runs) and one worker node, 2 CPUs each."""
-    from ray.cluster_utils import Cluster
-
-    old_path = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old_path) if p)  # actors import this tree
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    c.add_node(num_cpus=2)
-    ray.init(address=c.address, logging_level=logging.WARNING)
-    yield c
-    ray.shutdown()
-    c.shutdown()
-    if old_path is None:
-        os.environ.pop("PYTHONPATH", None)
-    else:
-        os.environ["PYTHONPATH"] = old_path
+    with two_node_cluster() as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
