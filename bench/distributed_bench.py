@@ -9,6 +9,8 @@ results record the load average before and after):
 * env steps/s of the full rollout loop (`collect_rollouts`, the ``tiny`` VLA with random weights), local and Ray;
 * the cost of one call fanned out to every worker with no env work (``call("max_steps")``), for 1, 2 and 4 workers:
   the per-call overhead of each transport, and its growth per worker;
+* rollout env steps/s on the Ray env actors with the driver inferring vs one inference actor, and the time of one
+  act call each way (`inference_actor_rates`);
 * start-up: ``ray.init`` (when this bench starts Ray) and building the envs in actors vs processes;
 * each side's largest worker RSS (MB) after the rounds.
 
@@ -107,6 +109,53 @@ def interleaved_rates(makers: dict[str, Callable[[int, list], Any]], fns: list, 
     return out
 
 
+def inference_actor_rates(fns: list, cfg: BenchDistributedConfig, policy: Any, cores: int) -> dict[str, Any]:
+    """Rollout env steps/s on Ray env actors with the driver inferring vs one inference actor (`RemotePolicy`),
+    rounds interleaved, and the milliseconds of one act call on ``num_envs`` rows each way. The env actors and the
+    inference actor share the cores (one CPU each while they fit)."""
+    from vla_rl.distributed.config import DistributedConfig
+    from vla_rl.distributed.inference import RemotePolicy
+    from vla_rl.distributed.ray_env import RayVectorEnv
+    from vla_rl.distributed.weights import WeightBoard
+    from vla_rl.policies.base import cpu_state
+
+    dist = DistributedConfig(backend="ray", address=cfg.address, inference_actors=1,
+                             inference_cpus=min(1.0, cores / (cfg.num_workers + 1)))
+    remote = RemotePolicy(policy, dist, threads=cfg.torch_threads)
+    remote.use(WeightBoard().publish(cpu_state(policy), 0))
+    env = RayVectorEnv(fns, cfg.num_workers, name=cfg.task, actor_cpus=min(1.0, cores / (cfg.num_workers + 1)))
+    seeds = max(1, cfg.num_envs // cfg.group_size)
+    out = {"driver_rollout_env_steps_per_s": 0.0, "actor_rollout_env_steps_per_s": 0.0}
+    try:
+        batch = _act_batch(env, policy)
+        call_ms = {}
+        for side, p in (("driver", policy), ("actor", remote)):
+            p.act(batch, temperature=1.6)  # warm (the actor loads the weights on its first call)
+            t0 = time.perf_counter()
+            for _ in range(20):
+                p.act(batch, temperature=1.6, generator=torch.Generator().manual_seed(0))
+            call_ms[side] = round((time.perf_counter() - t0) / 20 * 1e3, 2)
+        for _ in range(cfg.repeats):
+            for side, p in (("driver", policy), ("actor", remote)):
+                key = f"{side}_rollout_env_steps_per_s"
+                out[key] = max(out[key], round(rollout_rate(env, p, seeds, cfg.group_size, 1), 1))
+    finally:
+        env.close()
+        remote.close()
+    return out | {"act_call_ms": call_ms, "rows_per_call": cfg.num_envs,
+                  "actor_over_driver": round(out["actor_rollout_env_steps_per_s"]
+                                             / out["driver_rollout_env_steps_per_s"], 3)}
+
+
+def _act_batch(env: Any, policy: Any) -> Any:
+    """The policy's batch for every env's first observation."""
+    obs, info = env.reset(seed=list(range(env.num_envs)))
+    instructions = list(info["instruction"])
+    proc = policy.processor()
+    state = obs["state"] if proc.state_stats is not None else None
+    return proc.batch(proc.images({c: obs[c] for c in proc.cameras}), instructions, state)
+
+
 def worker_rss_mb(env: Any) -> list[float]:
     """Resident MB of each env worker: the Ray actors' own reports (`RayVectorEnv.rss_mb`), the local processes'
     from /proc."""
@@ -182,6 +231,7 @@ def run_distributed_bench(task: str = "mujoco/PickCube-v1", num_envs: int = 16, 
         rates = interleaved_rates(makers, fns, cfg, policy)
         local = rates["local"] | {"fanout_call_ms": fanout_ms(makers["local"], fns, cfg)}
         on_ray = rates["ray"] | {"fanout_call_ms": fanout_ms(makers["ray"], fns, cfg)}
+        inference = inference_actor_rates(fns, cfg, policy, cores)
     finally:
         if started:
             ray.shutdown()
@@ -200,6 +250,7 @@ def run_distributed_bench(task: str = "mujoco/PickCube-v1", num_envs: int = 16, 
         "ray_over_local": {
             "env_only": round(on_ray["env_only_env_steps_per_s"] / local["env_only_env_steps_per_s"], 3),
             "rollout": round(on_ray["rollout_env_steps_per_s"] / local["rollout_env_steps_per_s"], 3)},
+        "inference_actor": inference,
         "projection": {
             "assumptions": [
                 f"each node runs {workers_per_node} env workers (one per core), each at the per-worker rate "

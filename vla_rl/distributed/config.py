@@ -71,3 +71,25 @@ class DistributedConfig(Config):
         None, gt=0, description="ray: memory bound of each env actor in MB, asked of the scheduler (memory=); an "
         "actor whose resident set passes it is replaced and its episodes re-run, before the OOM killer; None: no "
         "bound (perf/env_actor_rss_mb_max shows what the actors use)")
+
+    # ---- rollout inference on Ray actors (inference.py) ----
+    inference_actors: int = Field(0, ge=0, description="ray: inference actors that compute the rollouts' actions, "
+                                  "each with a copy of the policy on its GPU (or CPU), fed the weights of every "
+                                  "update through the object store; 0: the driver infers")
+    inference_cpus: float = Field(1.0, gt=0, description="ray: CPUs each inference actor asks the cluster for")
+    inference_gpus: float = Field(0.0, ge=0, description="ray: GPUs each inference actor asks for (places it on a GPU "
+                                  "node and makes it act there)")
+    inference_resources: dict[str, float] = Field(default_factory=dict, description="ray: custom resources each "
+                                                  "inference actor asks for, so only the nodes that advertise them "
+                                                  "hold one; {}: any node with what it asks")
+    inference_retries: int = Field(2, ge=0, description="ray: times an act call is repeated on a fresh inference "
+                                   "actor after one was lost, before the run stops")
+    inference_timeout_s: float = Field(300.0, gt=0, description="ray: seconds an act call (or an actor's start, "
+                                       "which loads the policy) may take before its actor counts as lost")
+
+    @model_validator(mode="after")
+    def _inference_actors_need_ray(self) -> DistributedConfig:
+        if self.inference_actors and self.backend != "ray":
+            raise ValueError(f"distributed.inference_actors={self.inference_actors} runs inference on Ray actors: "
+                             "set distributed.backend=ray (or inference_actors=0 to infer in the driver)")
+        return self

@@ -71,7 +71,9 @@ class LearnerRank:
 
 def state_of(trainer: Any) -> dict[str, Any]:
     """What an update reads and changes of a `GRPOTrainer`: policy and optimizer state, generator, counters."""
-    return {"policy": {k: v.detach().clone() for k, v in trainer.policy.state_dict().items()},
+    from vla_rl.policies.base import cpu_state
+
+    return {"policy": cpu_state(trainer.policy),
             "opt": trainer.opt.state_dict(), "gen": trainer.gen.get_state(), "iteration": trainer.iteration,
             "nan_streak": trainer.nan_streak, "nan_skipped": trainer.nan_skipped}
 

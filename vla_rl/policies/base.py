@@ -33,6 +33,11 @@ class Policy(nn.Module, metaclass=ABCMeta):
 
     config: Any
 
+    @property
+    def device(self) -> torch.device:
+        """Where the policy's parameters are; its methods take inputs from any device and move them here."""
+        return next(self.parameters(), torch.empty(0)).device
+
     @classmethod
     @abstractmethod
     def from_pretrained(cls, path: str | Path) -> Self:
@@ -48,3 +53,18 @@ class Policy(nn.Module, metaclass=ABCMeta):
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs and entropies float32 (B, L) of response ``tokens`` int64 (B, L) under the policy's
         distribution at ``temperature`` (logits / temperature), given ``batch`` (a `PolicyBatch` of B rows)."""
+
+
+def multinomial(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One index per row of ``probs`` float (R, n), drawn with ``generator``, int64 (R, 1) on ``probs``' device. The
+    generator may live on another device than ``probs`` (the trainer's CPU generator sampling a GPU policy's
+    actions): the draw is then made where the generator is, so it follows the generator's state on any device."""
+    if generator is None or generator.device == probs.device:
+        return torch.multinomial(probs, 1, generator=generator)
+    return torch.multinomial(probs.to(generator.device), 1, generator=generator).to(probs.device)
+
+
+def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of ``module``'s state dict on the CPU, detached: a snapshot that later updates leave unchanged (to publish
+    or send to another process)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}

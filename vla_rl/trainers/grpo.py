@@ -35,12 +35,14 @@ from pydantic import Field, field_validator, model_validator
 from vla_rl.config import Config
 from vla_rl.distributed.config import DistributedConfig
 from vla_rl.envs import EnvConfig, VectorEnv, check_task_id
-from vla_rl.policies.base import Policy
+from vla_rl.policies.base import Policy, cpu_state
 from vla_rl.rollout.base import Rollout
 from vla_rl.trainers.backend import Backend
 from vla_rl.trainers.schedule import lr_factor
+from vla_rl.utils.devices import DEVICE_PATTERN, resolve_device
 
 if TYPE_CHECKING:
+    from vla_rl.distributed.inference import RemotePolicy
     from vla_rl.distributed.learner import DataParallel
     from vla_rl.distributed.learner_actors import LearnerGroup
     from vla_rl.distributed.weights import WeightBoard
@@ -171,6 +173,9 @@ class GRPOAlgoConfig(Config):
                                      "iteration is validated. None: run all iterations")
     seed: int = Field(0, description="seed of the trainer's generator (sampling, minibatch order)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    device: str = Field("auto", pattern=DEVICE_PATTERN, description="where the policy acts and learns: auto (the "
+                        "GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; the losses over token tensors "
+                        "and the trainer's generator stay on the CPU")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
@@ -379,11 +384,14 @@ class GRPOTrainer:
         elif not cfg.checkpoint.resume and (self.out / "metrics.jsonl").is_file():
             raise ValueError(f"out {str(self.out)!r} already holds a run (metrics.jsonl); pass checkpoint.resume=true "
                              "to continue it, checkpoint.overwrite=true to replace it, or choose another out")
-        self.policy: Policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init)
-        self.ref: Policy | None = self.backend.load_policy(cfg.init).eval() if cfg.loss.kl_coef > 0 else None
+        self.device = resolve_device(cfg.device)
+        self.policy: Policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init).to(self.device)
+        self.ref: Policy | None = None
+        if cfg.loss.kl_coef > 0:
+            self.ref = self.backend.load_policy(cfg.init).to(self.device).eval()
         self.ema: Policy | None = None
         if cfg.optim.ema > 0:  # starts at the initial policy; a resumed run reloads its average
-            self.ema = self.backend.load_policy(state_dir / "ema" if resuming else cfg.init).eval()
+            self.ema = self.backend.load_policy(state_dir / "ema" if resuming else cfg.init).to(self.device).eval()
         trainable = frozen_split(self.policy, cfg.optim.freeze)
         self.opt = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                      betas=(0.9, 0.95))
@@ -421,12 +429,22 @@ class GRPOTrainer:
             from vla_rl.distributed.weights import WeightBoard
 
             self.learners, self.board = LearnerGroup(cfg), WeightBoard()
+        self.remote: RemotePolicy | None = None  # rollout inference on Ray actors (distributed.inference_actors)
+        if dist is not None and dist.inference_actors:
+            from vla_rl.distributed.inference import RemotePolicy
+            from vla_rl.distributed.weights import WeightBoard
+
+            self.board = self.board or WeightBoard()
+            self.remote = RemotePolicy(self.policy, dist, cfg.threads)
+            self.remote.use(self.board.publish(cpu_state(self.policy), self.iteration))
         self.backend.start(self.policy)
         self.log = MetricsLogger(self.out)
 
     def close(self) -> None:
         if self.learners is not None:
             self.learners.close()
+        if self.remote is not None:
+            self.remote.close()
         self.backend.close()
         if self.log is not None:
             self.log.close()
@@ -439,13 +457,16 @@ class GRPOTrainer:
 
         cfg = self.cfg.sampling
         self.inference.require(self.iteration)  # never roll out on stale weights
+        if self.remote is not None:
+            self.remote.require(self.iteration)
+        policy = self.remote or self.policy
         parts = []
         for task in self.cfg.tasks:
             kept, rounds = [], 0
             while True:
                 seeds = split_seeds("train", cfg.seeds_per_iter, self.seed_cursor)
                 self.seed_cursor += cfg.seeds_per_iter
-                r = self.backend.rollout(self.policy, task, seeds, self.gen, self.seed_cursor)
+                r = self.backend.rollout(policy, task, seeds, self.gen, self.seed_cursor)
                 r = r.select_trajectories(~r.lost)
                 if cfg.dynamic_sampling:
                     r = r.select_trajectories(informative_groups(r.reward, r.group))
@@ -459,10 +480,14 @@ class GRPOTrainer:
 
     def learn(self, r: Rollout) -> dict[str, float]:
         """This iteration's `update` (in this process, or on the learner actors), then the new weights' version
-        for the rollouts: published to the object store and loaded from there with learner actors."""
+        for the rollouts: published to the object store and loaded from there with learner actors or inference
+        actors."""
         if self.learners is None:
             m = self.update(r)
             self.inference.version = self.iteration + 1  # updated in place
+            if self.remote is not None:
+                assert self.board is not None
+                self.remote.use(self.board.publish(cpu_state(self.policy), self.iteration + 1))
             return m
         from vla_rl.distributed.learner_actors import load_state, state_of
 
@@ -471,6 +496,8 @@ class GRPOTrainer:
         out = self.learners.update(state_of(self) | {"lr": self.set_lr()}, r)
         load_state(self, out, policy=False)
         self.inference.load(self.board.publish(out["policy"], self.iteration + 1))
+        if self.remote is not None:
+            self.remote.use(self.board.latest)
         self.learner_retries += self.learners.retries - retries
         return out["metrics"]
 
@@ -593,14 +620,15 @@ class GRPOTrainer:
         temperature. Data-parallel: this rank forwards its shard; the other ranks' rows arrive without gradient."""
         temperature = self.cfg.sampling.temperature
         if self.dp is None:
-            return policy.logprobs(r.batch(idx), r.tokens[idx], temperature)
+            logp, ent = policy.logprobs(r.batch(idx), r.tokens[idx], temperature)
+            return logp.cpu(), ent.cpu()  # the loss runs on the CPU; the gradient flows back to the policy's device
         mine = self.dp.shard(idx)
         if len(mine):
             local = policy.logprobs(r.batch(mine), r.tokens[mine], temperature)
         else:  # fewer rows than ranks: nothing to forward here, (0, K) each
-            local = (r.old_logp[mine], r.old_logp[mine])
+            local = (r.old_logp[mine].to(self.device), r.old_logp[mine].to(self.device))
         logp, ent = self.dp.gather_rows(len(idx), *local)
-        return logp, ent
+        return logp.cpu(), ent.cpu()
 
     def optimiser_step(self, loss: torch.Tensor) -> torch.Tensor | None:
         """Backward, clip the gradient norm to ``grad_clip``, step; returns the norm before clipping. A non-finite
@@ -704,6 +732,8 @@ class GRPOTrainer:
         if self.learners is not None:
             m["perf/learner_retries"] = float(self.learner_retries)
             self.learner_retries = 0
+        if self.remote is not None:  # inference actors replaced so far (the calls they lost were repeated)
+            m["perf/inference_restarts"] = float(self.remote.restarts)
         for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
             self.totals[k] = self.totals.get(k, 0) + v
             m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}

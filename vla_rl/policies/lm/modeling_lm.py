@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla_rl.policies.base import Policy
+from vla_rl.policies.base import Policy, multinomial
 from vla_rl.policies.lm.configuration_lm import LMPolicyConfig, lm_preset
 from vla_rl.utils.io import atomic_dir
 
@@ -119,7 +119,7 @@ def sample_tokens(
     (greedy: argmax, still scored under the tempered distribution)."""
     logp = F.log_softmax(logits.float() / temperature, -1)
     probs = logp.exp()
-    tokens = logp.argmax(-1) if greedy else torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    tokens = logp.argmax(-1) if greedy else multinomial(probs, generator).squeeze(-1)
     entropy = -(probs * logp).sum(-1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(-1), entropy
 
@@ -377,7 +377,9 @@ class LMPolicy(Policy):
     def logprobs(
         self, batch: TextBatch, tokens: torch.Tensor, temperature: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs and entropies (B, T) of completion ``tokens`` (B, T) under logits / temperature."""
+        """Log-probs and entropies (B, T) of completion ``tokens`` (B, T) under logits / temperature, on the policy's
+        device (the inputs are moved there)."""
+        batch, tokens = batch.to(self.device), tokens.to(self.device)
         logp = F.log_softmax(self.completion_logits(batch, tokens).float() / temperature, -1)
         entropy = -(logp.exp() * logp).sum(-1)
         return logp.gather(-1, tokens[..., None]).squeeze(-1), entropy
@@ -398,13 +400,15 @@ class LMPolicy(Policy):
         with the same prompt (a GRPO group) share one prefill (`prompt_groups`), its KV cache copied to each row.
         ``max_new_tokens``: an int or a per-row int64 (B,) budget. A row stops after a stop token (kept,
         mask 1) or at its budget; a finished row stays finished (pad id, log-prob 0, mask 0).
+        The prompts may be on any device (they are moved to the policy's); the outputs are on the CPU.
         """
         batch = prompts if isinstance(prompts, TextBatch) else self.encode(prompts)
+        batch = batch.to(self.device)
         if self._vllm is not None:
             return self._vllm.generate(self, batch, max_new_tokens, temperature, generator, greedy)
         device = batch.input_ids.device
         b = len(batch)
-        limits = torch.as_tensor(max_new_tokens, dtype=torch.long, device=device).expand(b)
+        limits = torch.as_tensor(max_new_tokens, dtype=torch.long).to(device).expand(b)
         steps = int(limits.max()) if b else 0
         stop = torch.tensor(self.stop_ids, device=device)
         tokens = torch.full((b, steps), self.pad_id, dtype=torch.long, device=device)
@@ -437,7 +441,8 @@ class LMPolicy(Policy):
             logits = out.logits[:, -1]
             next_pos = next_pos + 1
         n = t + 1
-        tokens, logps, ents, tmask = tokens[:, :n], logps[:, :n], ents[:, :n], tmask[:, :n]
+        tokens, logps, ents, tmask = (x[:, :n].cpu() for x in (tokens, logps, ents, tmask))
+        finished = finished.cpu()
         return Generation(tokens, logps, ents, tmask, finished, self.decode(tokens, tmask))
 
     def sync_backend(self) -> None:

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vla_rl.policies.base import Policy
+from vla_rl.policies.base import Policy, multinomial
 from vla_rl.policies.vla.configuration_vla import PointDecoding, VLAConfig
 from vla_rl.policies.vla.processor_vla import ActionTokenizer, NormStats, VLAProcessor
 from vla_rl.utils.io import atomic_dir
@@ -244,7 +244,9 @@ class VLAPolicy(Policy):
     # ---- acting and scoring -----------------------------------------------------------------
     def logprobs(self, batch: VLABatch, tokens: torch.Tensor, temperature: float = 1.0
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs and entropies (B, K) of ``tokens`` (B, K) under the tempered action distribution."""
+        """Log-probs and entropies (B, K) of ``tokens`` (B, K) under the tempered action distribution, on the policy's
+        device (the inputs are moved there)."""
+        batch, tokens = batch.to(self.device), tokens.to(self.device)
         logits = self.action_logits(batch, tokens).float() / temperature
         logp = F.log_softmax(logits, -1)
         entropy = -(logp.exp() * logp).sum(-1)
@@ -261,8 +263,11 @@ class VLAPolicy(Policy):
         ``quantiles`` float (B, K) in (0, 1): token k is the ``quantiles[:, k]`` quantile of its tempered
         distribution over the ordered bins (inverse-CDF sampling) instead of a fresh draw; each token is still
         distributed as the policy says when the quantile is uniform, but a caller can correlate the quantiles
-        over time (`vla_rl.rollout.robot.QuantileNoise`)."""
+        over time (`vla_rl.rollout.robot.QuantileNoise`).
+
+        ``batch`` may be on any device (it is moved to the policy's); the outputs are on the CPU."""
         point = point_decoding or self.config.point_decoding
+        batch = batch.to(self.device)
         if point not in POINT_DECODINGS:
             raise ValueError(f"unknown point_decoding {point!r}; valid: {', '.join(POINT_DECODINGS)}")
         if self.config.decoding == "parallel":
@@ -272,7 +277,8 @@ class VLAPolicy(Policy):
             if quantiles is not None:
                 raise ValueError("quantile sampling is implemented for parallel decoding only")
             tokens, logp, ent = self._generate_autoregressive(batch, temperature, greedy, generator, point)
-        ids = (tokens + self.action_offset).cpu().numpy().reshape(len(batch), self.config.chunk_size, -1)
+        tokens, logp, ent = tokens.cpu(), logp.cpu(), ent.cpu()
+        ids = (tokens + self.action_offset).numpy().reshape(len(batch), self.config.chunk_size, -1)
         return ActOutput(tokens, logp, ent, self.action_tokenizer.decode(ids)[:, : self.config.n_action_steps])
 
     def _generate_autoregressive(self, batch: VLABatch, temperature: float, greedy: bool,
@@ -402,6 +408,6 @@ def _sample(logits: torch.Tensor, temperature: float, greedy: bool, generator: t
         tokens = torch.searchsorted(cdf, quantiles[..., None].to(cdf)).squeeze(-1).clamp(max=cdf.shape[-1] - 1)
     else:
         flat = logp.exp().flatten(0, -2)
-        tokens = torch.multinomial(flat, 1, generator=generator).view(logp.shape[:-1])
+        tokens = multinomial(flat, generator).view(logp.shape[:-1])
     entropy = -(logp.exp() * logp).sum(-1)
     return tokens, logp.gather(-1, tokens[..., None]).squeeze(-1), entropy
