@@ -60,6 +60,12 @@ class InferenceActor:
 
         return str(next(self.policy.parameters()).device), os.getpid(), ray.get_runtime_context().get_node_id()
 
+    def rss_mb(self) -> float | None:
+        """This actor's resident set size, MB."""
+        from vla_rl.distributed.ray_env import rss_mb
+
+        return rss_mb()
+
     def act(self, published: PublishedWeights, batch: Any, kwargs: dict[str, Any], gen_state: torch.Tensor | None
             ) -> tuple[Any, torch.Tensor | None]:
         """``policy.act(batch, **kwargs)`` on the weights of ``published`` (loaded first if another version is
@@ -135,6 +141,13 @@ class RemotePolicy:
         """Each actor's (device, pid, node id)."""
         self.start()
         return self.ray.get([a.device.remote() for a in self.actors], timeout=self.dist.inference_timeout_s)
+
+    def rss_mb_max(self) -> float | None:
+        """The largest resident set size of the actors, MB (None: none started, or none could say)."""
+        if not self.actors:
+            return None
+        sizes = self.ray.get([a.rss_mb.remote() for a in self.actors], timeout=self.dist.inference_timeout_s)
+        return max((s for s in sizes if s is not None), default=None)
 
     def act(self, batch: Any, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
         """The driver policy's ``act(batch, generator=, **kwargs)``, computed by the inference actors; ``generator``

@@ -732,8 +732,11 @@ class GRPOTrainer:
         if self.learners is not None:
             m["perf/learner_retries"] = float(self.learner_retries)
             self.learner_retries = 0
-        if self.remote is not None:  # inference actors replaced so far (the calls they lost were repeated)
+        if self.remote is not None:  # inference actors replaced so far (the calls they lost were repeated), memory
             m["perf/inference_restarts"] = float(self.remote.restarts)
+            rss = self.remote.rss_mb_max()
+            if rss is not None:
+                m["perf/inference_actor_rss_mb_max"] = round(rss, 1)
         for k, v in r.counts().items():  # env steps (robot), generated tokens (text)
             self.totals[k] = self.totals.get(k, 0) + v
             m |= {f"perf/{k}_per_s": v / max(rollout_s, 1e-9), f"perf/{k}": float(self.totals[k])}

@@ -20,7 +20,8 @@ from vla_rl.distributed.inference import RemotePolicy  # noqa: E402
 from vla_rl.distributed.weights import StaleWeights, WeightBoard  # noqa: E402
 from vla_rl.policies.base import cpu_state  # noqa: E402
 
-MEMORY = ("perf/env_actor_rss_mb_max", "perf/object_store_used_mb", "perf/inference_restarts")
+MEMORY = ("perf/env_actor_rss_mb_max", "perf/object_store_used_mb", "perf/inference_restarts",
+          "perf/inference_actor_rss_mb_max")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,7 @@ def test_grpo_with_an_inference_actor_equals_the_driver_inferring(driver_run, cl
     assert [{k: v for k, v in r.items() if k not in MEMORY} for r in computed(on_actor[1])] == computed(rows)
     assert on_actor[2] == digest  # final parameters
     assert [r["perf/inference_restarts"] for r in on_actor[1]] == [0.0, 0.0]
+    assert all(100 < r["perf/inference_actor_rss_mb_max"] < 4000 for r in on_actor[1])  # torch + the policy copy
     [(device, pid, node)] = placed
     assert device == "cpu" and node == cluster.env_node.node_id and pid != os.getpid()  # on the worker node
 
