@@ -357,6 +357,33 @@ def _job_type(argv: list[str]) -> str:
     return "vla_grpo"
 
 
+@command("export-openvla", "write an OpenVLA / OpenVLA-OFT checkpoint (trained here, or theirs) in OpenVLA's Hugging "
+                          "Face layout, which their tools load")
+def _export_openvla(argv: list[str]) -> int:
+    import argparse
+
+    from vla_rl.policies.openvla.configuration_openvla import OpenVLAFolderError
+    from vla_rl.policies.openvla.modeling_openvla import OpenVLAPolicy
+
+    ap = argparse.ArgumentParser(
+        prog="vla-rl export-openvla",
+        description="Write a checkpoint of an OpenVLA policy (e.g. runs/<run>/best) as an OpenVLA Hugging Face folder: "
+                    "config.json with norm_stats, dataset_statistics.json, safetensors shards + index, OFT's component "
+                    "files, tokenizer.")
+    ap.add_argument("checkpoint", help="our checkpoint of an OpenVLA policy, or an OpenVLA folder")
+    ap.add_argument("out", help="folder to write")
+    ap.add_argument("--max-shard-mb", type=float, default=5120.0, help="largest safetensors shard (MiB)")
+    args = ap.parse_args(argv)
+    try:
+        policy = OpenVLAPolicy.from_pretrained(args.checkpoint)
+        out = policy.save_openvla(args.out, int(args.max_shard_mb * 2**20))
+    except OpenVLAFolderError as e:
+        print(f"vla-rl export-openvla: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({policy.num_parameters():,} parameters, unnorm_key {policy.config.unnorm_key})")
+    return 0
+
+
 @command("plot", "draw a run's curves to PNG and print the entropy-performance fit R = -a exp(H) + b")
 def _plot(argv: list[str]) -> int:
     from vla_rl.plot import plot_run

@@ -88,11 +88,11 @@ def oft_components(seed: int = 1, action_dim: int = 7, state_dim: int = 8) -> di
             "proprio_projector": {"module." + k: v for k, v in proprio.items()}}
 
 
-def norm_stats(action_dim: int = 7, state_dim: int = 8) -> dict:
-    """Two datasets' statistics in OpenVLA's layout; the gripper (last dim) un-masked."""
+def norm_stats(datasets: tuple[str, ...] = DATASETS, action_dim: int = 7, state_dim: int = 8) -> dict:
+    """The datasets' statistics in OpenVLA's layout; the gripper (last dim) un-masked."""
     rng = np.random.default_rng(0)
     out = {}
-    for name in DATASETS:
+    for name in datasets:
         lo = -rng.uniform(0.2, 1.0, action_dim)
         hi = rng.uniform(0.2, 1.0, action_dim)
         lo[-1], hi[-1] = 0.0, 1.0
@@ -137,14 +137,17 @@ def tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)
 
 
-def write_folder(path: Path, oft: bool = False, shards: int = 2, seed: int = 0, component_prefix: bool = True) -> Path:
+def write_folder(path: Path, oft: bool = False, shards: int = 2, seed: int = 0, component_prefix: bool = True,
+                 datasets: tuple[str, ...] = DATASETS, num_images: int | None = None) -> Path:
     """An OpenVLA (``oft``: OpenVLA-OFT, with its two component files) Hugging Face folder at ``path``:
-    config.json, dataset_statistics.json, ``shards`` safetensors shards + index (1: model.safetensors), tokenizer."""
+    config.json, dataset_statistics.json (the norm stats of ``datasets``), ``shards`` safetensors shards + index
+    (1: model.safetensors), tokenizer; ``num_images``: OFT's ``num_images_in_input`` in config.json."""
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
-    stats = norm_stats()
-    (path / "config.json").write_text(json.dumps(hf_config(stats), indent=2))
+    stats = norm_stats(datasets)
+    cfg = hf_config(stats) | ({"num_images_in_input": num_images} if num_images else {})
+    (path / "config.json").write_text(json.dumps(cfg, indent=2))
     (path / "dataset_statistics.json").write_text(json.dumps(stats, indent=2))
     state = model_state(seed)
     keys = list(state)
