@@ -213,3 +213,18 @@ def test_incomplete_or_foreign_folders_are_refused(folders, tmp_path):
     shutil.copy(twice / "action_head--150000_checkpoint.pt", twice / "action_head--5000_checkpoint.pt")
     with pytest.raises(OpenVLAFolderError, match="2 action_head checkpoints"):
         OpenVLAPolicy.from_pretrained(twice, unnorm_key=DATASETS[0])
+
+
+def test_export_bakes_acting_settings_into_the_folder(folders, tmp_path, capsys):
+    """A folder of several datasets needs an unnorm_key; the export writes it (and the gripper convention) into
+    config.json, so the trainer, which passes no settings, loads the result."""
+    from vla_rl.cli import main
+    from vla_rl.policies.factory import load_robot_policy
+
+    src, out = str(folders["openvla"]), str(tmp_path / "hf")
+    assert main(["export-openvla", src, out, "unnorm_key=nope"]) == 2
+    assert "valid: bridge_orig, libero_spatial_no_noops" in capsys.readouterr().err
+    assert main(["export-openvla", src, out, "unnorm_key=bridge_orig", "gripper=libero"]) == 0
+    policy = load_robot_policy(out)
+    assert isinstance(policy, OpenVLAPolicy)
+    assert (policy.config.unnorm_key, policy.config.gripper) == ("bridge_orig", "libero")
