@@ -197,7 +197,7 @@ class OpenVLAPolicy(Policy):
         self._check(shapes)
         self.vocab_size = hf_config["text_config"].get("vocab_size", 32000) - hf_config.get("pad_to_multiple_of", 0)
         self.action_offset = self.vocab_size - config.n_bins
-        ns = hf_config["norm_stats"][config.unnorm_key]
+        ns = hf_config["norm_stats"][pick_unnorm_key(hf_config["norm_stats"], config.unnorm_key)]
         self.action_tokenizer = OpenVLAActionTokenizer(ns["action"], self.vocab_size, config.n_bins,
                                                        1e-8 if config.variant == "oft" else 0.0, config.gripper,
                                                        config.gripper_dim)

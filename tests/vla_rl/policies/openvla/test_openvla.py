@@ -154,10 +154,8 @@ def test_oft_l1_head_actions(folders):
     stats = p.hf_config["norm_stats"][DATASETS[0]]["action"]
     lo, hi, mask = np.array(stats["q01"]), np.array(stats["q99"]), np.array(stats["mask"])
     np.testing.assert_allclose(out.actions, np.where(mask, 0.5 * (norm + 1) * (hi - lo + 1e-8) + lo, norm), atol=1e-5)
-    with pytest.raises(OpenVLAFolderError, match="action_head--<step>_checkpoint.pt"):
-        shutil.copytree(folders["openvla"], folders["openvla"].parent / "no_head")
-        OpenVLAPolicy.from_pretrained(folders["openvla"].parent / "no_head", unnorm_key=DATASETS[0], variant="oft",
-                                      action_head="l1")
+    with pytest.raises(OpenVLAFolderError, match="action_head--<step>_checkpoint.pt"):  # a folder without OFT's head
+        OpenVLAPolicy.from_pretrained(folders["openvla"], unnorm_key=DATASETS[0], variant="oft", action_head="l1")
 
 
 @pytest.mark.parametrize("name", ["openvla", "oft"])
