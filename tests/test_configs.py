@@ -12,7 +12,8 @@ from vla_rl.trainers.sft import SFTConfig
 from vla_rl.trainers.text_quickstart import TextQuickstartConfig
 from vla_rl.trainers.text_rlccf import RLCCFConfig
 
-SCHEMAS = {"eval": EvalConfig, "sft": SFTConfig, "vla_grpo": GRPOConfig, "quickstart": QuickstartConfig,
+SCHEMAS = {"eval": EvalConfig, "sft": SFTConfig, "vla_grpo": GRPOConfig, "openvla": GRPOConfig,
+           "quickstart": QuickstartConfig,
            "text_quickstart": TextQuickstartConfig, "text_rlccf": RLCCFConfig}
 PRESETS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 

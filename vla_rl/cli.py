@@ -357,6 +357,41 @@ def _job_type(argv: list[str]) -> str:
     return "vla_grpo"
 
 
+@command("export-openvla", "write an OpenVLA / OpenVLA-OFT checkpoint (trained here, or theirs) in OpenVLA's Hugging "
+                          "Face layout, which their tools load")
+def _export_openvla(argv: list[str]) -> int:
+    import argparse
+
+    import yaml
+
+    from vla_rl.policies.openvla.configuration_openvla import OpenVLAFolderError
+    from vla_rl.policies.openvla.modeling_openvla import OpenVLAPolicy
+
+    ap = argparse.ArgumentParser(
+        prog="vla-rl export-openvla",
+        description="Write a checkpoint of an OpenVLA policy (e.g. runs/<run>/best) as an OpenVLA Hugging Face folder: "
+                    "config.json with norm_stats, dataset_statistics.json, safetensors shards + index, OFT's component "
+                    "files, tokenizer.")
+    ap.add_argument("checkpoint", help="our checkpoint of an OpenVLA policy, or an OpenVLA folder")
+    ap.add_argument("out", help="folder to write")
+    ap.add_argument("settings", nargs="*", help="acting settings to bake in, key=value (unnorm_key=libero_10_no_noops "
+                    "gripper=libero variant=oft chunk_size=8 cameras=[agentview,wrist] ...)")
+    ap.add_argument("--max-shard-mb", type=float, default=5120.0, help="largest safetensors shard (MiB)")
+    args = ap.parse_args(argv)
+    try:
+        bad = [s for s in args.settings if "=" not in s]
+        if bad:
+            raise OpenVLAFolderError(f"settings must be key=value, got {' '.join(bad)}")
+        settings = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.settings)}
+        policy = OpenVLAPolicy.from_pretrained(args.checkpoint, **settings)
+        out = policy.save_openvla(args.out, int(args.max_shard_mb * 2**20))
+    except (OpenVLAFolderError, ValueError) as e:  # an incomplete folder, an invalid setting
+        print(f"vla-rl export-openvla: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} ({policy.num_parameters():,} parameters, unnorm_key {policy.config.unnorm_key})")
+    return 0
+
+
 @command("plot", "draw a run's curves to PNG and print the entropy-performance fit R = -a exp(H) + b")
 def _plot(argv: list[str]) -> int:
     from vla_rl.plot import plot_run

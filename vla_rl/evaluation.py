@@ -92,9 +92,9 @@ class VLAChunkPolicy:
     def from_pretrained(cls, path: str | Path, n_action_steps: int | None = None, **kwargs: Any) -> VLAChunkPolicy:
         """A checkpoint folder's VLA (``n_action_steps``: override its action horizon), named ``vla:<path>``
         (the name `vla_rl.data.recorder.collect` writes into a dataset's info)."""
-        from vla_rl.policies.vla.modeling_vla import VLAPolicy
+        from vla_rl.policies.factory import load_robot_policy
 
-        vla = VLAPolicy.from_pretrained(path)
+        vla = load_robot_policy(path)  # our VLA, or an OpenVLA / OpenVLA-OFT folder
         if n_action_steps is not None:
             vla.set_n_action_steps(n_action_steps)
         chunks = cls(vla, **kwargs)

@@ -262,9 +262,9 @@ class RobotBackend:
         self.episodes_rerun = 0  # since the last `metrics`
 
     def load_policy(self, path: str | Path) -> VLAPolicy:
-        from vla_rl.policies.vla.modeling_vla import VLAPolicy
+        from vla_rl.policies.factory import load_robot_policy
 
-        policy = VLAPolicy.from_pretrained(path)
+        policy = load_robot_policy(path)  # our VLA, or an OpenVLA / OpenVLA-OFT folder (by its config.json)
         if self.cfg.rollout.n_action_steps is not None:
             policy.set_n_action_steps(self.cfg.rollout.n_action_steps)
         return policy
