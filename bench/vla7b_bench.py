@@ -128,32 +128,19 @@ def time_decode(pol: Any, batch: Any, cfg: BenchVLA7BConfig, autoregressive: boo
             "peak_memory_gib": _peak_gib(cfg.device)}
 
 
-def _set_checkpointing(model: Any, on: bool) -> None:
-    """Activation checkpointing on or off in a transformers model (the method's name changed in v5)."""
-    if hasattr(model, "activation_checkpointing_enable"):
-        if on:
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.activation_checkpointing_disable()
-    elif on:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_disable()
-
-
 def time_update(pol: Any, batch: Any, cfg: BenchVLA7BConfig, checkpointing: bool) -> dict[str, Any]:
     """One warm-up and ``cfg.steps`` timed GRPO updates on ``batch`` chunk samples."""
     from vla_rl.algos import POLICY_LOSSES
+    from vla_rl.policies.adapters import set_activation_checkpointing
 
     pol.eval()
     with torch.no_grad():
         sampled = pol.act(batch, temperature=cfg.temperature)
-    tokens, old_logp = sampled.tokens, sampled.logprobs.float()
+    tokens, old_logp = sampled.tokens, sampled.logprobs.float().to(cfg.device)  # act answers on the CPU
     adv = torch.tensor([1.0, -1.0], device=cfg.device).repeat((len(batch) + 1) // 2)[: len(batch)]
     mask = torch.ones_like(old_logp)
     loss_fn = POLICY_LOSSES.get("ppo_clip")
-    for m in (pol.vision, pol.lm):
-        _set_checkpointing(m, checkpointing)
+    set_activation_checkpointing(pol, checkpointing)  # the vision encoder and the LM
     pol.train()
     fused = cfg.device.startswith("cuda")
     opt = torch.optim.AdamW(pol.parameters(), lr=1e-6, betas=(0.9, 0.95), weight_decay=0.0, fused=fused)

@@ -45,13 +45,14 @@ class InferenceActor:
     """One inference actor: a copy of the policy on this actor's GPU (CPU without one), acting on the weights of
     the publication each call names."""
 
-    def __init__(self, policy: torch.nn.Module, threads: int, name: str) -> None:
+    def __init__(self, policy: torch.nn.Module, threads: int, name: str, dtype: str = "float32") -> None:
         import ray
 
         if threads:
             torch.set_num_threads(threads)
         on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
         self.policy = policy.to("cuda" if on_gpu else "cpu").eval()
+        self.dtype = getattr(torch, dtype)  # the run's model.dtype: its forward passes autocast to it
         self.weights = InferenceWeights(self.policy, -1, who=name)  # nothing published held yet
 
     def device(self) -> tuple[str, int, str]:
@@ -78,15 +79,17 @@ class InferenceActor:
         if gen_state is not None:
             gen = torch.Generator()
             gen.set_state(gen_state)
-        out = self.policy.act(batch, generator=gen, **kwargs)
+        device = next(self.policy.parameters()).device.type
+        with torch.autocast(device, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            out = self.policy.act(batch, generator=gen, **kwargs)
         return out, None if gen is None else gen.get_state()
 
 
 class RemotePolicy:
     """The driver's ``policy`` acting through inference actors (see the module docstring)."""
 
-    def __init__(self, policy: torch.nn.Module, dist: Any, threads: int | None = None) -> None:
-        self.local, self.dist = policy, dist
+    def __init__(self, policy: torch.nn.Module, dist: Any, threads: int | None = None, dtype: str = "float32") -> None:
+        self.local, self.dist, self.dtype = policy, dist, dtype
         self.ray = connect(dist.address)
         self.threads = threads or torch.get_num_threads()
         self.actors: list[Any] = []
@@ -125,7 +128,7 @@ class RemotePolicy:
         remote = ray.remote(InferenceActor).options(num_cpus=d.inference_cpus, num_gpus=d.inference_gpus,
                                                     resources=dict(d.inference_resources), max_restarts=0,
                                                     max_concurrency=1)
-        actor = remote.remote(self._policy_ref, self.threads, f"inference actor {k}")
+        actor = remote.remote(self._policy_ref, self.threads, f"inference actor {k}", self.dtype)
         try:
             ray.get(actor.__ray_ready__.remote(), timeout=d.inference_timeout_s)
         except ray.exceptions.GetTimeoutError:

@@ -137,6 +137,34 @@ class OptimConfig(Config):
                        "best/ and last/ the average")
 
 
+class LoRAConfig(Config):
+    """LoRA adapters (peft) instead of full fine-tuning (`vla_rl.policies.adapters`)."""
+
+    rank: int = Field(0, ge=0, description="0: no adapters (every unfrozen weight learns); > 0: LoRA adapters of "
+                      "this rank on the linear layers named in target_modules, every other weight frozen but "
+                      "modules_to_save")
+    alpha: float = Field(16.0, gt=0, description="the adapters' scale is alpha / rank")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapters' input")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1, description="the linear layers that get adapters, by the last part of their name (the "
+        "default: a Llama LM's attention and MLP projections)")
+    modules_to_save: list[str] = Field(default_factory=list, description="parameter-name prefixes trained in "
+                                       "full beside the adapters (e.g. OFT's action_head)")
+
+
+class ModelConfig(Config):
+    """How the policy is held for training: precision, activation checkpointing, LoRA. The defaults train every
+    weight in float32, as the tiny presets do; a 7B policy on one GPU needs bfloat16 and LoRA or checkpointing."""
+
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="bfloat16: forward passes under "
+                                                  "torch.autocast in bfloat16 and frozen weights stored in it; the "
+                                                  "trainable weights and AdamW's moments stay float32")
+    activation_checkpointing: bool = Field(False, description="recompute the LM's activations in the backward "
+                                           "(less memory, ~1.3x the update's compute)")
+    lora: LoRAConfig = Field(default_factory=LoRAConfig)
+
+
 class EvalConfig(Config):
     """Validation on held-out seeds, which chooses ``best``."""
 
@@ -176,11 +204,19 @@ class GRPOAlgoConfig(Config):
     device: str = Field("auto", pattern=DEVICE_PATTERN, description="where the policy acts and learns: auto (the "
                         "GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; the losses over token tensors "
                         "and the trainer's generator stay on the CPU")
+    model: ModelConfig = Field(default_factory=ModelConfig)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @model_validator(mode="after")
+    def _lora_without_ema(self) -> GRPOAlgoConfig:
+        if self.model.lora.rank and self.optim.ema > 0:
+            raise ValueError("optim.ema averages every weight, model.lora trains adapters only: set optim.ema=0 "
+                             "with LoRA (or model.lora.rank=0)")
+        return self
 
     def backend(self) -> Backend:
         """The modality's rollout backend (see `RobotBackend`)."""
@@ -385,14 +421,19 @@ class GRPOTrainer:
             raise ValueError(f"out {str(self.out)!r} already holds a run (metrics.jsonl); pass checkpoint.resume=true "
                              "to continue it, checkpoint.overwrite=true to replace it, or choose another out")
         self.device = resolve_device(cfg.device)
-        self.policy: Policy = self.backend.load_policy(state_dir / "policy" if resuming else cfg.init).to(self.device)
+        lora = cfg.model.lora.rank > 0  # a resumed LoRA run: the init's frozen weights, then its saved adapters
+        self.policy: Policy = self.backend.load_policy(state_dir / "policy" if resuming and not lora else cfg.init)
+        trainable = self.prepare(self.policy)
+        if resuming and lora:
+            from vla_rl.policies.adapters import load_adapter_state
+
+            load_adapter_state(self.policy, torch.load(state_dir / "adapters.pt", weights_only=True))
         self.ref: Policy | None = None
         if cfg.loss.kl_coef > 0:
-            self.ref = self.backend.load_policy(cfg.init).to(self.device).eval()
+            self.ref = self.frozen(self.backend.load_policy(cfg.init))
         self.ema: Policy | None = None
         if cfg.optim.ema > 0:  # starts at the initial policy; a resumed run reloads its average
-            self.ema = self.backend.load_policy(state_dir / "ema" if resuming else cfg.init).to(self.device).eval()
-        trainable = frozen_split(self.policy, cfg.optim.freeze)
+            self.ema = self.frozen(self.backend.load_policy(state_dir / "ema" if resuming else cfg.init))
         self.opt = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
                                      betas=(0.9, 0.95))
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -435,10 +476,50 @@ class GRPOTrainer:
             from vla_rl.distributed.weights import WeightBoard
 
             self.board = self.board or WeightBoard()
-            self.remote = RemotePolicy(self.policy, dist, cfg.threads)
+            self.remote = RemotePolicy(self.policy, dist, cfg.threads, cfg.model.dtype)
             self.remote.use(self.board.publish(cpu_state(self.policy), self.iteration))
         self.backend.start(self.policy)
         self.log = MetricsLogger(self.out)
+
+    def prepare(self, policy: Policy) -> list[torch.nn.Parameter]:
+        """Set ``policy`` up for training as ``model`` says (LoRA adapters, frozen prefixes, frozen weights in its
+        dtype, activation checkpointing) on the run's device; returns the trainable parameters."""
+        from vla_rl.policies import adapters
+
+        m = self.cfg.model
+        if m.lora.rank:
+            with torch.random.fork_rng(devices=[]):  # the adapters' random init: the run's seed, not the global RNG's
+                torch.manual_seed(self.cfg.seed)
+                adapters.add_lora(policy, m.lora.rank, m.lora.alpha, m.lora.dropout, m.lora.target_modules,
+                                  m.lora.modules_to_save)
+        trainable = frozen_split(policy, self.cfg.optim.freeze)
+        if m.dtype != "float32":
+            adapters.store_frozen_in(policy, getattr(torch, m.dtype))
+        policy.to(self.device)
+        if m.activation_checkpointing:
+            adapters.set_activation_checkpointing(policy, True)
+        return trainable
+
+    def frozen(self, policy: Policy) -> Policy:
+        """A policy that never learns (the KL reference, the weight average) on the run's device, in its dtype."""
+        from vla_rl.policies.adapters import store_frozen_in
+
+        policy.requires_grad_(False)
+        if self.cfg.model.dtype != "float32":
+            store_frozen_in(policy, getattr(torch, self.cfg.model.dtype))
+        return policy.to(self.device).eval()
+
+    def autocast(self) -> torch.autocast:
+        """Forward passes in the run's dtype (``model.dtype``; a no-op in float32)."""
+        dtype = getattr(torch, self.cfg.model.dtype)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+    def save_policy(self, policy: Policy, path: Path, extra: dict[str, Any]) -> None:
+        """``policy``'s checkpoint folder: plain weights (LoRA adapters merged in), loadable without peft."""
+        from vla_rl.policies.adapters import merged
+
+        with merged(policy):
+            policy.save_pretrained(path, extra=extra)
 
     def close(self) -> None:
         if self.learners is not None:
@@ -466,7 +547,8 @@ class GRPOTrainer:
             while True:
                 seeds = split_seeds("train", cfg.seeds_per_iter, self.seed_cursor)
                 self.seed_cursor += cfg.seeds_per_iter
-                r = self.backend.rollout(policy, task, seeds, self.gen, self.seed_cursor)
+                with self.autocast():
+                    r = self.backend.rollout(policy, task, seeds, self.gen, self.seed_cursor)
                 r = r.select_trajectories(~r.lost)
                 if cfg.dynamic_sampling:
                     r = r.select_trajectories(informative_groups(r.reward, r.group))
@@ -620,11 +702,13 @@ class GRPOTrainer:
         temperature. Data-parallel: this rank forwards its shard; the other ranks' rows arrive without gradient."""
         temperature = self.cfg.sampling.temperature
         if self.dp is None:
-            logp, ent = policy.logprobs(r.batch(idx), r.tokens[idx], temperature)
+            with self.autocast():
+                logp, ent = policy.logprobs(r.batch(idx), r.tokens[idx], temperature)
             return logp.cpu(), ent.cpu()  # the loss runs on the CPU; the gradient flows back to the policy's device
         mine = self.dp.shard(idx)
         if len(mine):
-            local = policy.logprobs(r.batch(mine), r.tokens[mine], temperature)
+            with self.autocast():
+                local = policy.logprobs(r.batch(mine), r.tokens[mine], temperature)
         else:  # fewer rows than ranks: nothing to forward here, (0, K) each
             local = (r.old_logp[mine].to(self.device), r.old_logp[mine].to(self.device))
         logp, ent = self.dp.gather_rows(len(idx), *local)
@@ -681,14 +765,19 @@ class GRPOTrainer:
 
     def evaluate(self, split: str = "val", episodes: int | None = None) -> dict[str, dict[str, Any]]:
         """Greedy success per task over ``episodes`` seeds of ``split`` (of `evaluated`)."""
-        return self.backend.evaluate(self.evaluated, split, episodes or self.cfg.eval.episodes)
+        with self.autocast():
+            return self.backend.evaluate(self.evaluated, split, episodes or self.cfg.eval.episodes)
 
     def save_state(self) -> None:
         """Policy + optimizer + RNG + counters, atomically, for ``resume``."""
         from vla_rl.utils.io import atomic_dir
 
         def write(tmp: Path) -> None:
-            self.policy.save_pretrained(tmp / "policy", extra={"iteration": self.iteration})
+            self.save_policy(self.policy, tmp / "policy", {"iteration": self.iteration})
+            if self.cfg.model.lora.rank:  # what resume loads onto the init's frozen weights
+                from vla_rl.policies.adapters import adapter_state
+
+                torch.save(adapter_state(self.policy), tmp / "adapters.pt")
             if self.ema is not None:
                 self.ema.save_pretrained(tmp / "ema", extra={"iteration": self.iteration})
             torch.save({"opt": self.opt.state_dict(), "gen": self.gen.get_state(), "iteration": self.iteration,
@@ -788,8 +877,7 @@ class GRPOTrainer:
         mean = float(np.mean([v["success"] for v in res.values()]))
         if mean > self.best:
             self.best = mean
-            self.evaluated.save_pretrained(self.out / "best", extra={"iteration": self.iteration,
-                                                                    "val_success": mean})
+            self.save_policy(self.evaluated, self.out / "best", {"iteration": self.iteration, "val_success": mean})
         return {f"eval/{t}/success": v["success"] for t, v in res.items()} | {"eval/success": mean}
 
     def say(self, line: str) -> None:
@@ -798,7 +886,7 @@ class GRPOTrainer:
 
     def finish(self) -> dict[str, Any]:
         """Write the last policy and ``summary.json``; returns the summary."""
-        self.evaluated.save_pretrained(self.out / "last", extra={"iteration": self.iteration})
+        self.save_policy(self.evaluated, self.out / "last", {"iteration": self.iteration})
         summary = {"iterations": self.iteration, "stopped_by_time": self.out_of_time, **self.totals,
                    "wall_s": time.time() - self.t_start, "best_val_success": self.best}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))

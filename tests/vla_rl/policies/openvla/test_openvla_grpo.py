@@ -47,3 +47,30 @@ def test_grpo_two_iterations_from_an_openvla_folder(tmp_path):
     assert [r["actor/updates"] > 0 and math.isfinite(r["loss/pg"]) for r in rows if "loss/pg" in r] == [True, True]
     last = OpenVLAPolicy.from_pretrained(tmp_path / "run" / "last")
     assert last.config.variant == "oft" and robot_policy_class(tmp_path / "run" / "last") is OpenVLAPolicy
+
+
+def test_an_openvla_folder_trains_with_lora_in_bfloat16_and_saves_its_own_layout(tmp_path):
+    """The 7B recipe's memory keys (LoRA on the Llama projections, frozen weights in bfloat16, activation
+    checkpointing) on the synthetic OFT folder: only adapters learn, and last/ is a plain OpenVLA folder again."""
+    from vla_rl.policies.adapters import adapter_state
+    from vla_rl.trainers.grpo import GRPOConfig, GRPOTrainer
+
+    init = write_folder(tmp_path / "init", oft=True, datasets=("mujoco_reach",), num_images=2)
+    cfg = GRPOConfig.model_validate(dict(
+        tasks=[TASK], init=str(init), out=str(tmp_path / "run"), iterations=1, threads=1, device="cpu",
+        model={"dtype": "bfloat16", "activation_checkpointing": True, "lora": {"rank": 4, "alpha": 8.0}},
+        env={"num_envs": 4, "num_workers": 1}, sampling={"seeds_per_iter": 2, "group_size": 2, "temperature": 1.6},
+        optim={"epochs": 1, "minibatch_size": 16, "lr": 1e-3}, eval={"episodes": 0}, rollout={"n_action_steps": 4}))
+    t = GRPOTrainer(cfg)
+    try:
+        start = adapter_state(t.policy)
+        assert start and all(".lora_" in n and n.startswith("language_model.") for n in start)
+        r = t.rollout()
+        r.success[:] = torch.arange(len(r.success)) % 2 == 0
+        t.step(r, 0.0)
+        t.finish()
+        assert max(float((v - start[n]).abs().max()) for n, v in adapter_state(t.policy).items()) > 1e-4
+    finally:
+        t.close()
+    last = OpenVLAPolicy.from_pretrained(tmp_path / "run" / "last")
+    assert not any("lora_" in k for k in last.state_dict())
