@@ -15,6 +15,8 @@ State is rebuilt in our layout (8,): end-effector position (3), orientation as a
 LIBERO ``ee_pos, ee_ori, gripper_states``; robomimic ``robot0_eef_pos, robot0_eef_quat,
 robot0_gripper_qpos``; or pass ``state_keys`` to concatenate others.
 
+``obs_after_action`` pairs each action with the observation before it in files that store, beside an action,
+the observation its step returned (LIBERO's ``create_dataset.py`` does): the previous row's; the first action goes.
 ``drop_noops`` drops the steps the peers drop from LIBERO's demos (OpenVLA's regeneration of the LIBERO
 datasets, which OpenVLA-OFT and SimpleVLA-RL train on): see `noop_mask`. The LIBERO-specific choices (image
 orientation, which env task a file is) are `sims.libero.demos`'s.
@@ -110,6 +112,7 @@ def read_hdf5(
     rotate_images: bool = False,
     demos: Sequence[str] | None = None,
     drop_noops: bool = False,
+    obs_after_action: bool = False,
 ) -> Iterator[Episode]:
     """Yield the demos of a robomimic/LIBERO HDF5 file as `Episode` objects, in demo number order.
 
@@ -119,6 +122,8 @@ def read_hdf5(
         instruction: overrides the instruction found in the file.
         rotate_images: rotate frames 180 degrees (LIBERO's renders are stored upside down).
         demos: demo group names to read (default: all ``demo_<i>``).
+        obs_after_action: the file's observation of a row is the one after that row's action: pair action t
+            with row t-1's observation (frames, state) and drop the first action (applied before ``drop_noops``).
         drop_noops: drop the `noop_mask` steps (frames, state, action); a success reached on a dropped step
             counts on the kept step before it. ``Episode.extra["noops_dropped"]`` says how many went.
 
@@ -145,6 +150,7 @@ def read_hdf5(
             if name not in data:
                 raise DatasetError(path, f"no group data/{name}")
             ep = _read_demo(path, data, name, i, cameras, state_keys, instruction, rotate_images)
+            ep = _obs_before_action(path, ep) if obs_after_action else ep
             yield _without_noops(path, ep) if drop_noops else ep
 
 
@@ -169,6 +175,16 @@ def _read_demo(path: Path, data: Any, name: str, index: int, cameras: Mapping[st
     return Episode(frames=frames, state=state, action=actions.astype(np.float32), instruction=text,
                    seed=None, success=bool(step_success.any()), step_success=step_success, index=index,
                    extra={"source": f"{path.name}:{where}"})
+
+
+def _obs_before_action(path: Path, ep: Episode) -> Episode:
+    """Rows (observation after action t, action t) -> (observation after action t-1, action t), t >= 1."""
+    if len(ep) < 2:
+        raise DatasetError(path, f"{ep.extra['source']}: one step: no action has a stored observation before it")
+    success = None if ep.step_success is None else ep.step_success[1:]
+    return Episode(frames={c: f[:-1] for c, f in ep.frames.items()}, state=ep.state[:-1], action=ep.action[1:],
+                   instruction=ep.instruction, seed=ep.seed, success=ep.success, step_success=success,
+                   index=ep.index, extra=ep.extra)
 
 
 def _without_noops(path: Path, ep: Episode) -> Episode:

@@ -178,3 +178,15 @@ def test_drop_noops_keeps_frames_state_and_success_aligned(tmp_path, make_frames
     np.testing.assert_array_equal(ep.state[:, :3], truth["demo_0"]["ee_pos"][keep].astype(np.float32))
     assert ep.step_success.tolist() == [False, False, True]  # the success after dropped step 5 counts on step 4
     assert len(next(read_hdf5(path))) == 6  # off by default
+
+
+def test_obs_after_action_pairs_each_action_with_the_row_before(tmp_path, make_frames):
+    path = tmp_path / "libero_demo.hdf5"
+    truth = _libero_file(path, make_frames)
+    d = truth["demo_2"]  # 5 steps, success on the last
+    ep = list(read_hdf5(path, obs_after_action=True))[1]
+    assert len(ep) == 4
+    np.testing.assert_array_equal(ep.action, d["actions"][1:].astype(np.float32))
+    np.testing.assert_array_equal(ep.frames["wrist"], d["eye_in_hand_rgb"][:-1])
+    np.testing.assert_array_equal(ep.state[:, 3:6], d["ee_ori"][:-1].astype(np.float32))
+    assert ep.step_success.tolist() == [False, False, False, True]
