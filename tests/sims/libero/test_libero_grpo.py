@@ -4,6 +4,7 @@ the micro VLA shaped for LIBERO (configs/vla_grpo_libero_smoke.yaml). Success ma
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,11 +17,13 @@ from sims.libero.tiny_policy import tiny_policy  # noqa: E402
 from vla_rl.cli import main  # noqa: E402
 from vla_rl.policies.vla.modeling_vla import VLAPolicy  # noqa: E402
 
+CONFIG = Path(__file__).parents[3] / "configs" / "vla_grpo_libero_smoke.yaml"
+
 
 def test_two_grpo_iterations_on_libero_through_the_cli(tmp_path):
     init, out = tmp_path / "init", tmp_path / "grpo"
     tiny_policy(["libero/spatial/0"]).save_pretrained(init)
-    rc = main(["train", "configs/vla_grpo_libero_smoke.yaml", f"init={init}", f"out={out}", "threads=2"])
+    rc = main(["train", str(CONFIG), f"init={init}", f"out={out}", "threads=2"])
     assert rc == 0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and "eval/success" in rows[-1]
