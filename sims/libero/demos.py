@@ -25,8 +25,9 @@ Conventions (docs/benchmarks.md, "LIBERO"):
   regeneration pairs them by replaying. The state then equals `LiberoEnv.proprio` (the same robosuite
   observables) and the images the env's renders of that scene (tests/sims/libero/test_libero_demos.py).
 
-Unlike OpenVLA's regeneration, which replays every demo in the simulator (and re-renders at 256 px), this import
-needs no simulator and keeps every demo: the released files hold only successful demos.
+Unlike OpenVLA's regeneration, which replays every demo in the simulator (re-rendering at 256 px, and dropping
+the demos whose replay fails), this import runs no simulator: it keeps every demo as recorded (each file's demos
+were recorded as successes) at the file's 128 px.
 """
 
 from __future__ import annotations
