@@ -14,6 +14,12 @@ State is rebuilt in our layout (8,): end-effector position (3), orientation as a
 ``*_quat`` key (x, y, z, w) is converted), finger positions (2), from the first of these key sets found:
 LIBERO ``ee_pos, ee_ori, gripper_states``; robomimic ``robot0_eef_pos, robot0_eef_quat,
 robot0_gripper_qpos``; or pass ``state_keys`` to concatenate others.
+
+``obs_after_action`` pairs each action with the observation before it in files that store, beside an action,
+the observation its step returned (LIBERO's ``create_dataset.py`` does): the previous row's; the first action goes.
+``drop_noops`` drops the steps the peers drop from LIBERO's demos (OpenVLA's regeneration of the LIBERO
+datasets, which OpenVLA-OFT and SimpleVLA-RL train on): see `noop_mask`. The LIBERO-specific choices (image
+orientation, which env task a file is) are `sims.libero.demos`'s.
 """
 
 from __future__ import annotations
@@ -44,6 +50,24 @@ def quat_to_axis_angle(q: np.ndarray) -> np.ndarray:
     angle in [0, pi]); `vla_rl.utils.rotations.quat_to_axis_angle` after reordering to (w, x, y, z)."""
     q = np.asarray(q, dtype=np.float64)
     return rotations.quat_to_axis_angle(q[..., [3, 0, 1, 2]]).astype(np.float32)
+
+
+NOOP_THRESHOLD = 1e-4  # OpenVLA's LIBERO regeneration: norm of the six motion dims below this is "no motion"
+
+
+def noop_mask(actions: np.ndarray, threshold: float = NOOP_THRESHOLD) -> np.ndarray:
+    """bool (T,): the no-op steps of one demo's actions (T, 7), as OpenVLA's LIBERO regeneration drops them.
+
+    A step is a no-op when its motion (dims 0-5: translation, rotation) has L2 norm below ``threshold`` and its
+    gripper command (dim 6) equals the last kept step's (while no step is kept yet: motion alone). A still step
+    that opens or closes the gripper is kept. The last kept step's gripper command is always the previous step's
+    (a dropped step repeats it), so the rule needs no loop.
+    """
+    a = np.asarray(actions, dtype=np.float64)
+    still = np.linalg.norm(a[:, :6], axis=1) < threshold
+    leading = np.cumprod(still).astype(bool)  # nothing kept yet
+    same_gripper = np.r_[False, a[1:, 6] == a[:-1, 6]]
+    return still & (leading | same_gripper)
 
 
 def _demo_names(data: Any) -> list[str]:
@@ -87,6 +111,8 @@ def read_hdf5(
     instruction: str | None = None,
     rotate_images: bool = False,
     demos: Sequence[str] | None = None,
+    drop_noops: bool = False,
+    obs_after_action: bool = False,
 ) -> Iterator[Episode]:
     """Yield the demos of a robomimic/LIBERO HDF5 file as `Episode` objects, in demo number order.
 
@@ -96,6 +122,10 @@ def read_hdf5(
         instruction: overrides the instruction found in the file.
         rotate_images: rotate frames 180 degrees (LIBERO's renders are stored upside down).
         demos: demo group names to read (default: all ``demo_<i>``).
+        obs_after_action: the file's observation of a row is the one after that row's action: pair action t
+            with row t-1's observation (frames, state) and drop the first action (applied before ``drop_noops``).
+        drop_noops: drop the `noop_mask` steps (frames, state, action); a success reached on a dropped step
+            counts on the kept step before it. ``Episode.extra["noops_dropped"]`` says how many went.
 
     Raises:
         DatasetError: naming the file and the group/key that is missing or malformed.
@@ -119,7 +149,9 @@ def read_hdf5(
         for i, name in enumerate(names):
             if name not in data:
                 raise DatasetError(path, f"no group data/{name}")
-            yield _read_demo(path, data, name, i, cameras, state_keys, instruction, rotate_images)
+            ep = _read_demo(path, data, name, i, cameras, state_keys, instruction, rotate_images)
+            ep = _obs_before_action(path, ep) if obs_after_action else ep
+            yield _without_noops(path, ep) if drop_noops else ep
 
 
 def _read_demo(path: Path, data: Any, name: str, index: int, cameras: Mapping[str, str] | None,
@@ -143,6 +175,30 @@ def _read_demo(path: Path, data: Any, name: str, index: int, cameras: Mapping[st
     return Episode(frames=frames, state=state, action=actions.astype(np.float32), instruction=text,
                    seed=None, success=bool(step_success.any()), step_success=step_success, index=index,
                    extra={"source": f"{path.name}:{where}"})
+
+
+def _obs_before_action(path: Path, ep: Episode) -> Episode:
+    """Rows (observation after action t, action t) -> (observation after action t-1, action t), t >= 1."""
+    if len(ep) < 2:
+        raise DatasetError(path, f"{ep.extra['source']}: one step: no action has a stored observation before it")
+    success = None if ep.step_success is None else ep.step_success[1:]
+    return Episode(frames={c: f[:-1] for c, f in ep.frames.items()}, state=ep.state[:-1], action=ep.action[1:],
+                   instruction=ep.instruction, seed=ep.seed, success=ep.success, step_success=success,
+                   index=ep.index, extra=ep.extra)
+
+
+def _without_noops(path: Path, ep: Episode) -> Episode:
+    """``ep`` without its `noop_mask` steps; a dropped step's success moves to the kept step before it."""
+    drop = noop_mask(ep.action)
+    kept = np.flatnonzero(~drop)
+    if kept.size == 0:
+        raise DatasetError(path, f"{ep.extra['source']}: every step is a no-op (no motion, no gripper change)")
+    success = ep.step_success
+    if success is not None:
+        success = np.logical_or.reduceat(success, kept)  # kept step i and the dropped ones up to the next kept
+    return Episode(frames={c: f[kept] for c, f in ep.frames.items()}, state=ep.state[kept], action=ep.action[kept],
+                   instruction=ep.instruction, seed=ep.seed, success=ep.success, step_success=success,
+                   index=ep.index, extra={**ep.extra, "noops_dropped": int(drop.sum())})
 
 
 def _demo_actions(path: Path, where: str, demo: Any) -> np.ndarray:

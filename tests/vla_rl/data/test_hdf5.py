@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vla_rl.data import DatasetError
-from vla_rl.data.hdf5 import import_hdf5, quat_to_axis_angle, read_hdf5
+from vla_rl.data.hdf5 import import_hdf5, noop_mask, quat_to_axis_angle, read_hdf5
 from vla_rl.data.lerobot import read_lerobot
 
 
@@ -126,3 +126,67 @@ def test_errors_name_file_and_group(tmp_path, make_frames):
         f.create_group("data")
     with pytest.raises(DatasetError, match=r"empty.hdf5: the 'data' group holds no demo_<i> groups"):
         list(read_hdf5(tmp_path / "empty.hdf5"))
+
+
+def _noop_loop(actions, threshold=1e-4):
+    """The rule as OpenVLA's LIBERO regeneration applies it: step by step against the last kept action."""
+    out, last = [], None
+    for a in actions:
+        noop = np.linalg.norm(a[:6]) < threshold and (last is None or a[6] == last[6])
+        out.append(noop)
+        if not noop:
+            last = a
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_noop_mask_matches_the_step_by_step_rule(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    a = rng.uniform(-1, 1, (n, 7))
+    a[rng.random(n) < 0.5, :6] = 0.0  # still steps
+    a[rng.random(n) < 0.2, :6] = 1e-5  # below the threshold: still
+    a[:, 6] = np.where(rng.random(n) < 0.8, 1.0, -1.0)
+    if seed % 2:
+        a[:5, :6] = 0.0  # a still start, gripper changing in it: dropped all the same
+    want = _noop_loop(a)
+    assert want.any() and not want.all()
+    np.testing.assert_array_equal(noop_mask(a), want)
+
+
+def test_noop_mask_by_hand():
+    z = [0.0] * 6
+    a = np.array([[*z, -1], [*z, 1], [0.1, *z[1:], 1], [*z, 1], [*z, -1], [*z, -1], [*z[:5], 2e-4, -1]])
+    # 0-1: still before anything kept; 2 moves; 3 still, same gripper; 4 still but opens; 5 still; 6 rotates
+    assert noop_mask(a).tolist() == [True, True, False, True, False, True, False]
+
+
+def test_drop_noops_keeps_frames_state_and_success_aligned(tmp_path, make_frames):
+    path = tmp_path / "libero_demo.hdf5"
+    truth = _libero_file(path, make_frames, lengths=(4, 6, 5))
+    with h5py.File(path, "a") as f:  # demo_0 (6 steps): steps 0, 3 and the last (the success) are no-ops
+        a = f["data/demo_0/actions"][()]
+        a[[0, 3, 5], :6] = 0.0
+        a[3, 6] = a[2, 6]
+        a[5, 6] = a[4, 6]
+        f["data/demo_0/actions"][...] = a
+    ep = next(read_hdf5(path, drop_noops=True))
+    keep = [1, 2, 4]
+    assert ep.extra["noops_dropped"] == 3 and len(ep) == 3
+    np.testing.assert_array_equal(ep.action, a[keep].astype(np.float32))
+    np.testing.assert_array_equal(ep.frames["agentview"], truth["demo_0"]["agentview_rgb"][keep])
+    np.testing.assert_array_equal(ep.state[:, :3], truth["demo_0"]["ee_pos"][keep].astype(np.float32))
+    assert ep.step_success.tolist() == [False, False, True]  # the success after dropped step 5 counts on step 4
+    assert len(next(read_hdf5(path))) == 6  # off by default
+
+
+def test_obs_after_action_pairs_each_action_with_the_row_before(tmp_path, make_frames):
+    path = tmp_path / "libero_demo.hdf5"
+    truth = _libero_file(path, make_frames)
+    d = truth["demo_2"]  # 5 steps, success on the last
+    ep = list(read_hdf5(path, obs_after_action=True))[1]
+    assert len(ep) == 4
+    np.testing.assert_array_equal(ep.action, d["actions"][1:].astype(np.float32))
+    np.testing.assert_array_equal(ep.frames["wrist"], d["eye_in_hand_rgb"][:-1])
+    np.testing.assert_array_equal(ep.state[:, 3:6], d["ee_ori"][:-1].astype(np.float32))
+    assert ep.step_success.tolist() == [False, False, False, True]
