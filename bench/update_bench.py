@@ -42,8 +42,10 @@ Threads: both sides run with the same torch thread count, 1 by default: on the s
 threads competing with other jobs made a micro TRL step 2.2 s instead of 0.024 s (threads stall at barriers).
 
 Throughput: ``tokens_per_s`` = generated completion tokens (prompts x group x max_new_tokens per step) / seconds
-of the full step, summed over the measured steps; ``ratio_ours_over_trl`` = ours / TRL (> 1: ours is faster);
-the generation and update phases get the same ratio of their times.
+of the full step, summed over the measured steps; ``tokens_per_cpu_s`` the same over the process's CPU seconds
+(`time.process_time`; with one torch thread nearly the work done, far less disturbed than wall time by other
+jobs on a shared machine); ``ratio_ours_over_trl`` = ours / TRL (> 1: ours is faster), ``*_cpu`` per CPU
+second; the generation and update phases get the same ratio of their times.
 """
 
 from __future__ import annotations
@@ -139,8 +141,10 @@ def _summary(steps: list[dict[str, float]], measured_from: int) -> dict[str, Any
     tokens = sum(s["completion_tokens"] for s in m)
     step_s, gen_s, upd_s = (sum(s[k] for s in m) for k in ("step_s", "generation_s", "update_s"))
     sample_s = sum(s["sampling_s"] for s in m)
+    cpu_s = sum(s["step_cpu_s"] for s in m)
     return {
         "tokens_per_s": round(tokens / step_s, 1),
+        "tokens_per_cpu_s": round(tokens / cpu_s, 1),
         "generation_tokens_per_s": round(tokens / gen_s, 1),
         "update_tokens_per_s": round(tokens / upd_s, 1),
         "mean_step_s": round(step_s / len(m), 3),
@@ -243,19 +247,20 @@ def run_ours(cfg: UpdateBenchConfig, init: Path, workdir: Path, skip: bool = Tru
     steps = []
     try:
         for i in range(cfg.warmup + cfg.steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             r = trainer.rollout()
             if cfg.rewards == "mixed":  # inside the generation timer, as TRL's reward function is
                 r.reward = _pattern_rows(r, reward_pattern(cfg, i))
             t1 = time.perf_counter()
             metrics = trainer.learn(r)  # update + the weights version the next rollout checks
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
             trainer.iteration += 1
             if r.seeds != [s for s in expected[i] for _ in range(cfg.group_size)]:
                 raise RuntimeError(f"ours: step {i} rolled out seeds {sorted(set(r.seeds))}, expected {expected[i]}")
             steps.append(
                 {
                     "step_s": t2 - t0,
+                    "step_cpu_s": c2 - c0,
                     "generation_s": t1 - t0,
                     "sampling_s": r.policy_s,
                     "update_s": t2 - t1,
@@ -359,7 +364,7 @@ def time_trl(trainer: Any) -> dict[str, list]:
     (wrapped on the instance), and the completion / prompt token counts of each generation."""
     from transformers import TrainerCallback
 
-    sinks: dict[str, list] = {"step_s": [], "gen_s": [], "sample_s": [], "counts": []}
+    sinks: dict[str, list] = {"step_s": [], "step_cpu_s": [], "gen_s": [], "sample_s": [], "counts": []}
 
     def count(out: dict[str, Any]) -> None:
         sinks["counts"].append((float(out["completion_mask"].sum()), float(out["prompt_mask"].sum())))
@@ -369,10 +374,11 @@ def time_trl(trainer: Any) -> dict[str, list]:
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             sinks["step_s"].append(time.perf_counter() - self.t0)
+            sinks["step_cpu_s"].append(time.process_time() - self.c0)
 
     trainer.add_callback(StepTimer())
     return sinks
@@ -397,7 +403,7 @@ def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str,
 
     t = time_trl(trainer)
     trainer.train()
-    step_s, gen_s, sample_s, counts = t["step_s"], t["gen_s"], t["sample_s"], t["counts"]
+    step_s, cpu_s, gen_s, sample_s, counts = t["step_s"], t["step_cpu_s"], t["gen_s"], t["sample_s"], t["counts"]
     n = cfg.warmup + cfg.steps
     if not len(step_s) == len(gen_s) == len(sample_s) == n:
         raise RuntimeError(
@@ -405,9 +411,9 @@ def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str,
             f"expected {n} each (one generation per optimizer step)"
         )
     return [
-        {"step_s": s, "generation_s": g, "sampling_s": q, "update_s": s - g, "completion_tokens": c,
+        {"step_s": s, "step_cpu_s": u, "generation_s": g, "sampling_s": q, "update_s": s - g, "completion_tokens": c,
          "prompt_tokens": p, "informative_frac": f}
-        for s, g, q, (c, p), f in zip(step_s, gen_s, sample_s, counts, verifier.informative, strict=True)
+        for s, u, g, q, (c, p), f in zip(step_s, cpu_s, gen_s, sample_s, counts, verifier.informative, strict=True)
     ]
 
 
@@ -439,6 +445,10 @@ def run_update_bench(cfg: UpdateBenchConfig) -> dict[str, Any]:
         "ratio_ours_noskip_over_trl": _ratio(noskip["tokens_per_s"], trl["tokens_per_s"])
         if noskip is not None and trl is not None
         else None,
+        "ratio_ours_over_trl_cpu": _ratio(ours["tokens_per_cpu_s"], trl["tokens_per_cpu_s"]) if both else None,
+        "ratio_ours_noskip_over_trl_cpu": _ratio(noskip["tokens_per_cpu_s"], trl["tokens_per_cpu_s"])
+        if noskip is not None and trl is not None
+        else None,
         "ratio_ours_over_trl": _ratio(ours["tokens_per_s"], trl["tokens_per_s"]) if both else None,
         "ratio_ours_over_trl_generation": _ratio(trl["mean_generation_s"], ours["mean_generation_s"]) if both else None,
         "ratio_ours_over_trl_sampling": _ratio(trl["mean_sampling_s"], ours["mean_sampling_s"]) if both else None,
@@ -454,7 +464,8 @@ def run_update_bench(cfg: UpdateBenchConfig) -> dict[str, Any]:
             "tokens_per_s": "generated completion tokens / seconds of the full step (generate + score + "
             "update), over the measured steps",
             "ratios": "ours / TRL throughput (> 1: ours faster); per phase: TRL time / our time; "
-            "ratio_ours_noskip_over_trl: ours with the zero-advantage skip off",
+            "ratio_ours_noskip_over_trl: ours with the zero-advantage skip off; *_cpu: the same over the process's "
+            "CPU seconds (time.process_time), which other jobs on a shared machine disturb far less than wall time",
             "informative_frac": "share of samples with a nonzero advantage (group rewards not all equal), per step",
         },
         "versions": _versions(),
@@ -509,6 +520,10 @@ def print_table(doc: dict[str, Any]) -> None:
         )
     if doc["ratio_ours_noskip_over_trl"] is not None:
         table.add_row("ours (no skip)/TRL", f"{doc['ratio_ours_noskip_over_trl']:.2f}x", *[""] * 6)
+    if doc["ratio_ours_over_trl_cpu"] is not None:
+        console_note = (f"per CPU second: ours/TRL {doc['ratio_ours_over_trl_cpu']:.2f}x, "
+                        f"ours (no skip)/TRL {doc.get('ratio_ours_noskip_over_trl_cpu') or float('nan'):.2f}x")
+        table.caption = console_note
     console = Console() if sys.stdout.isatty() else Console(width=120)
     console.print(table)
     console.print(f"load average (1, 5, 15 min): {doc['machine']['load_average_1_5_15']}")

@@ -9,6 +9,7 @@ MICRO = {"model": "tiny", "prompts": 2, "group_size": 2, "max_new_tokens": 4, "s
 
 def _check_side(r: dict, tokens: int) -> None:
     assert r["tokens_per_s"] > 0 and r["generation_tokens_per_s"] > 0 and r["update_tokens_per_s"] > 0
+    assert r["tokens_per_cpu_s"] > 0
     assert r["completion_tokens_per_step"] == [tokens]  # fixed-length generation: every row its full budget
     assert r["prompt_tokens_per_step"][0] > 0
     assert r["mean_step_s"] == pytest.approx(r["mean_generation_s"] + r["mean_update_s"], abs=2e-3)
