@@ -21,11 +21,19 @@ Identical work on both sides:
   constant lr), grad-norm clip 1.0, temperature 1 without top-k / top-p, float32 on CPU (TRL: ``bf16=False``,
   ``activation_checkpointing=False`` (TRL checkpoints by default), no vLLM), no evaluation, no checkpoints, no logging.
 
+Rewards: by default (``rewards=mixed``) both sides get the same seeded 0/1 pattern per step instead of the
+verifier's scores (`reward_pattern`): half the groups mixed, half all zero. A random-weight model scores most
+groups all zero, and our trainer skips the forward and backward of zero-advantage samples (they add nothing to
+the loss) while TRL computes them anyway; with such rewards one side did no gradient work and the ratio said
+nothing about the update (issue 35: 4.23x in one run, 1.76x committed). Every side reports the share of
+samples with a nonzero advantage per step (``informative_frac_per_step``), and ours runs twice: with the skip
+(``ours``) and without it (``ours_noskip``, the same gradient work as TRL's).
+
 Timing: ``warmup`` steps are run first and not counted, then ``steps`` measured steps per side, in one process,
 ours first. Ours: `time.perf_counter` around ``trainer.rollout()`` (generation + decoding + verifier) and
-``trainer.update(r)`` (forward, backward, clip, AdamW step), the trainer driven step by step as its ``train()``
-does (without the checkpoint and metric writes). TRL: a `TrainerCallback` times each optimizer step from
-``on_step_begin`` to ``on_step_end``; the generation part is the time spent in the trainer's
+``trainer.learn(r)`` (the in-process update: forward, backward, clip, AdamW step), the trainer driven step by
+step as its ``train()`` does (without the checkpoint and metric writes). TRL: a `TrainerCallback` times each
+optimizer step from ``on_step_begin`` to ``on_step_end``; the generation part is the time spent in the trainer's
 ``_generate_and_score_completions`` (wrapped on the instance with a timer: generation + decoding + reward +
 advantages), the update part is the rest of the step. Both sides also report the time in the model's
 sampling loop alone (ours: the rollout's ``policy_s``; TRL: its ``_generate_single_turn``, wrapped likewise).
@@ -34,8 +42,10 @@ Threads: both sides run with the same torch thread count, 1 by default: on the s
 threads competing with other jobs made a micro TRL step 2.2 s instead of 0.024 s (threads stall at barriers).
 
 Throughput: ``tokens_per_s`` = generated completion tokens (prompts x group x max_new_tokens per step) / seconds
-of the full step, summed over the measured steps; ``ratio_ours_over_trl`` = ours / TRL (> 1: ours is faster);
-the generation and update phases get the same ratio of their times.
+of the full step, summed over the measured steps; ``tokens_per_cpu_s`` the same over the process's CPU seconds
+(`time.process_time`; with one torch thread nearly the work done, far less disturbed than wall time by other
+jobs on a shared machine); ``ratio_ours_over_trl`` = ours / TRL (> 1: ours is faster), ``*_cpu`` per CPU
+second; the generation and update phases get the same ratio of their times.
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ from pydantic import Field, field_validator
 from vla_rl.config import Config
 
 TRL_INSTALL = 'pip install -c constraints.txt -e ".[bench]"'
-Side = Literal["ours", "trl"]
+Side = Literal["ours", "ours_noskip", "trl"]
 
 
 class UpdateBenchConfig(Config):
@@ -82,8 +92,17 @@ class UpdateBenchConfig(Config):
         "default: on a 2-core box shared with other jobs, 2 OpenMP threads stall each other",
     )
     sides: list[Side] = Field(
-        ["ours", "trl"], min_length=1, description="which trainers to run (trl needs the bench extra)"
+        ["ours", "ours_noskip", "trl"],
+        min_length=1,
+        description="which trainers to run: ours (zero-advantage skip on), ours_noskip (off), trl (bench extra)",
     )
+    rewards: Literal["mixed", "verifier"] = Field(
+        "mixed",
+        description="mixed: the same seeded reward pattern on both sides (fraction `mixed_groups` of the groups "
+        "mixed, the rest all 0); verifier: the task's checker (a random model often scores whole groups 0, and "
+        "then our skip leaves nothing to update while TRL still runs its backward pass)",
+    )
+    mixed_groups: float = Field(0.5, ge=0, le=1, description="share of groups with mixed rewards (rewards=mixed)")
     out: str | None = Field("bench/results/update.json", description="results JSON (None: not written)")
 
     @field_validator("model")
@@ -122,8 +141,10 @@ def _summary(steps: list[dict[str, float]], measured_from: int) -> dict[str, Any
     tokens = sum(s["completion_tokens"] for s in m)
     step_s, gen_s, upd_s = (sum(s[k] for s in m) for k in ("step_s", "generation_s", "update_s"))
     sample_s = sum(s["sampling_s"] for s in m)
+    cpu_s = sum(s["step_cpu_s"] for s in m)
     return {
         "tokens_per_s": round(tokens / step_s, 1),
+        "tokens_per_cpu_s": round(tokens / cpu_s, 1),
         "generation_tokens_per_s": round(tokens / gen_s, 1),
         "update_tokens_per_s": round(tokens / upd_s, 1),
         "mean_step_s": round(step_s / len(m), 3),
@@ -134,6 +155,7 @@ def _summary(steps: list[dict[str, float]], measured_from: int) -> dict[str, Any
         "generation_share": round(gen_s / step_s, 3),
         "completion_tokens_per_step": [int(s["completion_tokens"]) for s in steps],
         "prompt_tokens_per_step": [int(s["prompt_tokens"]) for s in steps],
+        "informative_frac_per_step": [round(s["informative_frac"], 3) for s in steps],
         "steps": [{k: round(v, 4) for k, v in s.items()} for s in steps],
     }
 
@@ -160,7 +182,36 @@ def step_seeds(cfg: UpdateBenchConfig) -> list[list[int]]:
     return [split_seeds("train", cfg.prompts, i * cfg.prompts) for i in range(cfg.warmup + cfg.steps)]
 
 
-def ours_config(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> Any:
+def reward_pattern(cfg: UpdateBenchConfig, step: int) -> torch.Tensor:
+    """The seeded rewards of step ``step``, (prompts, group_size) of 0/1: a share ``mixed_groups`` of the groups
+    get between 1 and G-1 ones (every sample informative), the others all zeros (no sample informative)."""
+    g = torch.Generator().manual_seed(cfg.seed * 100_003 + step)
+    out = torch.zeros(cfg.prompts, cfg.group_size)
+    n_mixed = round(cfg.mixed_groups * cfg.prompts)
+    for row in torch.randperm(cfg.prompts, generator=g)[:n_mixed].tolist():
+        ones = int(torch.randint(1, cfg.group_size, (1,), generator=g))
+        out[row, torch.randperm(cfg.group_size, generator=g)[:ones]] = 1.0
+    return out
+
+
+def informative_fraction(rewards: torch.Tensor, group_size: int) -> float:
+    """Share of samples whose group-normalised advantage is nonzero (their group's rewards are not all equal)."""
+    groups = rewards.reshape(-1, group_size)
+    return float((groups != groups.mean(1, keepdim=True)).float().mean())
+
+
+def _pattern_rows(r: Any, pattern: torch.Tensor) -> torch.Tensor:
+    """The pattern laid on our rollout's rows: the k-th group to appear gets row k, its samples in order."""
+    order = {g: k for k, g in enumerate(dict.fromkeys(r.group.tolist()))}
+    seen: dict[int, int] = {}
+    out = torch.empty(len(r.group))
+    for i, g in enumerate(r.group.tolist()):
+        out[i] = pattern[order[g], seen.get(g, 0)]
+        seen[g] = seen.get(g, 0) + 1
+    return out.to(r.reward.dtype)
+
+
+def ours_config(cfg: UpdateBenchConfig, init: Path, workdir: Path, name: str = "ours") -> Any:
     """The `TextGRPOConfig` of our side: one optimizer step over the whole batch per iteration, no KL, no eval."""
     from vla_rl.trainers.text_grpo import TextGRPOConfig
 
@@ -169,7 +220,7 @@ def ours_config(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> Any:
         tasks=[cfg.task],
         difficulty=cfg.difficulty,
         init=str(init),
-        out=str(workdir / "ours"),
+        out=str(workdir / name),
         iterations=cfg.warmup + cfg.steps,
         sampling={"seeds_per_iter": cfg.prompts, "group_size": cfg.group_size, "temperature": cfg.temperature},
         max_new_tokens=cfg.max_new_tokens,
@@ -184,32 +235,38 @@ def ours_config(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> Any:
     )
 
 
-def run_ours(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str, float]]:
-    """Our `GRPOTrainer` (text backend), stepped as ``train()`` does; per-step timings and token counts."""
+def run_ours(cfg: UpdateBenchConfig, init: Path, workdir: Path, skip: bool = True) -> list[dict[str, float]]:
+    """Our `GRPOTrainer` (text backend), stepped as ``train()`` does; per-step timings, token counts and the
+    informative fraction. ``skip``: the zero-advantage skip (off: every sample's forward and backward run)."""
     from vla_rl.trainers.grpo import GRPOTrainer
 
-    trainer = GRPOTrainer(ours_config(cfg, init, workdir))
+    trainer = GRPOTrainer(ours_config(cfg, init, workdir, "ours" if skip else "ours_noskip"))
     trainer.policy.stop_ids = [-1]  # never matches a sampled id: every row generates max_new_tokens tokens
+    trainer.skip_zero_advantage = skip
     expected = step_seeds(cfg)
     steps = []
     try:
         for i in range(cfg.warmup + cfg.steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             r = trainer.rollout()
+            if cfg.rewards == "mixed":  # inside the generation timer, as TRL's reward function is
+                r.reward = _pattern_rows(r, reward_pattern(cfg, i))
             t1 = time.perf_counter()
-            trainer.update(r)
-            t2 = time.perf_counter()
+            metrics = trainer.learn(r)  # update + the weights version the next rollout checks
+            t2, c2 = time.perf_counter(), time.process_time()
             trainer.iteration += 1
             if r.seeds != [s for s in expected[i] for _ in range(cfg.group_size)]:
                 raise RuntimeError(f"ours: step {i} rolled out seeds {sorted(set(r.seeds))}, expected {expected[i]}")
             steps.append(
                 {
                     "step_s": t2 - t0,
+                    "step_cpu_s": c2 - c0,
                     "generation_s": t1 - t0,
                     "sampling_s": r.policy_s,
                     "update_s": t2 - t1,
                     "completion_tokens": float(r.token_mask.sum()),
                     "prompt_tokens": float(r.attention_mask.sum()),
+                    "informative_frac": 1.0 - metrics["actor/zero_advantage_frac"],
                 }
             )
     finally:
@@ -289,10 +346,16 @@ def trl_data(cfg: UpdateBenchConfig) -> tuple[Any, Callable[..., list[float]]]:
     )
 
     def verifier(prompts: list[str], completions: list[str], seed: list[int], **_: Any) -> list[float]:
-        return [
+        rewards = [
             default_reward(task, task.generate(s, cfg.difficulty), c) for s, c in zip(seed, completions, strict=True)
         ]
+        if cfg.rewards == "mixed":  # the same pattern as ours; rows come as each prompt's G completions in turn
+            step = seeds.index(seed[0]) // cfg.prompts
+            rewards = reward_pattern(cfg, step).flatten().tolist()
+        verifier.informative.append(informative_fraction(torch.tensor(rewards), cfg.group_size))
+        return rewards
 
+    verifier.informative = []  # type: ignore[attr-defined]
     return data, verifier
 
 
@@ -301,7 +364,7 @@ def time_trl(trainer: Any) -> dict[str, list]:
     (wrapped on the instance), and the completion / prompt token counts of each generation."""
     from transformers import TrainerCallback
 
-    sinks: dict[str, list] = {"step_s": [], "gen_s": [], "sample_s": [], "counts": []}
+    sinks: dict[str, list] = {"step_s": [], "step_cpu_s": [], "gen_s": [], "sample_s": [], "counts": []}
 
     def count(out: dict[str, Any]) -> None:
         sinks["counts"].append((float(out["completion_mask"].sum()), float(out["prompt_mask"].sum())))
@@ -311,10 +374,11 @@ def time_trl(trainer: Any) -> dict[str, list]:
 
     class StepTimer(TrainerCallback):
         def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             sinks["step_s"].append(time.perf_counter() - self.t0)
+            sinks["step_cpu_s"].append(time.process_time() - self.c0)
 
     trainer.add_callback(StepTimer())
     return sinks
@@ -339,7 +403,7 @@ def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str,
 
     t = time_trl(trainer)
     trainer.train()
-    step_s, gen_s, sample_s, counts = t["step_s"], t["gen_s"], t["sample_s"], t["counts"]
+    step_s, cpu_s, gen_s, sample_s, counts = t["step_s"], t["step_cpu_s"], t["gen_s"], t["sample_s"], t["counts"]
     n = cfg.warmup + cfg.steps
     if not len(step_s) == len(gen_s) == len(sample_s) == n:
         raise RuntimeError(
@@ -347,8 +411,9 @@ def run_trl(cfg: UpdateBenchConfig, init: Path, workdir: Path) -> list[dict[str,
             f"expected {n} each (one generation per optimizer step)"
         )
     return [
-        {"step_s": s, "generation_s": g, "sampling_s": q, "update_s": s - g, "completion_tokens": c, "prompt_tokens": p}
-        for s, g, q, (c, p) in zip(step_s, gen_s, sample_s, counts, strict=True)
+        {"step_s": s, "step_cpu_s": u, "generation_s": g, "sampling_s": q, "update_s": s - g, "completion_tokens": c,
+         "prompt_tokens": p, "informative_frac": f}
+        for s, u, g, q, (c, p), f in zip(step_s, cpu_s, gen_s, sample_s, counts, verifier.informative, strict=True)
     ]
 
 
@@ -362,8 +427,8 @@ def run_update_bench(cfg: UpdateBenchConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     threads = torch.get_num_threads()
     load: dict[str, list[float]] = {"start": _load()}
-    results: dict[str, Any] = {"ours": None, "trl": None}
-    runners = {"ours": run_ours, "trl": run_trl}
+    results: dict[str, Any] = {"ours": None, "ours_noskip": None, "trl": None}
+    runners = {"ours": run_ours, "ours_noskip": lambda *a: run_ours(*a, skip=False), "trl": run_trl}
     with tempfile.TemporaryDirectory(prefix="vla_rl_update_bench_") as tmp:
         init = make_init(cfg, Path(tmp) / "init")
         for side in cfg.sides:
@@ -373,10 +438,17 @@ def run_update_bench(cfg: UpdateBenchConfig) -> dict[str, Any]:
             load[f"{side}_after"] = _load()
             _check_lengths(cfg, side, steps)
             results[side] = _summary(steps, cfg.warmup)
-    ours, trl = results["ours"], results["trl"]
+    ours, trl, noskip = results["ours"], results["trl"], results["ours_noskip"]
     both = ours is not None and trl is not None
     doc = {
         **results,
+        "ratio_ours_noskip_over_trl": _ratio(noskip["tokens_per_s"], trl["tokens_per_s"])
+        if noskip is not None and trl is not None
+        else None,
+        "ratio_ours_over_trl_cpu": _ratio(ours["tokens_per_cpu_s"], trl["tokens_per_cpu_s"]) if both else None,
+        "ratio_ours_noskip_over_trl_cpu": _ratio(noskip["tokens_per_cpu_s"], trl["tokens_per_cpu_s"])
+        if noskip is not None and trl is not None
+        else None,
         "ratio_ours_over_trl": _ratio(ours["tokens_per_s"], trl["tokens_per_s"]) if both else None,
         "ratio_ours_over_trl_generation": _ratio(trl["mean_generation_s"], ours["mean_generation_s"]) if both else None,
         "ratio_ours_over_trl_sampling": _ratio(trl["mean_sampling_s"], ours["mean_sampling_s"]) if both else None,
@@ -391,7 +463,10 @@ def run_update_bench(cfg: UpdateBenchConfig) -> dict[str, Any]:
             "fixed_length": "TRL: generation_kwargs min_new_tokens=max_new_tokens; ours: policy.stop_ids=[-1]",
             "tokens_per_s": "generated completion tokens / seconds of the full step (generate + score + "
             "update), over the measured steps",
-            "ratios": "ours / TRL throughput (> 1: ours faster); per phase: TRL time / our time",
+            "ratios": "ours / TRL throughput (> 1: ours faster); per phase: TRL time / our time; "
+            "ratio_ours_noskip_over_trl: ours with the zero-advantage skip off; *_cpu: the same over the process's "
+            "CPU seconds (time.process_time), which other jobs on a shared machine disturb far less than wall time",
+            "informative_frac": "share of samples with a nonzero advantage (group rewards not all equal), per step",
         },
         "versions": _versions(),
         "machine": {
@@ -417,9 +492,9 @@ def print_table(doc: dict[str, Any]) -> None:
         f"{s['group_size']} x {s['max_new_tokens']} tokens, {s['steps']} steps, "
         f"{s['torch_threads']} threads"
     )
-    for col in ("side", "tokens/s", "step s", "generation s", "(sampling s)", "update s", "gen share"):
+    for col in ("side", "tokens/s", "step s", "generation s", "(sampling s)", "update s", "gen share", "informative"):
         table.add_column(col, justify="right")
-    for side in ("ours", "trl"):
+    for side in ("ours", "ours_noskip", "trl"):
         r = doc[side]
         if r is not None:
             table.add_row(
@@ -430,6 +505,7 @@ def print_table(doc: dict[str, Any]) -> None:
                 f"{r['mean_sampling_s']:.2f}",
                 f"{r['mean_update_s']:.2f}",
                 f"{r['generation_share']:.0%}",
+                " ".join(f"{f:.2f}" for f in r["informative_frac_per_step"]),
             )
     if doc["ratio_ours_over_trl"] is not None:
         table.add_row(
@@ -440,7 +516,14 @@ def print_table(doc: dict[str, Any]) -> None:
             f"{doc['ratio_ours_over_trl_sampling']:.2f}x",
             f"{doc['ratio_ours_over_trl_update']:.2f}x",
             "",
+            "",
         )
+    if doc["ratio_ours_noskip_over_trl"] is not None:
+        table.add_row("ours (no skip)/TRL", f"{doc['ratio_ours_noskip_over_trl']:.2f}x", *[""] * 6)
+    if doc["ratio_ours_over_trl_cpu"] is not None:
+        console_note = (f"per CPU second: ours/TRL {doc['ratio_ours_over_trl_cpu']:.2f}x, "
+                        f"ours (no skip)/TRL {doc.get('ratio_ours_noskip_over_trl_cpu') or float('nan'):.2f}x")
+        table.caption = console_note
     console = Console() if sys.stdout.isatty() else Console(width=120)
     console.print(table)
     console.print(f"load average (1, 5, 15 min): {doc['machine']['load_average_1_5_15']}")

@@ -1,20 +1,29 @@
-"""Is a model's answer equal to the reference? Numbers, fractions and simple expressions, without eval().
+"""Is a model's answer equal to the reference? math-verify's conventions, graded in a sandboxed worker.
 
 Two paths:
 
 * **Plain numbers** (``42``, ``-0.5``, ``3/4``, ``\\frac{3}{4}``, ``1.5e3``, ``1.5 \\times 10^{3}``,
-  ``25,000``) are parsed into exact `fractions.Fraction` and compared here; nothing is spawned.
-* **Expressions** (``\\frac{I_0 a}{2r}\\sin(\\theta/2)``) go through a whitelist tokenizer first: digits,
-  ``+ - * / ^ ( )``, a few functions (``sqrt sin cos tan exp log ln ...``), ``pi``, single-letter and Greek
-  variables with subscripts, and short letter runs read as products (``nRT``). Anything else (``__``,
-  ``import``, quotes, dots outside numbers, brackets, non-ASCII, NUL bytes, more than `MAX_EXPR_CHARS`
-  characters, an exponent beyond +-`MAX_EXPONENT`, a power tower such as ``9^9^9`` or ``(2^9)^9``) is
-  refused and compares unequal. The canonical token string is then parsed with sympy's ``parse_expr`` in
-  a separate worker process (`tasks/text/_sympy_worker.py`) under RLIMIT_AS/RLIMIT_CPU and a wall-clock
-  timeout, and compared numerically at random points.
+  ``25,000``) are read into exact `fractions.Fraction` here and compared without spawning anything.
+* **Everything else** (expressions, equations, percentages, sets, intervals, tuples, matrices) is parsed
+  and compared by Hugging Face's math-verify (the grader of TRL and open-r1) in a separate worker process
+  (`tasks/text/_grader_worker.py`) under RLIMIT_AS / RLIMIT_CPU and a wall-clock timeout, so nothing of
+  the answer is parsed or evaluated in the caller's process. math-verify is never imported here.
 
-Conventions: ``\\ln`` and ``log`` are natural logarithms; ``e`` is a plain variable (write ``exp(x)``);
-``x = ...`` and ``\\approx`` compare right-hand sides; ``nRT`` reads as ``n*R*T``.
+Before anything reaches the worker, `refusal` turns away what math-verify has no guard against: answers
+longer than `MAX_EXPR_CHARS`, control characters, brackets nested deeper than `MAX_DEPTH`, power towers
+and exponents beyond +-`MAX_EXPONENT` (``9^9^9``, ``2^{10^6}``), and factorials or binomials of numbers
+beyond `MAX_FACTORIAL`. Refused answers compare unequal.
+
+Conventions are math-verify's (docs/architecture.md, "Grading conventions"): ``e`` is Euler's number,
+``\\ln`` the natural logarithm, ``10\\%`` equals ``0.1`` (and ``10``), a comma list is a set (``1, 2`` equals
+``2, 1``), ``[1, 2]`` a tuple or interval, ``x = 3`` matches ``3``, units in ``\\text{}`` are dropped, and a
+float matches a fraction or float that rounds to the same 6 decimals (an integer only exactly), and
+``1.5e3`` is 1.5 e 3 (write ``1.5E3`` or ``1.5 \\times 10^{3}``). Two departures, both stricter: two
+numbers that round alike must also agree to 1e-3 relatively (6-decimal rounding alone calls ``1e-8``
+and ``2e-8`` equal), and words of 4+ letters compare as text (math-verify reads ``knight`` as the
+product k*n*i*g*h*t, so anagrams would match). `parse_number`, which the tasks' own checkers use, still
+reads ``1.5e3`` as 1500. A task may ask for a
+relative tolerance on numbers (``rel_tol``) and for units to count (``strict_units``, HiPhO).
 """
 
 from __future__ import annotations
@@ -28,84 +37,31 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from fractions import Fraction
 from pathlib import Path
 
 MAX_INPUT_CHARS = 10_000  # longer answers are refused before any parsing
-MAX_EXPR_CHARS = 200  # expressions (after LaTeX normalisation) longer than this are refused
+MAX_EXPR_CHARS = 400  # answers sent to math-verify are at most this long (it slows past ~1k characters)
 MAX_NUMBER_CHARS = 400
+MAX_DEPTH = 20  # ( [ { nesting; math-verify's parser takes seconds on a few hundred levels
 MAX_EXPONENT = 1000  # |exponent| allowed in 1e<exp>, 10^<exp> and x^<exp>
 MAX_POWERS = 8
-DEFAULT_TIMEOUT_S = 2.0
-_WORKER_PATH = Path(__file__).with_name("_sympy_worker.py")
+MAX_FACTORIAL = 1000  # n! and binomials of larger integers are refused (sympy evaluates them eagerly)
+DEFAULT_TIMEOUT_S = 1.5  # a whole comparison in the worker, wall clock
+ROUND_DECIMALS = 6  # math-verify's float_rounding
+FLOAT_REL_GUARD = Fraction(1, 1000)  # floats that round alike must also agree to this relative tolerance
+_WORKER_PATH = Path(__file__).with_name("_grader_worker.py")
 
-FUNCTIONS = {
-    "sqrt": "sqrt",
-    "sin": "sin",
-    "cos": "cos",
-    "tan": "tan",
-    "exp": "exp",
-    "log": "log",
-    "ln": "log",
-    "asin": "asin",
-    "acos": "acos",
-    "atan": "atan",
-    "arcsin": "asin",
-    "arccos": "acos",
-    "arctan": "atan",
-    "sinh": "sinh",
-    "cosh": "cosh",
-    "tanh": "tanh",
-    "abs": "Abs",
-}
-CONSTANTS = {"pi"}
-GREEK = {
-    "alpha",
-    "beta",
-    "gamma",
-    "delta",
-    "epsilon",
-    "varepsilon",
-    "zeta",
-    "eta",
-    "theta",
-    "vartheta",
-    "iota",
-    "kappa",
-    "lambda",
-    "mu",
-    "nu",
-    "xi",
-    "rho",
-    "sigma",
-    "tau",
-    "phi",
-    "varphi",
-    "chi",
-    "psi",
-    "omega",
-    "Gamma",
-    "Delta",
-    "Theta",
-    "Lambda",
-    "Xi",
-    "Sigma",
-    "Phi",
-    "Psi",
-    "Omega",
-}
-MAX_LETTER_RUN = 3  # "nRT", "mgh" are products of variables; longer unknown words ("import") are refused
+
+# --- plain numbers (never spawns) ---------------------------------------------------------------------
 
 _NUM = r"(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
 _PLAIN_NUMBER_RE = re.compile(rf"([-+]?){_NUM}", re.IGNORECASE)
 _FRACTION_RE = re.compile(rf"\(?([-+]?{_NUM})\)?/\(?([-+]?{_NUM})\)?", re.IGNORECASE)
 _SCI_RE = re.compile(rf"([-+]?{_NUM})\*10\^\(?([-+]?\d+)\)?", re.IGNORECASE)
 _THOUSANDS_RE = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_TOKEN_RE = re.compile(
-    r"\s*(?:(\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)|([A-Za-z]+(?:_[A-Za-z0-9]+)?)|"
-    r"(\*\*|[-+*/^()]))"
-)
-_LATEX_SIMPLE = (
+_NUMBER_LATEX = (
     ("\\left", ""),
     ("\\right", ""),
     ("\\displaystyle", ""),
@@ -114,123 +70,46 @@ _LATEX_SIMPLE = (
     ("\\cdot", "*"),
     ("\\times", "*"),
     ("\\div", "/"),
-    ("\\,", " "),
-    ("\\;", " "),
-    ("\\!", ""),
-    ("\\ ", " "),
     ("\\approx", "="),
     ("\\quad", " "),
+    ("\\,", " "),
+    ("\\;", " "),
+    ("\\ ", " "),
+    ("\\!", ""),
+    ("**", "^"),
     ("·", "*"),
     ("×", "*"),
     ("−", "-"),
     ("$", ""),
-    ("π", " pi "),
-    ("θ", " theta "),
-    ("ω", " omega "),
-    ("λ", " lambda "),
-    ("µ", " mu "),
-    ("μ", " mu "),
 )
+_TEXT_RE = re.compile(r"\\(?:mathrm|text|mathit|operatorname|mathbf)\s*\{([^{}]*)\}")
+_FRAC_RE = re.compile(r"\\frac\s*(\{[^{}]*\}|[^\s{}\\])\s*(\{[^{}]*\}|[^\s{}\\])")
 
 
-_COMMAND_RE = re.compile(r"\\[A-Za-z]+")
-_SUBSCRIPT_RE = re.compile(r"[A-Za-z0-9]+")
-
-
-class UnsafeExpression(ValueError):
-    """An answer that the whitelist refuses to hand to sympy."""
-
-
-# --- LaTeX-lite normalisation -------------------------------------------------------------------------
-
-
-def _group(s: str, i: int) -> tuple[str, int]:
-    """The argument starting at ``s[i]``: a ``{...}`` group (balanced) or a single character/command."""
-    while i < len(s) and s[i] == " ":
-        i += 1
-    if i >= len(s):
-        raise UnsafeExpression("missing argument")
-    if s[i] == "{":
-        depth = 0
-        for j in range(i, len(s)):
-            if s[j] == "{":
-                depth += 1
-            elif s[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return s[i + 1 : j], j + 1
-        raise UnsafeExpression("unbalanced braces")
-    if s[i] == "\\":
-        m = _COMMAND_RE.match(s, i)
-        if m:
-            return m.group(0), m.end()
-    return s[i], i + 1
-
-
-def _latex(s: str, depth: int = 0) -> str:
-    """``\\frac{a}{b}`` -> ``((a)/(b))``, ``\\sqrt[n]{x}``, ``x^{..}``, ``x_{..}``, ``\\theta`` -> ``theta``..."""
-    if depth > 20:
-        raise UnsafeExpression("nested too deeply")
-    out, i = [], 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\":
-            m = _COMMAND_RE.match(s, i)
-            if not m:
-                raise UnsafeExpression(f"stray backslash at {i}")
-            name, i = m.group(0)[1:], m.end()
-            if name == "frac":
-                num, i = _group(s, i)
-                den, i = _group(s, i)
-                out.append(f"(({_latex(num, depth + 1)})/({_latex(den, depth + 1)}))")
-            elif name == "sqrt":
-                if i < len(s) and s[i] == "[":
-                    j = s.find("]", i)
-                    if j == -1:
-                        raise UnsafeExpression("unclosed root index")
-                    index, i = s[i + 1 : j], j + 1
-                    arg, i = _group(s, i)
-                    out.append(f"(({_latex(arg, depth + 1)})^(1/({_latex(index, depth + 1)})))")
-                else:
-                    arg, i = _group(s, i)
-                    out.append(f" sqrt({_latex(arg, depth + 1)}) ")
-            elif name in ("mathrm", "text", "mathit", "operatorname", "mathbf"):
-                arg, i = _group(s, i)
-                out.append(f" {_latex(arg, depth + 1)} ")
-            else:
-                out.append(f" {name} ")
-        elif c == "_":
-            run = _SUBSCRIPT_RE.match(s, i + 1)  # plain R_min; LaTeX R_{\min} and x_1 below
-            arg, i = (run.group(0), run.end()) if run else _group(s, i + 1)
-            sub = re.sub(r"[^A-Za-z0-9]", "", arg)
-            if not sub:
-                raise UnsafeExpression("empty subscript")
-            out.append(f"_{sub} ")
-        elif c == "{":
-            arg, i = _group(s, i)
-            out.append(f"({_latex(arg, depth + 1)})")
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def normalize(answer: str) -> str:
-    """LaTeX-lite to plain infix: ``\\frac{3}{4}`` -> ``((3)/(4))``, ``2\\times10^{3}`` -> ``2*10^(3)``.
-    Raises `UnsafeExpression` on malformed LaTeX."""
-    s = answer.strip()
-    for a, b in _LATEX_SIMPLE:
+def _number_text(text: str) -> str | None:
+    """LaTeX of a plain number to infix (``\\frac{3}{4}`` -> ``((3)/(4))``, ``{x}`` -> ``(x)``), the right
+    side of ``x = 7``; None when a ``{`` never closes or another LaTeX command is left on that side."""
+    s = text.strip()
+    for a, b in _NUMBER_LATEX:
         s = s.replace(a, b)
-    s = _latex(s).replace("**", "^")
-    return " ".join(s.split())
+    s = _TEXT_RE.sub(r" \1 ", s)
+    s = _FRAC_RE.sub(lambda m: f"(({m.group(1).strip('{}')})/({m.group(2).strip('{}')}))", s)
+    depth = 0
+    for c in s:
+        depth = depth + 1 if c == "{" else max(depth - 1, 0) if c == "}" else depth
+    s = s.rsplit("=", 1)[1] if "=" in s else s
+    if depth or "\\" in s:
+        return None
+    return s.replace("{", "(").replace("}", ")")
 
 
-def _rhs(s: str) -> str:
-    """``x = 3`` -> ``3`` (the last side of an equation chain); other text unchanged."""
-    return s.rsplit("=", 1)[1].strip() if "=" in s else s
-
-
-# --- plain numbers (never spawns) ---------------------------------------------------------------------
+def parse_number(text: str) -> Fraction | None:
+    """An exact number from ``42``, ``-0.5``, ``3/4``, ``\\frac{3}{4}``, ``1.5e3``, ``1.5\\times10^{3}``,
+    ``25,000`` (thousands separators), ``x = 7``; None for anything else (or exponents beyond +-1000)."""
+    if not isinstance(text, str) or len(text) > MAX_NUMBER_CHARS:
+        return None
+    s = _number_text(text)
+    return None if s is None else _number(s)
 
 
 def _fraction(num: str) -> Fraction | None:
@@ -243,23 +122,10 @@ def _fraction(num: str) -> Fraction | None:
         return None
 
 
-def parse_number(text: str) -> Fraction | None:
-    """An exact number from ``42``, ``-0.5``, ``3/4``, ``\\frac{3}{4}``, ``1.5e3``, ``1.5\\times10^{3}``,
-    ``25,000`` (thousands separators), ``x = 7``; None for anything else (or exponents beyond +-1000)."""
-    if not isinstance(text, str) or len(text) > MAX_NUMBER_CHARS:
+def _number(text: str) -> Fraction | None:
+    if re.search(r"\d\s+\d", text):  # "3 4" is not 34
         return None
-    try:
-        return _number(_rhs(normalize(text)))
-    except (UnsafeExpression, RecursionError):
-        return None
-
-
-def _number(normalized: str) -> Fraction | None:
-    if re.search(r"\d\s+\d", normalized):  # "3 4" is not 34
-        return None
-    s = normalized.replace(" ", "")
-    if len(s) > MAX_NUMBER_CHARS:
-        return None
+    s = text.replace(" ", "")
     while s.startswith("(") and s.endswith(")") and s.count("(") == 1 and s.count(")") == 1:
         s = s[1:-1]
     if _THOUSANDS_RE.fullmatch(s):
@@ -285,197 +151,160 @@ def numbers_close(a: Fraction | float, b: Fraction | float, rel_tol: float = 1e-
     return abs(a - b) <= max(Fraction(rel_tol) * max(abs(a), abs(b)), Fraction(abs_tol))
 
 
-# --- whitelist tokenizer ------------------------------------------------------------------------------
+def numbers_match(a: Fraction, b: Fraction, a_float: bool, b_float: bool) -> bool:
+    """math-verify's rule for two numbers: exact unless one side was written as a float and the other is
+    not an integer literal; then equal after rounding to `ROUND_DECIMALS` decimals (``1/3`` = ``0.333333``)
+    and, our guard, within `FLOAT_REL_GUARD` relatively (``1e-8`` is not ``2e-8``)."""
+    if a == b or not (a_float or b_float):
+        return a == b
+    if (not a_float and a.denominator == 1) or (not b_float and b.denominator == 1):
+        return False  # an integer against a float: exact (24 is not 24.0000001)
+    return round(a, ROUND_DECIMALS) == round(b, ROUND_DECIMALS) and numbers_close(a, b, FLOAT_REL_GUARD, 0.0)
 
 
-def _tokens(s: str) -> list[tuple[str, str]]:
-    """(kind, text) tokens; kinds num, name, op. Raises `UnsafeExpression` on any other character."""
-    if "__" in s:
-        raise UnsafeExpression("double underscore")
-    out, i = [], 0
-    while i < len(s):
-        if s[i].isspace():
-            i += 1
-            continue
-        m = _TOKEN_RE.match(s, i)
-        if not m or m.end() == i:
-            raise UnsafeExpression(f"character {s[i]!r} not allowed")
-        num, name, op = m.groups()
-        if num is not None:
-            out.append(("num", num))
-        elif name is not None:
-            out.append(("name", name))
-        else:
-            out.append(("op", "^" if op == "**" else op))
-        i = m.end()
-    return out
+def _plain_number(text: str) -> tuple[Fraction, bool] | None:
+    """(value, written as a float?) for a plain number that is not an equation; None otherwise. A lower
+    case ``e`` is Euler's number (math-verify), so ``1.5e3`` goes to the worker (``1.5E3`` stays here)."""
+    if "=" in text or "\\approx" in text or re.search(r"\de", text):
+        return None
+    value = parse_number(text)
+    if value is None:
+        return None
+    return value, bool(re.search(r"\d\.|\.\d|\dE[-+]?\d", text))
 
 
-def _expand_names(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Whitelisted names become func/const/var tokens; short unknown letter runs split into variables."""
-    out: list[tuple[str, str]] = []
-    for kind, text in tokens:
-        if kind != "name":
-            if kind == "num" and "e" in text.lower():
-                exp = int(re.split("[eE]", text)[1])
-                if abs(exp) > MAX_EXPONENT:
-                    raise UnsafeExpression("exponent too large")
-            out.append((kind, text))
-            continue
-        base, _, sub = text.partition("_")
-        if not sub and base in FUNCTIONS:
-            out.append(("func", FUNCTIONS[base]))
-        elif not sub and base in CONSTANTS:
-            out.append(("const", base))
-        elif base in GREEK or len(base) == 1:
-            out.append(("var", text))
-        elif len(base) <= MAX_LETTER_RUN:  # nRT -> n R T; a subscript binds to the last letter (mg_0 -> m g_0)
-            out.extend(("var", letter) for letter in base[:-1])
-            out.append(("var", base[-1] + (f"_{sub}" if sub else "")))
-        else:
-            raise UnsafeExpression(f"identifier {text!r} is not whitelisted")
-    return out
+# --- words (never spawns) ----------------------------------------------------------------------------
+
+_WORDS_RE = re.compile(r"[A-Za-z][A-Za-z ,;:'-]*")
+_WORD_RE = re.compile(r"[A-Za-z]{4,}")
 
 
-def _match_paren(tokens: list[tuple[str, str]], i: int, step: int) -> int:
-    open_, close = ("(", ")") if step == 1 else (")", "(")
+def _words(text: str) -> frozenset[str] | None:
+    """A plain-text answer (letters and punctuation, a word of 4+ letters: ``knight``, ``A: knight, B:
+    knave``) as its set of comma-separated parts, lower case; None for anything else. math-verify reads a
+    word as a product of one-letter symbols, so anagrams would compare equal; 3-letter runs (``nRT``,
+    ``mgh``) stay products."""
+    if not _WORDS_RE.fullmatch(text) or not _WORD_RE.search(text):
+        return None
+    return frozenset(" ".join(part.lower().split()) for part in re.split(r"[,;]", text))
+
+
+# --- what never reaches the worker --------------------------------------------------------------------
+
+_BIG_INT_RE = re.compile(r"\d{4,}")
+_POWER_RE = re.compile(r"\^|\*\*")
+_EXP_TOKEN_RE = re.compile(r"\s*[-+]?\s*(\\[A-Za-z]+|[A-Za-z0-9.]+)")
+_LITERAL_RE = re.compile(r"\d+\.?\d*(?:[eE][-+]?\d+)?")
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+def _group_end(s: str, i: int) -> int:
+    """Index after the bracket group opening at ``s[i]`` (unbalanced: the end of ``s``)."""
     depth = 0
-    while 0 <= i < len(tokens):
-        if tokens[i] == ("op", open_):
+    for j in range(i, len(s)):
+        if s[j] in _OPEN:
             depth += 1
-        elif tokens[i] == ("op", close):
+        elif s[j] in _CLOSE:
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    return len(s)
+
+
+def _group_start(s: str, j: int) -> int:
+    """Index of the bracket opening the group that closes at ``s[j]`` (unbalanced: 0)."""
+    depth = 0
+    for i in range(j, -1, -1):
+        if s[i] in _CLOSE:
+            depth += 1
+        elif s[i] in _OPEN:
             depth -= 1
             if depth == 0:
                 return i
-        i += step
-    raise UnsafeExpression("unbalanced parentheses")
+    return 0
 
 
-def _check_exponent(exponent: list[tuple[str, str]]) -> None:
-    """An exponent's size is bounded by the product of its literals (each counted as at least 2), so
-    ``x^(1/2)`` and ``10^(-34)`` pass while ``2^(1000*1000)`` is refused; no nested power or exp."""
-    bound = 1.0
-    for kind, text in exponent:
-        if kind == "num":
-            bound *= max(abs(float(text)), 2.0)
-        elif kind == "func" and text == "exp" or (kind, text) == ("op", "^"):
-            raise UnsafeExpression("power tower")
-    if bound > MAX_EXPONENT:
-        raise UnsafeExpression("exponent too large")
-
-
-def _check_powers(tokens: list[tuple[str, str]]) -> None:
-    """Refuse power towers and exponents beyond +-`MAX_EXPONENT` (the classic ``9**9**9**9`` bomb)."""
-    powers = [i for i, t in enumerate(tokens) if t == ("op", "^")]
-    if len(powers) > MAX_POWERS:
-        raise UnsafeExpression("too many powers")
-    for i in powers:
-        if i == 0 or i + 1 >= len(tokens):
-            raise UnsafeExpression("dangling power")
-        if tokens[i - 1] == ("op", ")"):  # (a^b)^c
-            j = _match_paren(tokens, i - 1, -1)
-            if ("op", "^") in tokens[j:i]:
-                raise UnsafeExpression("power tower")
-        k = i + 1
-        if tokens[k] in (("op", "-"), ("op", "+")):
-            k += 1
-        if k >= len(tokens):
-            raise UnsafeExpression("dangling power")
-        if tokens[k] == ("op", "("):
-            end = _match_paren(tokens, k, 1)
-            exponent = tokens[k : end + 1]
-            if ("op", "^") in exponent:
-                raise UnsafeExpression("power tower")
-        elif tokens[k][0] in ("num", "var", "const"):
-            end, exponent = k, [tokens[k]]
-        else:
-            raise UnsafeExpression("unsupported exponent")
-        _check_exponent(exponent)
-        if end + 1 < len(tokens) and tokens[end + 1] == ("op", "^"):
-            raise UnsafeExpression("power tower")
-    for i, token in enumerate(tokens):  # exp(...) is a power too
-        if token == ("func", "exp") and i + 1 < len(tokens) and tokens[i + 1] == ("op", "("):
-            _check_exponent(tokens[i + 1 : _match_paren(tokens, i + 1, 1) + 1])
-
-
-def to_sympy_source(answer: str) -> tuple[str, list[str]]:
-    """Check ``answer`` against the whitelist and return (canonical source for ``parse_expr``, variable names).
-
-    Variables are renamed ``V_<name>`` (so ``lambda``, ``E`` or ``I`` are plain symbols), multiplication is
-    made explicit, ``^`` becomes ``**``. Raises `UnsafeExpression` when anything is refused.
-    """
-    if not isinstance(answer, str) or len(answer) > MAX_INPUT_CHARS:
-        raise UnsafeExpression("too long")
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in answer):
-        raise UnsafeExpression("control characters")
-    return _source(normalize(answer))
-
-
-def _source(s: str) -> tuple[str, list[str]]:
-    """`to_sympy_source` on an already normalised string."""
-    if len(s) > MAX_EXPR_CHARS:
-        raise UnsafeExpression("too long")
-    if not s.isascii():
-        raise UnsafeExpression("non-ASCII characters")
-    tokens = _expand_names(_tokens(s))
-    if not tokens:
-        raise UnsafeExpression("empty")
-    _check_powers(tokens)
-    out: list[str] = []
-    names: set[str] = set()
-    operand_end = {"num", "var", "const"}
-    i = 0
-    while i < len(tokens):
-        kind, text = tokens[i]
-        prev = tokens[i - 1] if i else None
-        if (
-            prev is not None
-            and (prev[0] in operand_end or prev == ("op", ")"))
-            and (kind in ("num", "var", "const", "func") or (kind, text) == ("op", "("))
-        ):
-            out.append("*")  # implicit multiplication: 2x, x(y+1), (a)(b)
-        if kind == "func":
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            if nxt == ("op", "("):
-                out.append(text)
-            elif nxt is not None and nxt[0] in ("num", "var", "const"):  # \sin\theta -> sin(theta)
-                out.append(f"{text}({_emit(nxt, names)})")
-                i += 2
-                continue
-            else:
-                raise UnsafeExpression(f"function {text} without an argument")
-        elif kind == "op":
-            out.append("**" if text == "^" else text)
-        else:
-            out.append(_emit((kind, text), names))
+def _exponent(s: str, i: int) -> tuple[str, int]:
+    """The exponent after the power operator ending at ``s[i]``: a bracket group or one token."""
+    while i < len(s) and s[i] in " +-":
         i += 1
-    return " ".join(out), sorted(names)
+    if i < len(s) and s[i] in _OPEN:
+        end = _group_end(s, i)
+        return s[i:end], end
+    m = _EXP_TOKEN_RE.match(s, i)
+    return (m.group(0), m.end()) if m else ("", i)
 
 
-def _emit(token: tuple[str, str], names: set[str]) -> str:
-    kind, text = token
-    if kind == "var":
-        names.add(f"V_{text}")
-        return f"V_{text}"
-    return text
+def _power_refusal(s: str) -> str | None:
+    """Towers (``9^9^9``, ``(2^9)^9``, ``e^{e^x}``) and exponents whose literals multiply past
+    `MAX_EXPONENT` (each literal counted as at least 2, so ``x^{1/2}`` passes and ``2^{1000*1000}`` not)."""
+    powers = list(_POWER_RE.finditer(s))
+    if len(powers) > MAX_POWERS:
+        return "too many powers"
+    for m in powers:
+        exponent, end = _exponent(s, m.end())
+        if _POWER_RE.search(exponent) or "exp" in exponent or _POWER_RE.match(s, end):
+            return "power tower"
+        base_end = m.start() - 1
+        while base_end >= 0 and s[base_end] == " ":
+            base_end -= 1
+        if base_end >= 0 and s[base_end] in _CLOSE and _POWER_RE.search(s, _group_start(s, base_end), base_end):
+            return "power tower"
+        bound = 1.0
+        for lit in _LITERAL_RE.findall(exponent):
+            bound *= max(abs(float(lit)), 2.0)
+        if bound > MAX_EXPONENT:
+            return "exponent too large"
+    if re.search(r"\\exp\s*[({]", s):
+        for m in re.finditer(r"\\exp\s*", s):
+            arg = s[m.end() : _group_end(s, m.end())]
+            if _POWER_RE.search(arg) or "exp" in arg or any(float(x) > MAX_EXPONENT for x in _LITERAL_RE.findall(arg)):
+                return "exponent too large"
+    return None
 
 
-def is_safe_expression(answer: str) -> bool:
-    """True when `to_sympy_source` accepts ``answer``."""
-    try:
-        to_sympy_source(answer)
-    except (UnsafeExpression, RecursionError):
-        return False
-    return True
+def _depth(s: str) -> int:
+    depth = deepest = 0
+    for c in s:
+        if c in _OPEN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in _CLOSE:
+            depth -= 1
+    return deepest
 
 
-# --- sandboxed sympy worker ---------------------------------------------------------------------------
+def refusal(answer: object) -> str | None:
+    """Why ``answer`` may not reach the grading worker, or None when it may. Cheap: linear scans only."""
+    if not isinstance(answer, str):
+        return "not a string"
+    if len(answer) > MAX_INPUT_CHARS:
+        return "too long"
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in answer):
+        return "control characters"
+    s = answer.strip()
+    if not s:
+        return "empty"
+    if len(s) > MAX_EXPR_CHARS:
+        return "too long"
+    if _depth(s) > MAX_DEPTH:
+        return "nested too deeply"
+    if ("!" in s.replace("\\!", "") or re.search(r"binom|choose|Gamma|gamma", s)) and (
+        _POWER_RE.search(s) or any(int(n) > MAX_FACTORIAL for n in _BIG_INT_RE.findall(s))
+    ):
+        return "factorial too large"  # of a big literal or of a power: sympy evaluates it eagerly
+    if re.search(r"\d[eE]\+?\d{4,}", s) and any(abs(int(n)) > MAX_EXPONENT for n in re.findall(r"[eE]\+?(\d+)", s)):
+        return "exponent too large"
+    return _power_refusal(s)
+
+
+# --- sandboxed math-verify worker ---------------------------------------------------------------------
 
 
 class _Worker:
-    """One long-lived sympy process (importing sympy costs ~0.5 s, so it is kept between calls), killed and
-    restarted on timeout. One request at a time; a forked child starts its own worker. ``argv`` is the
-    worker command (the sandboxed sympy script by default)."""
+    """One long-lived grading process (importing sympy and math-verify costs ~0.5 s, so it is kept between
+    calls), killed and restarted on timeout. One request at a time; a forked child starts its own worker.
+    ``argv`` is the worker command (the sandboxed math-verify script by default)."""
 
     def __init__(self, argv: list[str] | None = None) -> None:
         self.argv = argv or [sys.executable, "-I", str(_WORKER_PATH)]
@@ -495,7 +324,10 @@ class _Worker:
         self._pid, self._buf = os.getpid(), b""
         if self._readline(startup_timeout) != b"ready":
             self.close()
-            raise RuntimeError("the sympy worker did not start")
+            raise RuntimeError(
+                "the grading worker did not start; is math-verify installed? "
+                "(pip install -c constraints.txt 'math-verify[antlr4_13_2]')"
+            )
 
     def _readline(self, timeout: float) -> bytes | None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -549,52 +381,49 @@ class _Worker:
 
 _WORKER = _Worker()
 atexit.register(_WORKER.close)
+CACHE_SIZE = 4096  # worker verdicts remembered: a GRPO group often repeats an answer
+_VERDICTS: OrderedDict[tuple, bool] = OrderedDict()
 
 
-def sympy_equivalent(a: str, b: str, *, rel_tol: float = 1e-6, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
-    """Compare two expressions in the sandboxed worker (both must pass the whitelist; else False)."""
-    try:
-        src_a, names_a = to_sympy_source(a)
-        src_b, names_b = to_sympy_source(b)
-    except (UnsafeExpression, RecursionError):
-        return False
-    return _run_worker(src_a, names_a, src_b, names_b, rel_tol, timeout)
+def is_equivalent(
+    pred: str | None,
+    ref: str,
+    *,
+    rel_tol: float | None = None,
+    strict_units: bool = False,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> bool:
+    """True when ``pred`` and ``ref`` denote the same answer under math-verify's conventions (module doc).
 
-
-def _run_worker(src_a: str, names_a: list[str], src_b: str, names_b: list[str], rel_tol: float, timeout: float) -> bool:
-    payload = {
-        "a": src_a,
-        "b": src_b,
-        "symbols": sorted(set(names_a) | set(names_b)),
-        "rel_tol": rel_tol,
-        "cpu_s": max(1, round(timeout)),
-    }
-    reply = _WORKER.request(payload, timeout)
-    return bool(reply and reply.get("equivalent") is True)
-
-
-def is_equivalent(pred: str | None, ref: str, *, rel_tol: float = 1e-6, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
-    """True when ``pred`` and ``ref`` denote the same number or expression.
-
-    Both may be equations (``x = 3``, ``T = 2\\pi\\sqrt{l/g}``): the right-hand sides are compared. Plain
-    numbers compare exactly (up to ``rel_tol``) without spawning anything; expressions are checked by
-    the sandboxed sympy worker within ``timeout`` seconds. Anything refused by the whitelist is unequal.
+    Plain numbers compare here, exactly (`numbers_match`); everything else goes to the sandboxed worker,
+    which answers within ``timeout`` seconds or counts as unequal. ``rel_tol`` additionally accepts two
+    numbers (plain or evaluated, ``2\\sqrt{2}`` vs ``2.83``) within that relative tolerance;
+    ``strict_units`` keeps units (``5\\ \\text{m}`` no longer equals ``5``). Refused answers are unequal.
     """
-    if not isinstance(pred, str) or not isinstance(ref, str) or len(pred) > MAX_INPUT_CHARS:
+    if not isinstance(pred, str) or not isinstance(ref, str):
         return False
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in pred):
+    p, r = pred.strip(), ref.strip()
+    if not p or not r or refusal(p) or refusal(r):
         return False
-    try:
-        p, r = _rhs(normalize(pred)), _rhs(normalize(ref))
-        if not p or not r:
-            return False
-        if p.replace(" ", "") == r.replace(" ", ""):
-            return True
-        pn, rn = _number(p), _number(r)
-        if pn is not None and rn is not None:
-            return numbers_close(pn, rn, rel_tol)
-        src_p, names_p = _source(p)
-        src_r, names_r = _source(r)
-    except (UnsafeExpression, RecursionError):
+    if p.replace(" ", "") == r.replace(" ", ""):
+        return True
+    pw, rw = _words(p), _words(r)
+    if pw is not None and rw is not None:
+        return pw == rw
+    pn, rn = _plain_number(p), _plain_number(r)
+    if pn is not None and rn is not None:
+        if rel_tol is not None:
+            return numbers_close(pn[0], rn[0], rel_tol)
+        return numbers_match(pn[0], rn[0], pn[1], rn[1])
+    key = (p, r, rel_tol, strict_units)
+    if key in _VERDICTS:
+        _VERDICTS.move_to_end(key)
+        return _VERDICTS[key]
+    payload = {"pred": p, "ref": r, "rel_tol": rel_tol, "strict_units": strict_units, "cpu_s": max(1, round(timeout))}
+    reply = _WORKER.request(payload, timeout)
+    if reply is None:  # timed out or crashed: unequal, and not remembered (the next try may be less loaded)
         return False
-    return _run_worker(src_p, names_p, src_r, names_r, rel_tol, timeout)
+    verdict = _VERDICTS[key] = reply.get("equivalent") is True
+    if len(_VERDICTS) > CACHE_SIZE:
+        _VERDICTS.popitem(last=False)
+    return verdict

@@ -14,7 +14,8 @@ Grading, per problem:
 * **answer level**: each sub-answer earns its points when one of the model's ``\\boxed{}`` answers matches
   it (each box is used once): numbers within a relative tolerance (an interval ``[lo, hi]`` reference is a
   range), converted through `tasks.text.units` when the model gives a unit (an unknown or wrong-dimension
-  unit scores 0); expressions and equations by `tasks.text.equivalence`; multiple choice by letters.
+  unit scores 0); expressions and equations by `tasks.text.equivalence` (math-verify, units kept); multiple
+  choice by letters.
   Open-ended and inequality answers cannot be checked by rules and earn 0 here.
 * **step level**: every criterion of every marking scheme is judged by a `StepJudge` (the rule-based
   `RuleJudge` by default; an LLM judge plugs in through the same protocol); a scheme scores the sum of its
@@ -311,7 +312,7 @@ def answer_matches(
     if answer_type == "Numerical Value":
         return _numeric_match(cand, ref, unit, rel_tol)
     if answer_type in ("Expression", "Equation"):
-        return is_equivalent(cand, ref)
+        return is_equivalent(cand, ref, strict_units=True)  # HiPhO: a unit is part of the answer
     if answer_type == "Multiple Choice":
         letters = set(_LETTER_RE.findall(cand[:100]))
         return bool(letters) and letters == set(_LETTER_RE.findall(ref))
