@@ -459,10 +459,39 @@ class BenchEnvConfig(Config):
     out: str = "bench/results/env.json"
 
 
+# Other backends' rows (`--backend <name>`), each its own bench module's `main(argv)`: "module:function".
+BACKENDS = {
+    "maniskill": "bench.maniskill_env_bench:main",
+}
+
+
+def _backend(argv: list[str]) -> tuple[str, list[str]]:
+    """(the ``--backend`` / ``backend=`` asked for, default mujoco; the other arguments)."""
+    rest, backend, i = [], "mujoco", 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--backend", "-b") and i + 1 < len(argv):
+            backend, i = argv[i + 1], i + 2
+            continue
+        if a.startswith(("--backend=", "backend=")):
+            backend = a.split("=", 1)[1]
+        else:
+            rest.append(a)
+        i += 1
+    if backend != "mujoco" and backend not in BACKENDS:
+        raise SystemExit(f"vla-rl bench env: unknown backend {backend!r}; valid: mujoco, {', '.join(BACKENDS)}")
+    return backend, rest
+
+
 def main(argv: list[str] | None = None) -> None:
     from vla_rl.cli import parse_args
+    from vla_rl.registry import resolve_entry_point
 
-    cfg = parse_args(BenchEnvConfig, list(sys.argv[1:] if argv is None else argv), "bench env")
+    backend, argv = _backend(list(sys.argv[1:] if argv is None else argv))
+    if backend != "mujoco":
+        resolve_entry_point(BACKENDS[backend])(argv)
+        return
+    cfg = parse_args(BenchEnvConfig, argv, "bench env")
     doc = run_env_bench(**cfg.model_dump())
     print(json.dumps({"limit": doc["limit"]["ideal_env_steps_per_s"], "summary": doc["summary"]}, indent=2))
 
