@@ -31,6 +31,7 @@ from sims.maniskill.vulkan import use_local_vulkan
 from vla_rl.availability import require
 from vla_rl.envs import ACTION_DIM, CAMERAS
 from vla_rl.envs.contract import ChunkStepping
+from vla_rl.registry import resolve_entry_point
 
 STATE_DIM = 8
 ROT_SCALE = 0.1  # rad per unit rotation action (pd_ee_delta_pose's rot bound)
@@ -43,10 +44,15 @@ _WRIST_FOV = np.pi / 2
 
 @dataclass(frozen=True)
 class TaskInfo:
-    """What we add to a ManiSkill task: instructions and the motion-planning solution (``module:function``)."""
+    """What we add to a ManiSkill task: instructions, the motion-planning solution (``module:function``) and the
+    attribute of the actor that solution carries once grasped (``held``: the expert then tracks that object's planned
+    pose, not the TCP's; see `sims.maniskill.expert`)."""
 
     instructions: tuple[str, ...]
     solution: str | None = None
+    held: str | None = None
+    entry_point: str | None = None  # a task of ours (``module:Class``), not in ManiSkill's registry
+    expert: str | None = None  # a scripted expert class (``module:Class``, built on the env) instead of the planner
 
 
 _SOLUTIONS = "mani_skill.examples.motionplanning.panda.solutions"
@@ -56,12 +62,15 @@ TASKS: dict[str, TaskInfo] = {
     "PushCube-v1": TaskInfo(("push the cube to the red and white target",
                              "push the blue cube onto the goal region"), f"{_SOLUTIONS}:solvePushCube"),
     "StackCube-v1": TaskInfo(("stack the red cube on the green cube",
-                              "put the red cube on top of the green one"), f"{_SOLUTIONS}:solveStackCube"),
+                              "put the red cube on top of the green one"), f"{_SOLUTIONS}:solveStackCube", "cubeA"),
     "PegInsertionSide-v1": TaskInfo(("insert the peg into the hole in the box",
                                      "put the peg into the box's hole from the side"),
-                                    f"{_SOLUTIONS}:solvePegInsertionSide"),
+                                    f"{_SOLUTIONS}:solvePegInsertionSide", "peg"),
     "PullCube-v1": TaskInfo(("pull the cube back to the red and white target",
                              "pull the blue cube toward the robot onto the goal"), f"{_SOLUTIONS}:solvePullCube"),
+    "OpenDrawer-v1": TaskInfo(("open the drawer", "pull the drawer open by its blue handle"),
+                              entry_point="sims.maniskill.drawer:OpenDrawerEnv",
+                              expert="sims.maniskill.drawer:DrawerExpert"),
 }
 
 
@@ -79,9 +88,13 @@ def _import_mani_skill() -> Any:
 def task_class(task: str, wrist: bool) -> type:
     """ManiSkill's class for ``task``; with ``wrist``, a subclass that adds our wrist camera."""
     registered = _import_mani_skill()
-    if task not in registered:
+    info = TASKS.get(task)
+    if info is not None and info.entry_point:
+        cls = resolve_entry_point(info.entry_point)
+    elif task in registered:
+        cls = registered[task].cls
+    else:
         raise ValueError(f"unknown ManiSkill task {task!r}; wrapped here: {sorted(TASKS)}")
-    cls = registered[task].cls
     return _with_wrist_camera(cls) if wrist else cls
 
 
@@ -136,20 +149,22 @@ class ManiSkillEnv(ChunkStepping, gym.Env):
         image_size: camera width and height (px). cameras: which of ``agentview``, ``wrist`` are rendered.
         reconfigure: rebuild the scene at every reset, for tasks that draw object shapes when the scene is built
             (PegInsertionSide's peg and hole sizes), so the initial state is a function of the seed alone.
+        show_goal: render the task's goal markers, which ManiSkill hides from its cameras (PickCube's green goal
+            sphere): its own policies read the goal's position from the state, ours see only pixels and proprio.
         task_id: the registered id, for records.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, task: str, max_episode_steps: int = 50, image_size: int = 128,
-                 cameras: tuple[str, ...] = CAMERAS, reconfigure: bool = False, task_id: str = "",
-                 render_mode: str | None = "rgb_array") -> None:
+                 cameras: tuple[str, ...] = CAMERAS, reconfigure: bool = False, show_goal: bool = False,
+                 task_id: str = "", render_mode: str | None = "rgb_array") -> None:
         unknown = set(cameras) - set(CAMERAS)
         if unknown:
             raise ValueError(f"unknown cameras {sorted(unknown)}; valid: {list(CAMERAS)}")
         if task not in TASKS:
             raise ValueError(f"ManiSkill task {task!r} is not wrapped; valid: {sorted(TASKS)}")
-        self.task, self.task_id, self.reconfigure = task, task_id, reconfigure
+        self.task, self.task_id, self.reconfigure, self.show_goal = task, task_id, reconfigure, show_goal
         self.cameras, self.image_size, self.render_mode = tuple(cameras), int(image_size), render_mode
         self.max_steps = int(max_episode_steps)
         cls = task_class(task, wrist="wrist" in self.cameras)
@@ -196,8 +211,8 @@ class ManiSkillEnv(ChunkStepping, gym.Env):
 
     # ---- extras -----------------------------------------------------------------------------
     def expert_action(self) -> np.ndarray:
-        """The motion-planning expert's next action (7,) for the current step (plans on the first call of an
-        episode; see `sims.maniskill.expert`).
+        """The expert's next action (7,) for the current step: the task's scripted expert, or the motion planner
+        (which plans on the first call of an episode; see `sims.maniskill.expert`).
 
         Raises:
             ValueError: the task has no motion-planning solution.
@@ -205,7 +220,8 @@ class ManiSkillEnv(ChunkStepping, gym.Env):
         if self._expert is None:
             from sims.maniskill.expert import PlannerExpert
 
-            self._expert = PlannerExpert(self)
+            scripted = TASKS[self.task].expert
+            self._expert = resolve_entry_point(scripted)(self) if scripted else PlannerExpert(self)
         return self._expert.act()
 
     def render_into(self, out: dict[str, np.ndarray]) -> None:
@@ -222,6 +238,11 @@ class ManiSkillEnv(ChunkStepping, gym.Env):
         raw = self.ms.agent.tcp.pose.raw_pose[0].cpu().numpy().astype(np.float64)
         return raw[:3], raw[3:]
 
+    def actor_pose(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The world position (3,) m and quaternion (4,) wxyz of the task's actor attribute ``name`` (``cubeA``)."""
+        raw = getattr(self.ms, name).pose.raw_pose[0].cpu().numpy().astype(np.float64)
+        return raw[:3], raw[3:]
+
     def proprio(self) -> np.ndarray:
         """float32 (8,): TCP position (m), TCP axis-angle (rad), finger positions (m)."""
         from transforms3d.quaternions import quat2axangle
@@ -232,10 +253,11 @@ class ManiSkillEnv(ChunkStepping, gym.Env):
         return np.concatenate([pos, axis * angle, fingers]).astype(np.float32)
 
     def _images(self) -> dict[str, np.ndarray]:
-        """Render the sensors (the task's hidden markers hidden, as ManiSkill's own observations do)."""
+        """Render the sensors (the task's goal markers hidden, as ManiSkill's own observations do, unless
+        ``show_goal``)."""
         ms = self.ms
         for obj in ms._hidden_objects:
-            obj.hide_visual()
+            obj.show_visual() if self.show_goal else obj.hide_visual()
         ms.scene.update_render(update_sensors=True, update_human_render_cameras=False)
         ms.capture_sensor_data()
         sensors = ms.scene.sensors

@@ -8,7 +8,10 @@ mani_skill come from the venv as usual. `PlannerClient` starts it and asks for p
 Protocol: pickled plain-Python messages (lists and floats, no numpy objects: the two sides run different numpy),
 each prefixed by its length, over the child's stdin and a private copy of its stdout (fd 1 itself is pointed at
 stderr, so whatever the libraries print cannot corrupt the channel). Request ``(task, seed, reconfigure)``; reply
-``("ok", planned, [(pos 3, quat wxyz 4, gripper), ...])`` or ``("error", message)``.
+``("ok", planned, solved, [(pos 3, quat wxyz 4, gripper, held pose 7 or None), ...])`` or ``("error", message)``:
+``planned`` whether the solution found its motions, ``solved`` whether the planning env itself ended in success,
+and per control step the TCP pose, the gripper command and the pose (position, quaternion wxyz) of the actor the
+task's ``held`` names.
 """
 
 from __future__ import annotations
@@ -65,8 +68,9 @@ class PlannerClient:
         return subprocess.Popen([sys.executable, "-m", "sims.maniskill.plan_worker"], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, env=env)
 
-    def plan(self, task: str, seed: int | None, reconfigure: bool) -> tuple[bool, list[tuple[list, list, float]]]:
-        """(whether the solution reported success, the per-step TCP path) for ``task`` reset to ``seed``.
+    def plan(self, task: str, seed: int | None, reconfigure: bool) -> tuple[bool, bool, list[tuple]]:
+        """(whether the solution found its motions, whether the planning env succeeded, the per-step path: TCP
+        position, quaternion, gripper, held object's pose or None) for ``task`` reset to ``seed``.
 
         Raises:
             RuntimeError: the planner failed, with its traceback.
@@ -84,7 +88,7 @@ class PlannerClient:
                                "its stderr is above") from e
         if reply[0] != "ok":
             raise RuntimeError(f"the ManiSkill planner failed on {task} seed {seed}:\n{reply[1]}")
-        return bool(reply[1]), reply[2]
+        return bool(reply[1]), bool(reply[2]), reply[3]
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -105,10 +109,16 @@ def _recorder(task: str, reconfigure: bool) -> Any:
     import gymnasium as gym
     import numpy as np
 
-    from sims.maniskill.env import task_class
+    from sims.maniskill.env import TASKS, task_class
+
+    held = TASKS[task].held
+
+    def pose(actor: Any) -> list:
+        return actor.pose.raw_pose[0].cpu().numpy().astype(np.float64).tolist()
 
     class Recorder(gym.Wrapper):
-        """After each step of the planning env: the TCP pose and the gripper command (ours: +1 closed)."""
+        """After each step of the planning env: the TCP pose, the gripper command (ours: +1 closed) and the held
+        actor's pose."""
 
         def __init__(self, env: Any) -> None:
             super().__init__(env)
@@ -120,9 +130,12 @@ def _recorder(task: str, reconfigure: bool) -> Any:
 
         def step(self, action: Any):
             out = self.env.step(action)
-            raw = self.env.unwrapped.agent.tcp.pose.raw_pose[0].cpu().numpy().astype(np.float64)
+            base = self.env.unwrapped
+            tcp = pose(base.agent.tcp)
             gripper = float(np.asarray(action).reshape(-1)[-1])
-            self.path.append((raw[:3].tolist(), raw[3:].tolist(), -gripper))  # the planner's +1 is open
+            obj = pose(getattr(base, held)) if held else None
+            self.path.append((tcp[:3], tcp[3:], -gripper, obj))  # the planner's +1 is open
+            self.last_success = bool(np.asarray(out[4]["success"]).reshape(-1)[0])
             return out
 
     cls = task_class(task, wrist=False)
@@ -149,7 +162,7 @@ def main() -> None:
             rec = recorders[(task, reconfigure)]
             result = resolve_entry_point(TASKS[task].solution)(rec, seed=seed, debug=False, vis=False)
             planned = not (isinstance(result, int) and result == -1)
-            _send(channel_out, ("ok", planned, rec.path))
+            _send(channel_out, ("ok", planned, bool(rec.path) and rec.last_success, rec.path))
         except Exception as exc:  # report; stay up for the next request
             _send(channel_out, ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 

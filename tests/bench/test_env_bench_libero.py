@@ -1,21 +1,12 @@
-"""`vla-rl bench env --backend libero`'s plumbing without LIBERO: the backend option, the summary's ratios, and a
+"""`vla-rl bench env --backend libero`'s plumbing without LIBERO: the summary's ratios, and a
 backend's figures written beside the others' in bench/results/env.json."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
-
-from bench.env_bench import _libero_summary, _pop_backend, _write_keeping_others
-
-
-def test_backend_option_forms():
-    assert _pop_backend(["num_envs=4"]) == ("mujoco", ["num_envs=4"])
-    assert _pop_backend(["--backend", "libero", "num_envs=4"]) == ("libero", ["num_envs=4"])
-    assert _pop_backend(["backend=libero", "steps=8"]) == ("libero", ["steps=8"])
-    with pytest.raises(SystemExit, match="unknown backend 'robotwin'; valid: mujoco, libero"):
-        _pop_backend(["--backend=robotwin"])
+from bench.env_bench import _write_keeping_others
+from bench.libero_env_bench import _libero_summary
 
 
 def test_summary_ratios_by_wall_clock_and_cpu():

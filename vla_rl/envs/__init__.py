@@ -50,18 +50,20 @@ _mujoco("PushCubeNarrow-v2", "push:PushCube", 70, spread=0.1)
 
 
 # ManiSkill3 (SAPIEN 3; the `maniskill` extra, `make install-maniskill`): CPU physics, one task per env, vectorised
-# by our worker layer. Step limits: ManiSkill's own x2 (its expert's tracked plans take up to ~90 steps on PickCube).
+# by our worker layer. Step limits: ManiSkill's own x2 (its expert's tracked plans take up to ~90 steps on PickCube),
+# more where the motion planner's own paths are longer (StackCube up to ~110 steps, PegInsertionSide up to ~200).
 def _maniskill(task: str, max_episode_steps: int, **kwargs: bool) -> None:
     """A ManiSkill3 task (`sims.maniskill.env.ManiSkillEnv`); ``task``: ManiSkill's id."""
     register_env(f"maniskill/{task}", "sims.maniskill.env:ManiSkillEnv", max_episode_steps, task=task,
                  task_id=f"maniskill/{task}", **kwargs)
 
 
-_maniskill("PickCube-v1", 100)
+_maniskill("PickCube-v1", 100, show_goal=True)  # the goal sphere, hidden by ManiSkill, is our policy's only cue
 _maniskill("PushCube-v1", 100)
-_maniskill("StackCube-v1", 100)
-_maniskill("PegInsertionSide-v1", 200, reconfigure=True)  # peg and hole sizes are drawn when the scene is built
+_maniskill("StackCube-v1", 150)
+_maniskill("PegInsertionSide-v1", 250, reconfigure=True)  # peg and hole sizes are drawn when the scene is built
 _maniskill("PullCube-v1", 100)
+_maniskill("OpenDrawer-v1", 100)  # ours: a box cabinet built in code (sims/maniskill/drawer.py), no downloaded assets
 
 
 # LIBERO (the `libero` extra, `make install-libero`): every task of the five suites as ``libero/<suite>/<i>``, i the

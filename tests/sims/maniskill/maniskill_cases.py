@@ -125,3 +125,48 @@ def test_missing_vulkan_names_the_make_target(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(vk.VULKAN_DIR_ENV, str(tmp_path / "none"))
     with pytest.raises(vk.VulkanMissing, match="make install-maniskill"):
         vk.use_local_vulkan()
+
+
+def test_stack_cube_expert_solves_seed_0() -> None:
+    """Seed 0's plan is 107 control steps: past the old 100-step limit, the expert failed there; the cube it holds
+    is tracked to its planned pose (`TaskInfo.held`)."""
+    _vulkan_or_skip()
+    from vla_rl.envs import make_env
+
+    env = make_env("maniskill/StackCube-v1", image_size=16, cameras=("agentview",))
+    try:
+        env.reset(seed=0)
+        done, info = False, {"success": False}
+        while not done:
+            _, _, term, trunc, info = env.step(env.expert_action())
+            done = term or trunc
+        assert info["success"] and len(env._expert.plan) > 100 and env.max_steps == 150
+    finally:
+        env.close()
+
+
+def test_open_drawer_is_built_in_code_and_its_expert_opens_it() -> None:
+    """Our articulated task: no downloaded assets; closed at reset, a seed places the cabinet, the scripted expert
+    pulls the drawer past the success threshold."""
+    _vulkan_or_skip()
+    from sims.maniskill.drawer import SUCCESS_OPEN
+    from vla_rl.envs import make_env
+
+    env = make_env("maniskill/OpenDrawer-v1", image_size=SIZE)
+    try:
+        obs, _ = env.reset(seed=1)
+        first = env.ms.cabinet.pose.raw_pose[0].cpu().numpy().copy()
+        assert abs(float(env.ms.drawer_open()[0])) < 1e-3 and obs["agentview"].std() > 5.0
+        env.step_chunk(np.zeros((5, 7), np.float32))
+        assert abs(float(env.ms.drawer_open()[0])) < 1e-3, "the drawer moved by itself"
+        env.reset(seed=2)
+        assert not np.allclose(first, env.ms.cabinet.pose.raw_pose[0].cpu().numpy())
+        env.reset(seed=1)
+        done, steps, info = False, 0, {"success": False}
+        while not done:
+            _, _, term, trunc, info = env.step(env.expert_action())
+            done, steps = term or trunc, steps + 1
+        assert info["success"] and steps < 60 and float(env.ms.drawer_open()[0]) >= SUCCESS_OPEN
+        assert obs["wrist"].std() > 5.0
+    finally:
+        env.close()

@@ -1,4 +1,5 @@
-"""The ManiSkill3 backend's cases (`maniskill_cases.py`), run by pytest in an interpreter of their own.
+"""The ManiSkill3 backend's cases (`maniskill_cases.py`: the env, vector env and expert; `pipeline_cases.py`: collect
+-> SFT -> GRPO through the CLI), each file run by pytest in an interpreter of its own.
 
 SAPIEN's lavapipe driver brings a newer libdrm than the system Mesa that MuJoCo's EGL renderer loads; once a process
 has rendered MuJoCo through EGL, creating the Vulkan instance aborts it (measured: test_mujoco_env.py then these
@@ -18,17 +19,18 @@ import pytest
 from vla_rl.availability import is_available
 
 ROOT = Path(__file__).resolve().parents[3]
-CASES = Path(__file__).with_name("maniskill_cases.py")
 
 
 @pytest.mark.skipif(not (is_available("mani_skill") and is_available("sapien")),
                     reason="the maniskill extra is not installed (make install-maniskill)")
-def test_maniskill_cases_in_their_own_interpreter() -> None:
+@pytest.mark.parametrize("cases", ["maniskill_cases.py", "pipeline_cases.py"])
+def test_maniskill_cases_in_their_own_interpreter(cases: str) -> None:
     from sims.maniskill.vulkan import vulkan_dir, vulkan_ready
 
     if not vulkan_ready():
         pytest.skip(f"no Vulkan driver in {vulkan_dir()} (make install-maniskill)")
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CASES)], cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=280)
+    path = str(Path(__file__).with_name(cases))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", path], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=420)
     tail = (run.stdout + run.stderr)[-4000:]
     assert run.returncode == 0 and " passed" in run.stdout and "skipped" not in run.stdout, tail
