@@ -1,6 +1,7 @@
 """One ManiSkill3 task (SAPIEN 3, CPU physics, one env per instance) wrapped to our env contract.
 
-Our `sims.vector.SubprocVectorEnv` vectorises it like the MuJoCo arm: each worker holds a few of these. Mapping:
+Our `sims.vector.SubprocVectorEnv` vectorises it like the MuJoCo arm: each worker holds a few of these (on a GPU,
+`sims.maniskill.batched` runs N sub-envs in one ManiSkill env through the functions shared here). Mapping:
 
 * cameras: ManiSkill's ``base_camera`` -> ``agentview``; ``wrist`` is a camera we mount on ``panda_hand`` where
   the ``panda_wristcam`` robot has its RealSense (tasks built for plain ``panda`` keep their scene set-up). Both
