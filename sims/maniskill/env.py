@@ -1,6 +1,7 @@
 """One ManiSkill3 task (SAPIEN 3, CPU physics, one env per instance) wrapped to our env contract.
 
-Our `sims.vector.SubprocVectorEnv` vectorises it like the MuJoCo arm: each worker holds a few of these. Mapping:
+Our `sims.vector.SubprocVectorEnv` vectorises it like the MuJoCo arm: each worker holds a few of these (on a GPU,
+`sims.maniskill.batched` runs N sub-envs in one ManiSkill env through the functions shared here). Mapping:
 
 * cameras: ManiSkill's ``base_camera`` -> ``agentview``; ``wrist`` is a camera we mount on ``panda_hand`` where
   the ``panda_wristcam`` robot has its RealSense (tasks built for plain ``panda`` keep their scene set-up). Both
@@ -138,6 +139,64 @@ def to_maniskill_action(action: np.ndarray) -> np.ndarray:
     return out
 
 
+def check_task(task: str, cameras: tuple[str, ...]) -> None:
+    """Refuse a task we do not wrap or a camera we do not render, naming the valid ones."""
+    unknown = set(cameras) - set(CAMERAS)
+    if unknown:
+        raise ValueError(f"unknown cameras {sorted(unknown)}; valid: {list(CAMERAS)}")
+    if task not in TASKS:
+        raise ValueError(f"ManiSkill task {task!r} is not wrapped; valid: {sorted(TASKS)}")
+
+
+def build_task(task: str, cameras: tuple[str, ...], image_size: int, num_envs: int, sim_backend: str) -> Any:
+    """ManiSkill's env for ``task`` holding ``num_envs`` sub-envs on ``sim_backend`` (``cpu``: one sub-env;
+    ``gpu``: PhysX CUDA, any number), state observations, ``pd_ee_delta_pose``, cameras ``image_size`` px square."""
+    cls = task_class(task, wrist="wrist" in cameras)
+    return cls(num_envs=num_envs, obs_mode="state", control_mode=CONTROL_MODE, sim_backend=sim_backend,
+               render_mode=None, robot_uids="panda", sensor_configs={"width": image_size, "height": image_size})
+
+
+def spaces(cameras: tuple[str, ...], image_size: int) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
+    """One env's observation space (uint8 (S, S, 3) per camera, float32 (8,) state) and action space (7,)."""
+    img = gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+    obs = gym.spaces.Dict({**{c: img for c in cameras},
+                           "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)})
+    return obs, gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+
+
+def choose_instruction(rng: np.random.Generator, instructions: tuple[str, ...]) -> str:
+    """The episode's instruction, drawn by the env's seeded generator."""
+    return instructions[int(rng.integers(len(instructions)))]
+
+
+def render_cameras(ms: Any, cameras: tuple[str, ...], show_goal: bool) -> dict[str, np.ndarray]:
+    """Render ``cameras`` of every sub-env of ``ms``: uint8 (N, S, S, 3) each. The task's goal markers are hidden,
+    as ManiSkill's own observations do, unless ``show_goal``."""
+    for obj in ms._hidden_objects:
+        obj.show_visual() if show_goal else obj.hide_visual()
+    ms.scene.update_render(update_sensors=True, update_human_render_cameras=False)
+    ms.capture_sensor_data()
+    sensors = ms.scene.sensors
+    out = {}
+    for c in cameras:
+        rgb = sensors[CAMERA_NAMES[c]].get_obs(rgb=True, depth=False, position=False, segmentation=False)["rgb"]
+        out[c] = rgb.cpu().numpy()
+    return out
+
+
+def proprio_rows(ms: Any) -> np.ndarray:
+    """float32 (N, 8), one row per sub-env of ``ms``: TCP position (m), TCP axis-angle (rad), finger positions (m)."""
+    from transforms3d.quaternions import quat2axangle
+
+    raw = ms.agent.tcp.pose.raw_pose.cpu().numpy().astype(np.float64)
+    fingers = ms.agent.robot.get_qpos()[:, -2:].cpu().numpy()
+    rows = []
+    for pose, f in zip(raw, fingers, strict=True):
+        axis, angle = quat2axangle(pose[3:])
+        rows.append(np.concatenate([pose[:3], axis * angle, f]).astype(np.float32))
+    return np.stack(rows)
+
+
 class ManiSkillEnv(ChunkStepping, gym.Env):
     """One ManiSkill3 task; see the module docstring for the observation, action and success mapping.
 
@@ -159,21 +218,12 @@ class ManiSkillEnv(ChunkStepping, gym.Env):
     def __init__(self, task: str, max_episode_steps: int = 50, image_size: int = 128,
                  cameras: tuple[str, ...] = CAMERAS, reconfigure: bool = False, show_goal: bool = False,
                  task_id: str = "", render_mode: str | None = "rgb_array") -> None:
-        unknown = set(cameras) - set(CAMERAS)
-        if unknown:
-            raise ValueError(f"unknown cameras {sorted(unknown)}; valid: {list(CAMERAS)}")
-        if task not in TASKS:
-            raise ValueError(f"ManiSkill task {task!r} is not wrapped; valid: {sorted(TASKS)}")
+        check_task(task, cameras)
         self.task, self.task_id, self.reconfigure, self.show_goal = task, task_id, reconfigure, show_goal
         self.cameras, self.image_size, self.render_mode = tuple(cameras), int(image_size), render_mode
         self.max_steps = int(max_episode_steps)
-        cls = task_class(task, wrist="wrist" in self.cameras)
-        self.ms = cls(num_envs=1, obs_mode="state", control_mode=CONTROL_MODE, sim_backend="cpu", render_mode=None,
-                      robot_uids="panda", sensor_configs={"width": self.image_size, "height": self.image_size})
-        img = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-        self.observation_space = gym.spaces.Dict(
-            {**{c: img for c in self.cameras}, "state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)})
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.ms = build_task(task, self.cameras, self.image_size, num_envs=1, sim_backend="cpu")
+        self.observation_space, self.action_space = spaces(self.cameras, self.image_size)
         self.instructions = TASKS[task].instructions
         self.instruction = ""
         self.elapsed = 0
@@ -186,7 +236,7 @@ class ManiSkillEnv(ChunkStepping, gym.Env):
         super().reset(seed=seed)
         self.seed_used = seed
         self.ms.reset(seed=seed, options={"reconfigure": self.reconfigure})
-        self.instruction = self.instructions[int(self.np_random.integers(len(self.instructions)))]
+        self.instruction = choose_instruction(self.np_random, self.instructions)
         self.elapsed = 0
         self._done = False
         if self._expert is not None:
@@ -245,27 +295,10 @@ class ManiSkillEnv(ChunkStepping, gym.Env):
 
     def proprio(self) -> np.ndarray:
         """float32 (8,): TCP position (m), TCP axis-angle (rad), finger positions (m)."""
-        from transforms3d.quaternions import quat2axangle
-
-        pos, quat = self.tcp_pose()
-        axis, angle = quat2axangle(quat)
-        fingers = self.ms.agent.robot.get_qpos()[0, -2:].cpu().numpy()
-        return np.concatenate([pos, axis * angle, fingers]).astype(np.float32)
+        return proprio_rows(self.ms)[0]
 
     def _images(self) -> dict[str, np.ndarray]:
-        """Render the sensors (the task's goal markers hidden, as ManiSkill's own observations do, unless
-        ``show_goal``)."""
-        ms = self.ms
-        for obj in ms._hidden_objects:
-            obj.show_visual() if self.show_goal else obj.hide_visual()
-        ms.scene.update_render(update_sensors=True, update_human_render_cameras=False)
-        ms.capture_sensor_data()
-        sensors = ms.scene.sensors
-        out = {}
-        for c in self.cameras:
-            rgb = sensors[CAMERA_NAMES[c]].get_obs(rgb=True, depth=False, position=False, segmentation=False)["rgb"]
-            out[c] = rgb[0].cpu().numpy()
-        return out
+        return {c: rows[0] for c, rows in render_cameras(self.ms, self.cameras, self.show_goal).items()}
 
     def _obs(self) -> dict[str, np.ndarray]:
         obs = self._images()

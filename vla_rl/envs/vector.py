@@ -12,6 +12,9 @@ from vla_rl.envs.contract import CAMERAS, VectorEnv
 from vla_rl.envs.registration import check_task_id, make_env
 from vla_rl.registry import resolve_entry_point
 
+# Short names `EnvConfig.vector_env` accepts for an entry point.
+VECTOR_ENV_ALIASES = {"maniskill-batched": "sims.maniskill.batched:ManiSkillBatchedVectorEnv"}
+
 
 class EnvConfig(Config):
     """How many parallel envs and what they render (the task is chosen by the command)."""
@@ -22,9 +25,15 @@ class EnvConfig(Config):
     cameras: tuple[str, ...] = Field(CAMERAS, description="cameras to render")
     step_timeout_s: float = Field(30.0, gt=0, description="a worker silent this long is restarted")
     vector_env: str = Field("sims.vector:SubprocVectorEnv", description="entry point of the vector env class: "
-                            "built from picklable env factories, as Gymnasium's AsyncVectorEnv(env_fns)")
+                            "built from picklable env factories, as Gymnasium's AsyncVectorEnv(env_fns); or "
+                            "'maniskill-batched' (ManiSkill's GPU-batched simulation, one process)")
     vector_env_options: dict[str, Any] = Field(default_factory=dict, description="further keyword arguments of "
                                                "that class (RayVectorEnv: address, actor_cpus, resources)")
+
+    @field_validator("vector_env")
+    @classmethod
+    def _expand_alias(cls, v: str) -> str:
+        return VECTOR_ENV_ALIASES.get(v, v)
 
     @field_validator("cameras")
     @classmethod
