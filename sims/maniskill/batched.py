@@ -46,6 +46,7 @@ from sims.maniskill.env import (
     to_maniskill_action,
 )
 from vla_rl.envs import CAMERAS, Obs, StepResult, check_actions, env_spec, make_env
+from vla_rl.envs.sharded import env_seeds
 
 ENTRY_POINT = "sims.maniskill.env:ManiSkillEnv"
 _HOLD_GRIPPER_OPEN = 1.0  # ManiSkill's gripper command at reset (its sign: +1 open)
@@ -142,7 +143,7 @@ class ManiSkillBatchedVectorEnv:
         """
         import torch
 
-        seeds = self._seeds(seed)
+        seeds = env_seeds(seed, self.num_envs)
         if self.reconfigure or None in seeds:  # all at once: rebuild the scenes, or fresh random episodes
             self.ms.reset(seed=None if None in seeds else seeds, options={"reconfigure": self.reconfigure})
         for i, s in enumerate(seeds):
@@ -263,16 +264,6 @@ class ManiSkillBatchedVectorEnv:
         if act.any() and not self._reset_once:
             raise RuntimeError("call reset() before stepping")
         return act
-
-    def _seeds(self, seed: int | list[int] | None) -> list[int | None]:
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, int | np.integer):
-            return [int(seed) + i for i in range(self.num_envs)]
-        seeds = [int(s) for s in seed]
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        return seeds
 
     def _copy_obs(self) -> Obs:
         obs = {c: img.copy() for c, img in self._images.items()}

@@ -97,15 +97,7 @@ class ShardedVectorEnv:
         self.close()
 
     def _seeds(self, seed: int | list[int] | None) -> list[int | None]:
-        """One seed per env: None for all, ``s + i`` from an int ``s``, or the list itself."""
-        if seed is None:
-            return [None] * self.num_envs
-        if isinstance(seed, int | np.integer):
-            return [int(seed) + i for i in range(self.num_envs)]
-        seeds = [int(s) for s in seed]
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-        return seeds
+        return env_seeds(seed, self.num_envs)
 
     def _chunk(self, actions: np.ndarray) -> np.ndarray:
         """``actions (N, T, 7)`` validated (`check_actions`)."""
@@ -135,3 +127,19 @@ class ShardedVectorEnv:
             obs[cam][rows] = img[rows]
         obs["state"][rows] = self._state[rows]
         return obs
+
+
+def env_seeds(seed: int | list[int] | None, n: int) -> list[int | None]:
+    """One seed per env of a vector env of ``n``: None for all, ``s + i`` from an int ``s``, or the list itself.
+
+    Raises:
+        ValueError: a list of another length than ``n``.
+    """
+    if seed is None:
+        return [None] * n
+    if isinstance(seed, int | np.integer):
+        return [int(seed) + i for i in range(n)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} envs")
+    return seeds

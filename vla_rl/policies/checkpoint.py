@@ -32,3 +32,12 @@ def load_weights(path: str | Path, device: str = "cpu") -> dict[str, torch.Tenso
     except SafetensorError as e:
         raise CheckpointError(f"{path} ({path.stat().st_size} bytes) is truncated or corrupt: {e}; copy it "
                               "again, or point at another checkpoint (best/, last/)") from None
+
+
+def state_mismatches(own: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], limit: int = 5) -> list[str]:
+    """What keeps ``weights`` from loading strictly into a model whose state dict is ``own``: mis-shaped tensors,
+    then the first ``limit`` missing and unexpected names (empty: they fit)."""
+    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+           for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    return bad + [f"missing {m}" for m in missing[:limit]] + [f"unexpected {u}" for u in unexpected[:limit]]

@@ -16,20 +16,10 @@ from functools import partial
 import numpy as np
 import pytest
 
+from tests.sims.maniskill.maniskill_cases import TASK, _vulkan_or_skip, pytestmark  # noqa: F401 (pytestmark)
 from vla_rl.availability import is_available
 
-pytestmark = pytest.mark.skipif(not (is_available("mani_skill") and is_available("sapien")),
-                                reason="the maniskill extra is not installed (make install-maniskill)")
-
 SIZE = 48
-TASK = "maniskill/PickCube-v1"
-
-
-def _vulkan_or_skip() -> None:
-    from sims.maniskill.vulkan import vulkan_dir, vulkan_ready
-
-    if not vulkan_ready():
-        pytest.skip(f"no Vulkan driver in {vulkan_dir()} (make install-maniskill)")
 
 
 def _pair(**kwargs):

@@ -33,3 +33,21 @@ def two_node_cluster(worker_resources: dict[str, float] | None = None) -> Iterat
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old_path
+
+
+def kill_and_wait(actor, probe: str = "__ray_ready__", timeout_s: float = 30.0) -> bool:
+    """``ray.kill`` an actor and wait until a call of its method ``probe`` fails as a dead actor's does (the kill is
+    asynchronous: a call sent at once may still be answered); False when it still answers after ``timeout_s``."""
+    import time
+
+    import ray
+
+    ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(getattr(actor, probe).remote(), timeout=timeout_s)
+        except ray.exceptions.RayActorError:
+            return True
+        time.sleep(0.05)
+    return False

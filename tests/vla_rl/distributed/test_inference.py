@@ -6,14 +6,13 @@ replaced and its call repeated, ending as the undisturbed run; several actors sp
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 import torch
 
 ray = pytest.importorskip("ray")
 
-from tests.vla_rl.distributed.ray_cluster import two_node_cluster  # noqa: E402
+from tests.vla_rl.distributed.ray_cluster import kill_and_wait, two_node_cluster  # noqa: E402
 from tests.vla_rl.distributed.test_ray_env import computed, grpo_config, run_grpo  # noqa: E402
 from vla_rl.distributed.config import DistributedConfig  # noqa: E402
 from vla_rl.distributed.inference import RemotePolicy  # noqa: E402
@@ -70,9 +69,7 @@ def test_a_killed_inference_actor_is_replaced_and_the_run_ends_as_undisturbed(dr
         def faulty(k, batch, kwargs, state):
             calls.append(1)
             if len(calls) == 3:
-                actor = remote.actors[k]
-                ray.kill(actor, no_restart=True)
-                _wait_dead(actor)
+                assert kill_and_wait(remote.actors[k])
             return submit(k, batch, kwargs, state)
 
         remote._submit = faulty
@@ -80,16 +77,6 @@ def test_a_killed_inference_actor_is_replaced_and_the_run_ends_as_undisturbed(dr
     on_actor = run_grpo(cfg, kill_on_third_call)
     assert on_actor[0] == seen and on_actor[2] == digest
     assert [r["perf/inference_restarts"] for r in on_actor[1]] == [1.0, 1.0]
-
-
-def _wait_dead(actor) -> None:
-    deadline = time.monotonic() + 30  # the kill is asynchronous
-    while time.monotonic() < deadline:
-        try:
-            ray.get(actor.__ray_ready__.remote(), timeout=30)
-        except ray.exceptions.RayActorError:
-            return
-        time.sleep(0.05)
 
 
 def test_actors_act_only_on_the_version_a_rollout_needs(cluster, tiny_vla):

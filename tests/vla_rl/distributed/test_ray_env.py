@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray")
 
 from sims.vector import SubprocVectorEnv  # noqa: E402
 from tests.test_determinism_pin import param_digest  # noqa: E402
-from tests.vla_rl.distributed.ray_cluster import two_node_cluster  # noqa: E402
+from tests.vla_rl.distributed.ray_cluster import kill_and_wait, two_node_cluster  # noqa: E402
 from vla_rl.distributed.ray_env import RayVectorEnv  # noqa: E402
 from vla_rl.envs import VectorEnv, make_env  # noqa: E402
 from vla_rl.evaluation import ExpertPolicy  # noqa: E402
@@ -69,16 +69,8 @@ class FaultAt:
 
 def kill_actor(env: RayVectorEnv, w: int) -> None:
     """ray.kill actor ``w`` and wait until Ray reports it dead."""
-    actor = env.actors[w]
-    ray.kill(actor, no_restart=True)
-    deadline = time.monotonic() + 30  # the kill is asynchronous: a call sent at once may still be answered
-    while time.monotonic() < deadline:
-        try:
-            ray.get(actor.layout.remote(), timeout=30)
-        except ray.exceptions.RayActorError:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"env actor {w} still answers 30 s after ray.kill")
+    if not kill_and_wait(env.actors[w], "layout"):
+        pytest.fail(f"env actor {w} still answers 30 s after ray.kill")
 
 
 def played_on(records: list[dict], envs: int, fault_at: int = 5) -> list[int]:

@@ -499,12 +499,10 @@ def _tokenizer(path: Path):
 
 def _load_strict(policy: OpenVLAPolicy, weights: dict[str, torch.Tensor], path: Path) -> None:
     """Load ``weights``, refusing missing, unexpected or mis-shaped tensors by name."""
-    own = policy.state_dict()
-    bad = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-           for k, v in weights.items() if k in own and own[k].shape != v.shape]
-    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
-    if bad or missing or unexpected:
+    from vla_rl.policies.checkpoint import state_mismatches
+
+    problems = state_mismatches(policy.state_dict(), weights)
+    if problems:
         raise OpenVLAFolderError(f"{path}: weights do not match the architecture its config.json describes: "
-                                 + "; ".join(bad[:5] + [f"missing {m}" for m in missing[:5]]
-                                             + [f"unexpected {u}" for u in unexpected[:5]]))
+                                 + "; ".join(problems[:15]))
     policy.load_state_dict(weights)

@@ -343,7 +343,7 @@ class VLAPolicy(Policy):
         naming each differing key."""
         from transformers import PreTrainedTokenizerFast
 
-        from vla_rl.policies.checkpoint import load_weights
+        from vla_rl.policies.checkpoint import load_weights, state_mismatches
 
         path = Path(path)
         cfg_file = path / "config.json"
@@ -364,14 +364,9 @@ class VLAPolicy(Policy):
         policy = cls(config, meta["vocab_size"], NormStats.from_dict(meta["action_stats"]),
                      NormStats.from_dict(st) if st else None, tokenizer=tok)
         weights = load_weights(path / "model.safetensors", device=map_location)
-        own = policy.state_dict()
-        problems = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-                    for k, v in weights.items() if k in own and own[k].shape != v.shape]
-        missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
-        if problems or missing or unexpected:
-            raise ValueError(f"checkpoint {path} does not match its config: "
-                             + "; ".join(problems + [f"missing {m}" for m in missing[:5]]
-                                         + [f"unexpected {u}" for u in unexpected[:5]]))
+        problems = state_mismatches(policy.state_dict(), weights)
+        if problems:
+            raise ValueError(f"checkpoint {path} does not match its config: " + "; ".join(problems))
         policy.load_state_dict(weights)
         return policy
 
