@@ -448,7 +448,7 @@ def _grade_exam(argv: list[str]) -> int:
 
 @command("bench", "benchmarks: env, rollout, ablation (GRPO variants), update (vs TRL), vla7b (7B shape, GPU), "
                   "decoding (argmax vs median of action tokens), tokens (image-token merge vs compute), distributed "
-                  "(Ray actors vs local workers)")
+                  "(Ray actors vs local workers), range (the quickstart at initial-state range fractions)")
 def _bench(argv: list[str]) -> int:
     import importlib
 
@@ -462,6 +462,7 @@ def _bench(argv: list[str]) -> int:
         "tokens": "bench.tokens_bench",
         "bridge": "bench.bridge_bench",
         "distributed": "bench.distributed_bench",
+        "range": "bench.range_bench",
     }
     if not argv or argv[0] not in names:
         print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")

@@ -2,8 +2,9 @@
 ``maniskill/...``) maps to data, not code: an entry point string, its keyword arguments and a step limit.
 
 A variant of a task is a spec with other kwargs (the quickstart's narrow tasks: a ``spread`` and a shorter
-step limit), not a subclass. The core never imports a simulator or a task: `make_env` resolves the entry
-point when an env is built, in whatever process builds it (the vector env's workers).
+step limit), not a subclass; ``base@key=value`` names one without registering it (`env_spec`). The core
+never imports a simulator or a task: `make_env` resolves the entry point when an env is built, in whatever
+process builds it (the vector env's workers).
 """
 
 from __future__ import annotations
@@ -45,8 +46,44 @@ def register_env(id: str, entry_point: str, max_episode_steps: int | None = None
 
 
 def env_spec(id: str) -> EnvSpec:
-    """The spec registered as ``id``; a miss lists the registered ids (and suggests close ones)."""
-    return ENVS.get(id)
+    """The spec registered as ``id``; a miss lists the registered ids (and suggests close ones).
+
+    ``id`` may name a variant of a registered spec without registering it: ``base@key=value,key=value`` updates the
+    base spec's kwargs (``mujoco/PickCube-v1@spread=0.25``: the centred quarter of each initial-state range) or its
+    step limit (``max_episode_steps=``). Values are read as int, float, bool or else text.
+
+    Raises:
+        RegistryError: the base id is not registered.
+        ValueError: a malformed ``key=value``.
+    """
+    base, _, params = id.partition("@")
+    spec = ENVS.get(base)
+    if not params:
+        return spec
+    kwargs, steps = dict(spec.kwargs), spec.max_episode_steps
+    for item in params.split(","):
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"env id {id!r}: {item!r} is not key=value (e.g. {base}@spread=0.25)")
+        value = _scalar(text.strip())
+        if key.strip() == "max_episode_steps":
+            steps = int(value)
+        else:
+            kwargs[key.strip()] = value
+    if "task_id" in kwargs:  # records and datasets name the variant, so a replay rebuilds it
+        kwargs["task_id"] = id
+    return EnvSpec(id, spec.entry_point, kwargs, steps)
+
+
+def _scalar(text: str) -> Any:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
 
 
 def robot_task_ids(backend: str | None = None) -> list[str]:
@@ -56,8 +93,14 @@ def robot_task_ids(backend: str | None = None) -> list[str]:
 
 
 def check_task_id(id: str) -> str:
-    """Return ``id`` if it is registered, else raise naming the valid ones (for config validators)."""
-    env_spec(id)
+    """Return ``id`` if it is registered (or a ``base@key=value`` variant of one whose keys its entry point takes),
+    else raise naming the valid ones (for config validators)."""
+    spec = env_spec(id)
+    if "@" in id:
+        try:
+            check_kwargs(id, resolve_entry_point(spec.entry_point), spec.kwargs)
+        except TypeError as e:  # a config validator reports ValueErrors
+            raise ValueError(str(e)) from None
     return id
 
 

@@ -4,9 +4,10 @@ refuses what the entry point does not take."""
 import pickle
 from functools import partial
 
+import numpy as np
 import pytest
 
-from vla_rl.envs import ENVS, EnvSpec, env_instructions, env_spec, make_env, register_env, robot_task_ids
+from vla_rl.envs import ENVS, EnvSpec, check_task_id, env_instructions, env_spec, make_env, register_env, robot_task_ids
 from vla_rl.registry import RegistryError
 
 
@@ -57,3 +58,25 @@ def test_overrides_win_and_factories_pickle():
         assert env.task_id == "mujoco/Reach-v1" and env.image_size == 16
     finally:
         env.close()
+
+
+def test_a_variant_id_updates_the_base_spec_without_registering_it():
+    ids = ["mujoco/PickCube-v1", "mujoco/PickCube-v1@spread=1.0", "mujoco/PickCube-v1@spread=0.25,max_episode_steps=33"]
+    envs = [make_env(i, image_size=32) for i in ids]
+    try:
+        states = []
+        for env in envs:
+            env.reset(seed=7)
+            states.append(env.get_state())
+        assert np.array_equal(states[0], states[1])  # the full range spelt out is the base task
+        assert not np.allclose(states[0], states[2])  # a quarter of it starts elsewhere on the same seed
+        assert envs[2].max_steps == 33 and envs[2].task_id == ids[2]  # records name the variant
+    finally:
+        for env in envs:
+            env.close()
+    assert env_spec("mujoco/PickCube-v1@spread=0.25").kwargs["spread"] == 0.25
+    assert "mujoco/PickCube-v1@spread=0.25" not in robot_task_ids()
+    with pytest.raises(ValueError, match="takes no argument 'sprad'; valid: .*spread"):
+        check_task_id("mujoco/PickCube-v1@sprad=0.25")
+    with pytest.raises(ValueError, match="is not key=value"):
+        env_spec("mujoco/PickCube-v1@spread")
