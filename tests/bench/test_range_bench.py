@@ -28,6 +28,7 @@ def test_the_suite_and_plan():
         suite(0.0)
     cfg = BenchRangeConfig()  # the grid: three seeds at the full range, one elsewhere
     assert plan(cfg) == [(0.1, 0), (0.25, 0), (0.5, 0), (1.0, 0), (1.0, 1), (1.0, 2)]
+    assert cfg.overrides == {"time_budget_min": None, "grpo": {"iterations": 50}}  # RL budget in iterations, not time
 
 
 def test_summary_means_over_seeds():
