@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from vla_rl.config import load_config
 from vla_rl.evaluation import EvalConfig
@@ -20,6 +21,9 @@ PRESETS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.name)
 def test_preset_validates(path):
-    schema = next((s for prefix, s in SCHEMAS.items() if path.name.startswith(prefix)), None)
+    from vla_rl.trainers import TRAIN_JOBS
+
+    job = yaml.safe_load(path.read_text()).get("type")  # a train job names its schema (`vla-rl train` reads it)
+    schema = TRAIN_JOBS.get(job) if job else next((s for p, s in SCHEMAS.items() if path.name.startswith(p)), None)
     assert schema is not None, f"{path.name}: no schema registered for this preset's prefix"
     load_config(schema, path)

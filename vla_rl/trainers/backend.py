@@ -39,6 +39,14 @@ class Backend(Protocol):
         """Metrics of the last rollout the trainer does not compute itself (TTRL's, RLCCF's), logged with it."""
         ...
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs of the backend beyond the trainer's own state (robot: the curriculum's rungs)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict`'s output."""
+        ...
+
     def close(self) -> None:
         """Release what `start` built."""
         ...

@@ -38,6 +38,7 @@ from vla_rl.envs import EnvConfig, VectorEnv, check_task_id
 from vla_rl.policies.base import Policy, cpu_state
 from vla_rl.rollout.base import Rollout
 from vla_rl.trainers.backend import Backend
+from vla_rl.trainers.curriculum import CurriculumConfig, RangeCurriculum, check_curriculum
 from vla_rl.trainers.schedule import lr_factor
 from vla_rl.utils.devices import DEVICE_PATTERN, resolve_device
 
@@ -263,6 +264,7 @@ class GRPOConfig(GRPOAlgoConfig):
     tasks: list[str] = Field(..., min_length=1, description="robot task ids")
     env: EnvConfig = Field(default_factory=lambda: EnvConfig(num_envs=16))
     rollout: RobotRolloutConfig = Field(default_factory=RobotRolloutConfig)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
     @field_validator("tasks")
@@ -279,6 +281,11 @@ class GRPOConfig(GRPOAlgoConfig):
         return self
 
     @model_validator(mode="after")
+    def _curriculum_fits_tasks(self) -> GRPOConfig:
+        check_curriculum(self.curriculum, self.tasks)
+        return self
+
+    @model_validator(mode="after")
     def _env_fits_backend(self) -> GRPOConfig:
         self.distributed.env_config(self.env)  # refuses an env.vector_env the backend would replace
         return self
@@ -289,11 +296,14 @@ class GRPOConfig(GRPOAlgoConfig):
 
 class RobotBackend:
     """Robot rollouts for the trainer: one vector env per task, started once the policy is loaded (the envs
-    render at the policy's resolution and cameras)."""
+    render at the policy's resolution and cameras). With a curriculum a task is rolled out on its current rung
+    (`RangeCurriculum`), in a vector env of its own that is replaced at each promotion; validation uses the task's."""
 
     def __init__(self, cfg: GRPOConfig) -> None:
         self.cfg = cfg
         self.envs: dict[str, VectorEnv] = {}
+        self.rung_envs: dict[str, tuple[str, VectorEnv]] = {}  # task -> (its rung's env id, vector env)
+        self.curriculum = RangeCurriculum(cfg.curriculum, cfg.tasks) if cfg.curriculum.spreads else None
         self.env_cfg: EnvConfig = cfg.distributed.env_config(cfg.env)  # local worker processes or Ray actors
         self.episodes_rerun = 0  # since the last `metrics`
 
@@ -320,14 +330,31 @@ class RobotBackend:
             torch.set_num_threads(max(1, threads // 2))
         try:
             cfg = self.cfg.rollout
-            r = collect_rollouts(self.envs[task], policy, seeds, self.cfg.sampling.group_size,
+            r = collect_rollouts(self.env_for(task), policy, seeds, self.cfg.sampling.group_size,
                                  self.cfg.sampling.temperature, generator, task, group_offset=group_offset,
                                  pipelined=cfg.pipelined, noise_correlation=cfg.noise_correlation,
                                  sample_mass=cfg.sample_mass, anchors=cfg.anchors)
             self.episodes_rerun += r.episodes_rerun
-            return r
         finally:
             torch.set_num_threads(threads)  # the update takes every thread
+        if self.curriculum is not None:
+            self.curriculum.record(task, r.success[~r.lost])
+        return r
+
+    def env_for(self, task: str) -> VectorEnv:
+        """The vector env ``task`` is rolled out in now: its own, or its curriculum rung's (built on first use, the
+        previous rung's closed)."""
+        from vla_rl.envs import make_vector_env
+
+        env_id = self.curriculum.task_id(task) if self.curriculum is not None else task
+        if env_id == task:
+            return self.envs[task]
+        held = self.rung_envs.get(task)
+        if held is None or held[0] != env_id:
+            if held is not None:
+                held[1].close()
+            self.rung_envs[task] = (env_id, make_vector_env(self.env_cfg, env_id))
+        return self.rung_envs[task][1]
 
     def evaluate(self, policy: Policy, split: str, episodes: int) -> dict[str, dict[str, Any]]:
         from vla_rl.evaluation import evaluate_policy
@@ -344,6 +371,8 @@ class RobotBackend:
         restarts = sum(getattr(e, "restarts", 0) for e in self.envs.values())
         if restarts:
             m["perf/env_restarts"] = float(restarts)
+        if self.curriculum is not None:
+            m |= self.curriculum.metrics()
         for e in self.envs.values():
             if hasattr(e, "memory_stats"):
                 for k, v in e.memory_stats().items():  # the object store is the cluster's: the same for each task
@@ -351,8 +380,15 @@ class RobotBackend:
         self.episodes_rerun = 0
         return m
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"curriculum": self.curriculum.state_dict()} if self.curriculum is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.curriculum is not None and "curriculum" in state:
+            self.curriculum.load_state_dict(state["curriculum"])
+
     def close(self) -> None:
-        for e in self.envs.values():
+        for e in [*self.envs.values(), *(env for _, env in self.rung_envs.values())]:
             e.close()
 
 
@@ -455,6 +491,7 @@ class GRPOTrainer:
             self.gen.set_state(st["gen"])
             self.iteration, self.seed_cursor = st["iteration"], st["seed_cursor"]
             self.nan_skipped, self.best, self.totals = st["nan_skipped"], st["best"], st["totals"]
+            self.backend.load_state_dict(st.get("backend", {}))
             torch.set_rng_state(st["torch_rng"])
         # the weights rollouts act with carry the number of updates behind them; checked before every rollout
         self.inference = InferenceWeights(self.policy, self.iteration)
@@ -782,7 +819,7 @@ class GRPOTrainer:
                 self.ema.save_pretrained(tmp / "ema", extra={"iteration": self.iteration})
             torch.save({"opt": self.opt.state_dict(), "gen": self.gen.get_state(), "iteration": self.iteration,
                         "seed_cursor": self.seed_cursor, "nan_skipped": self.nan_skipped, "best": self.best,
-                        "totals": self.totals,
+                        "totals": self.totals, "backend": self.backend.state_dict(),
                         "torch_rng": torch.get_rng_state()}, tmp / "trainer.pt")
 
         atomic_dir(self.out / "state", write)

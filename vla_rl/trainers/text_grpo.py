@@ -124,5 +124,11 @@ class TextBackend:
         return evaluate_text(policy, self.tasks, split, episodes, self.cfg.difficulty, self.cfg.max_new_tokens,
                              self.cfg.gen_batch_size)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {}  # problems are drawn from the trainer's generator and seed cursor, which it saves itself
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
     def close(self) -> None:
         return None
