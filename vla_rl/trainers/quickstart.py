@@ -64,6 +64,10 @@ class QuickstartConfig(Config):
     type: Literal["quickstart"] = "quickstart"
     tasks: list[str] = Field(default_factory=lambda: list(QUICKSTART_TASKS), min_length=1)
     demos_per_task: int = Field(1, ge=1, description="expert demos per task (train split, from its first seed)")
+    demo_spread: float | None = Field(None, gt=0, le=1, description="draw the suite's demos from the centred "
+                                      "fraction demo_spread of each initial-state range (`<task>@spread=<f>`: the "
+                                      "demonstrator shows the task at its nominal set-up); None: from the task "
+                                      "itself. Rollouts, validation and tests use the tasks as given")
     pretrain_tasks: list[str] = Field(
         default_factory=list, description="other tasks (not in `tasks`) whose demos join the SFT data, as a "
         "pretrained VLA's robot data would: never rolled out by GRPO nor tested")
@@ -93,6 +97,9 @@ class QuickstartConfig(Config):
     def _phases_valid(self) -> QuickstartConfig:
         if self.time_budget_min is not None and "max_wall_s" in self.grpo.model_fields_set:
             raise ValueError("set time_budget_min (the whole job's budget) or grpo.max_wall_s, not both")
+        if self.demo_spread is not None:
+            for t in self.tasks:
+                check_task_id(self.demo_task(t))
         both = sorted(set(self.tasks) & set(self.pretrain_tasks))
         if both:
             raise ValueError(f"{both} are both suite and pretraining tasks: one demo per suite task is the point; "
@@ -104,6 +111,12 @@ class QuickstartConfig(Config):
     def demo_counts(self) -> dict[str, int]:
         """Expert demos to collect per task: the suite's, then the pretraining tasks' (the SFT data's order)."""
         return {t: self.demos_per_task for t in self.tasks} | {t: self.pretrain_demos for t in self.pretrain_tasks}
+
+    def demo_task(self, task: str) -> str:
+        """The env id ``task``'s demos are collected from (``demo_spread``'s variant of a suite task)."""
+        from vla_rl.trainers.curriculum import with_spread
+
+        return with_spread(task, self.demo_spread) if self.demo_spread is not None and task in self.tasks else task
 
     def dataset(self, task: str) -> Path:
         return Path(self.out) / "data" / task.split("/")[-1]
@@ -197,10 +210,12 @@ class _Quickstart:
 
         cfg = self.cfg
         self.say(f"[bold]1/5 collect[/]: {cfg.demos_per_task} expert demo(s) per task of {', '.join(cfg.tasks)}"
+                 + (f" (from the centred {cfg.demo_spread:g} of their ranges)" if cfg.demo_spread is not None else "")
                  + (f"; {cfg.pretrain_demos} per pretraining task of {', '.join(cfg.pretrain_tasks)}"
                     if cfg.pretrain_tasks else ""))
         for task, n in cfg.demo_counts().items():
-            collect(task, n, out=cfg.dataset(task), image_size=cfg.image_size, progress=False, overwrite=True)
+            collect(cfg.demo_task(task), n, out=cfg.dataset(task), image_size=cfg.image_size, progress=False,
+                    overwrite=True)
         self.lap("collect")
 
     def sft(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from vla_rl.cli import main
 from vla_rl.config import ConfigError, load_config
@@ -107,3 +108,20 @@ def test_train_refuses_an_unknown_job_type(capsys):
     err = capsys.readouterr().err
     assert "nope" in err and "quickstart" in err and "vla_grpo" in err
 
+
+
+def test_demo_spread_draws_the_suite_demos_near_the_centre_of_the_ranges(tmp_path):
+    from vla_rl.trainers.quickstart import _Quickstart
+
+    cfg = micro_config(tmp_path / "run") | {"tasks": ["mujoco/PickCube-v1"], "demo_spread": 0.1,
+                                            "pretrain_tasks": ["mujoco/Reach-v1"], "pretrain_demos": 1}
+    cfg["sft"]["data_weights"] = [1, 1]
+    q = QuickstartConfig.model_validate(cfg)
+    _Quickstart(q, None).collect()
+    info = json.loads((tmp_path / "run" / "data" / "PickCube-v1" / "meta" / "info.json").read_text())
+    assert info["vla_rl"]["env_task"] == "mujoco/PickCube-v1@spread=0.1"  # what a replay rebuilds
+    reach = json.loads((tmp_path / "run" / "data" / "Reach-v1" / "meta" / "info.json").read_text())
+    assert reach["vla_rl"]["env_task"] == "mujoco/Reach-v1"  # pretraining demos: the task as given
+    assert q.grpo_config().tasks == ["mujoco/PickCube-v1"]  # rollouts and tests: the full task
+    with pytest.raises(ValidationError, match="demo_spread"):
+        QuickstartConfig.model_validate(cfg | {"demo_spread": 0.0})
