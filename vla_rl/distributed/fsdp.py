@@ -13,8 +13,8 @@ What changes against the replicated ranks of `vla_rl.distributed.learner`, and w
   collectives.
 * The gradient norm for clipping is the global one (`clip_grad_norm`: the squared norms of the local shards summed
   over the ranks), so the clip and the non-finite guard take the same decision on every rank.
-* Units (`shard_policy`): each child of the policy's outermost `nn.ModuleList`s (the LM's decoder layers, the
-  vision tower's blocks; found by structure, whatever the policy class), then the root, which holds the rest
+* Units (`shard_policy`): each block of the policy's outermost stacks of blocks (`block_lists`: the LM's decoder
+  layers, the vision towers' blocks; found by structure, whatever the policy class), then the root, which holds the rest
   (embeddings, projector, LM head). Parameters stay float32 where they learn (a LoRA run's frozen bfloat16 weights
   are gathered as they are stored): the update is the replicated one up to float summation order.
 * State: the driver owns it. `full_state` gathers the policy's and the optimizer's full (unsharded) state dicts on
@@ -34,21 +34,25 @@ from torch import nn
 SHARDED_METHODS = ("logprobs",)  # policy methods other than forward that run the model (FSDP gathers around them)
 
 
-def block_lists(module: nn.Module) -> list[nn.ModuleList]:
-    """The outermost `nn.ModuleList`s under ``module`` whose children hold parameters (transformer layers and
-    blocks), in module order."""
-    found: list[tuple[str, nn.ModuleList]] = []
+def block_lists(module: nn.Module) -> list[nn.Module]:
+    """The outermost stacks of blocks under ``module``, in module order: `nn.ModuleList`s whose children hold
+    parameters (transformers' decoder and encoder layers) and `nn.Sequential`s of two or more children of one class
+    that hold parameters (timm's ``blocks``); a plain Sequential of mixed layers (a projector MLP) is none."""
+    found: list[tuple[str, nn.Module]] = []
     for name, m in module.named_modules():
-        if not isinstance(m, nn.ModuleList) or any(name.startswith(f"{outer}.") for outer, _ in found):
+        if any(name.startswith(f"{outer}.") for outer, _ in found):
             continue
-        if any(True for child in m for _ in child.parameters()):
+        blocks = list(m.children())
+        stacked = isinstance(m, nn.ModuleList) or (
+            isinstance(m, nn.Sequential) and len(blocks) >= 2 and len({type(b) for b in blocks}) == 1)
+        if stacked and any(True for b in blocks for _ in b.parameters()):
             found.append((name, m))
     return [m for _, m in found]
 
 
 def shard_policy(policy: nn.Module, device: torch.device) -> int:
-    """Shard ``policy`` in place over the default process group (FSDP2 units: every child of each of its
-    `block_lists`, then the root), with the gradients reduced as a plain sum; returns the number of units. Its
+    """Shard ``policy`` in place over the default process group (FSDP2 units: every block of its `block_lists`,
+    then the root), with the gradients reduced as a plain sum; returns the number of units. Its
     `SHARDED_METHODS` become FSDP forward methods (the parameters are gathered around them as around forward).
 
     Call it after the policy is set up for training (LoRA, frozen dtype, activation checkpointing), and build the

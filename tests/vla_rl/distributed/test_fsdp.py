@@ -119,3 +119,21 @@ def test_fsdp_needs_two_learner_ranks():
         load_config(GRPOConfig, overrides=base)
     with pytest.raises(ConfigError, match="learner_sharding"):
         load_config(GRPOConfig, overrides=[*base[:2], "distributed.learner_sharding=zero3"])
+
+
+def test_the_units_are_the_blocks_of_the_outermost_stacks():
+    from torch import nn
+
+    from vla_rl.distributed.fsdp import block_lists
+
+    class Tower(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layers = nn.ModuleList(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)) for _ in range(3))
+            self.blocks = nn.Sequential(*[nn.LayerNorm(2) for _ in range(4)])  # timm's stack
+            self.proj = nn.Sequential(nn.Linear(2, 2), nn.GELU(), nn.Linear(2, 2))  # mixed: not a stack
+            self.empty = nn.ModuleList([nn.GELU(), nn.ReLU()])  # no parameters
+
+    tower = Tower()
+    assert block_lists(nn.ModuleDict({"a": tower})) == [tower.layers, tower.blocks]  # not the Sequentials inside
+
