@@ -727,7 +727,7 @@ class GRPOTrainer:
             self.dp.backward(loss, (p for g in self.opt.param_groups for p in g["params"]))
         if self.dp is None:
             gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
-        else:  # FSDP: the norm of the whole gradient, over every rank's shard
+        else:  # the norm of the whole gradient (FSDP: over every rank's shard)
             gnorm = self.dp.clip_grad_norm(self.policy.parameters(), cfg.grad_clip)
         if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
             self.nan_streak += 1
