@@ -54,12 +54,21 @@ class DistributedConfig(Config):
                                  "actors after one was lost, before the run stops")
     learner_timeout_s: float = Field(120.0, gt=0, description="ray: seconds a learner collective (or the actors' "
                                      "start) may wait for a peer before the update counts as lost")
+    learner_sharding: Literal["replicate", "fsdp"] = Field(
+        "replicate", description="ray, learner_ranks >= 2: replicate: every rank holds the whole policy, its "
+        "gradient and AdamW's moments (the gradient all-reduced); fsdp: each rank holds 1 / learner_ranks of them "
+        "(PyTorch FSDP2, units of one LM layer / vision block; vla_rl.distributed.fsdp), for policies whose "
+        "training state does not fit one GPU. The update is the same either way")
 
     @model_validator(mode="after")
     def _learner_ranks_need_ray(self) -> DistributedConfig:
         if self.learner_ranks > 1 and self.backend != "ray":
             raise ValueError(f"distributed.learner_ranks={self.learner_ranks} runs the ranks as Ray actors: set "
                              "distributed.backend=ray (or learner_ranks=1)")
+        if self.learner_sharding == "fsdp" and self.learner_ranks < 2:
+            raise ValueError(f"distributed.learner_sharding=fsdp shards the policy over the learner ranks, but "
+                             f"learner_ranks={self.learner_ranks}: set distributed.learner_ranks to 2 or more (with "
+                             "backend=ray), or learner_sharding=replicate")
         return self
 
     # ---- env actors' placement and memory (launch/ray_cluster.yaml, docs/cluster.md) ----

@@ -71,6 +71,7 @@ class DataParallel:
     world_size: int
     timeout_s: float = 60.0
     comm_s: float = 0.0  # seconds spent in collectives (waiting for the slowest rank included)
+    sharded: bool = False  # FSDP ranks (`vla_rl.distributed.fsdp.shard_trainer`): the backward reduces the gradients
 
     # ---- process group ----------------------------------------------------------------------------
     @classmethod
@@ -149,7 +150,12 @@ class DataParallel:
     # ---- gradients and state ----------------------------------------------------------------------
     def backward(self, loss: torch.Tensor, params: Iterable[torch.Tensor]) -> None:
         """Backward of this rank's part of ``loss``, then each gradient summed over the ranks: the gradient of
-        the whole minibatch. A parameter no rank gave a gradient keeps None (as in one process)."""
+        the whole minibatch. A parameter no rank gave a gradient keeps None (as in one process). Sharded (FSDP):
+        the backward itself reduce-scatters the sums, and every rank must run it (each forwards a row at least)."""
+        if self.sharded:
+            with self._collective("reduce-scatter of the gradients"):
+                loss.backward()
+            return
         params = list(params)
         if loss.requires_grad:  # an empty shard contributes nothing
             loss.backward()
@@ -163,6 +169,16 @@ class DataParallel:
             for p, has in zip(bucket, flat[-len(bucket):].tolist(), strict=True):
                 p.grad = flat[at : at + p.numel()].view_as(p) if has else None
                 at += p.numel()
+
+    def clip_grad_norm(self, params: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+        """Clip the gradients of ``params`` (after `backward`) to the global norm ``max_norm``; returns the norm
+        before clipping, the same on every rank. Sharded: summed over the ranks' shards."""
+        if not self.sharded:
+            return torch.nn.utils.clip_grad_norm_(list(params), max_norm)
+        from vla_rl.distributed.fsdp import clip_grad_norm
+
+        with self._collective("all_reduce of the gradient norm"):
+            return clip_grad_norm(list(params), max_norm)
 
     def begin_update(self, gen: torch.Generator, *rollout: torch.Tensor) -> None:
         """Check that every rank holds the same rollout (a fingerprint of its tensors ``rollout``: rows and

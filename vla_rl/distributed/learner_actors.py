@@ -57,32 +57,68 @@ class LearnerRank:
         on_gpu = next(self.trainer.policy.parameters()).is_cuda
         self.dp = DataParallel.init(self.rank, self.world_size, init_method, "nccl" if on_gpu else "gloo",
                                     self.timeout_s)
+        if self.trainer.cfg.distributed.learner_sharding == "fsdp":
+            from vla_rl.distributed.fsdp import shard_trainer
+
+            shard_trainer(self.trainer, self.dp)  # the policy, its gradient and AdamW's moments: 1 / N here
         self.trainer.dp = self.dp
         return os.getpid()
 
+    def weights_held(self) -> float:
+        """The fraction of the policy's parameter elements this rank holds (1.0 replicated, ~1 / N sharded)."""
+        from vla_rl.distributed.fsdp import local_tensor
+
+        params = list(self.trainer.policy.parameters())
+        return sum(local_tensor(p).numel() for p in params) / sum(p.numel() for p in params)
+
     def update(self, state: dict[str, Any], rollout: Any) -> dict[str, Any] | None:
         """`GRPOTrainer.update` from the driver's ``state`` (`state_of`) on ``rollout`` (every rank the whole of
-        it); rank 0 returns the state after it and the update's metrics, the others None."""
+        it); rank 0 returns the state after it and the update's metrics, the others None. Sharded ranks: each loads
+        its shard of the state, and rank 0 returns the full state after the update, gathered."""
         t = self.trainer
+        if self.dp is not None and self.dp.sharded:
+            return self._sharded_update(state, rollout)
         load_state(t, state)
         metrics = t.update(rollout, lr=state["lr"])
         return state_of(t) | {"metrics": metrics} if self.rank == 0 else None
 
+    def _sharded_update(self, state: dict[str, Any], rollout: Any) -> dict[str, Any] | None:
+        from vla_rl.distributed.fsdp import full_state, load_full_state
 
-def state_of(trainer: Any) -> dict[str, Any]:
-    """What an update reads and changes of a `GRPOTrainer`: policy and optimizer state, generator, counters."""
+        t, dp = self.trainer, self.dp
+        assert dp is not None
+        with dp._collective("the load of the driver's state into the shards"):
+            load_full_state(t.policy, t.opt, state["policy"], state["opt"])
+        load_state(t, state, policy=False, optimizer=False)
+        metrics = t.update(rollout, lr=state["lr"])
+        with dp._collective("the gather of the state after the update"):
+            full = full_state(t.policy, t.opt)
+        if full is None:
+            return None
+        return state_of(t, policy=False, optimizer=False) | {"policy": full[0], "opt": full[1], "metrics": metrics}
+
+
+def state_of(trainer: Any, policy: bool = True, optimizer: bool = True) -> dict[str, Any]:
+    """What an update reads and changes of a `GRPOTrainer`: policy and optimizer state (if ``policy`` /
+    ``optimizer``), generator, counters."""
     from vla_rl.policies.base import cpu_state
 
-    return {"policy": cpu_state(trainer.policy),
-            "opt": trainer.opt.state_dict(), "gen": trainer.gen.get_state(), "iteration": trainer.iteration,
-            "nan_streak": trainer.nan_streak, "nan_skipped": trainer.nan_skipped}
+    out = {"gen": trainer.gen.get_state(), "iteration": trainer.iteration, "nan_streak": trainer.nan_streak,
+           "nan_skipped": trainer.nan_skipped}
+    if policy:
+        out["policy"] = cpu_state(trainer.policy)
+    if optimizer:
+        out["opt"] = trainer.opt.state_dict()
+    return out
 
 
-def load_state(trainer: Any, state: dict[str, Any], policy: bool = True) -> None:
-    """Set what `state_of` returns on ``trainer`` (the policy's weights only if ``policy``)."""
+def load_state(trainer: Any, state: dict[str, Any], policy: bool = True, optimizer: bool = True) -> None:
+    """Set what `state_of` returns on ``trainer`` (the policy's weights only if ``policy``, the optimizer's state
+    only if ``optimizer``)."""
     if policy:
         trainer.policy.load_state_dict(state["policy"])
-    trainer.opt.load_state_dict(state["opt"])
+    if optimizer:
+        trainer.opt.load_state_dict(state["opt"])
     trainer.gen.set_state(state["gen"])
     trainer.iteration, trainer.nan_streak, trainer.nan_skipped = (state["iteration"], state["nan_streak"],
                                                                   state["nan_skipped"])

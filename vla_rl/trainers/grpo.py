@@ -743,9 +743,10 @@ class GRPOTrainer:
                 logp, ent = policy.logprobs(r.batch(idx), r.tokens[idx], temperature)
             return logp.cpu(), ent.cpu()  # the loss runs on the CPU; the gradient flows back to the policy's device
         mine = self.dp.shard(idx)
-        if len(mine):
+        if len(mine) or self.dp.sharded:  # FSDP: every rank runs the collectives of a forward (an empty shard: one
+            rows = mine if len(mine) else idx[:1]  # row, dropped, so its backward adds zeros)
             with self.autocast():
-                local = policy.logprobs(r.batch(mine), r.tokens[mine], temperature)
+                local = tuple(x[: len(mine)] for x in policy.logprobs(r.batch(rows), r.tokens[rows], temperature))
         else:  # fewer rows than ranks: nothing to forward here, (0, K) each
             local = (r.old_logp[mine].to(self.device), r.old_logp[mine].to(self.device))
         logp, ent = self.dp.gather_rows(len(idx), *local)
@@ -761,7 +762,10 @@ class GRPOTrainer:
             loss.backward()
         else:
             self.dp.backward(loss, (p for g in self.opt.param_groups for p in g["params"]))
-        gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+        if self.dp is None:
+            gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+        else:  # the norm of the whole gradient (FSDP: over every rank's shard)
+            gnorm = self.dp.clip_grad_norm(self.policy.parameters(), cfg.grad_clip)
         if not (torch.isfinite(loss) and torch.isfinite(gnorm)):
             self.nan_streak += 1
             self.nan_skipped += 1

@@ -20,7 +20,7 @@ ray = pytest.importorskip("ray")
 
 from bench.data_parallel_bench import synthetic_rollout  # noqa: E402
 from tests.vla_rl.distributed.ray_cluster import two_node_cluster  # noqa: E402
-from vla_rl.distributed.learner_actors import LearnerFailed, LearnerGroup, state_of  # noqa: E402
+from vla_rl.distributed.learner_actors import LearnerFailed, LearnerGroup, load_state, state_of  # noqa: E402
 from vla_rl.distributed.weights import InferenceWeights, StaleWeights, WeightBoard  # noqa: E402
 from vla_rl.trainers.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
 
@@ -126,6 +126,36 @@ def test_two_ray_learner_ranks_update_like_one_process_and_a_spent_retry_budget_
         assert doomed.retries == 1 and not doomed.actors
     finally:
         doomed.close()
+
+
+def test_sharded_ray_learner_ranks_update_like_one_process_through_the_drivers_state(cluster, init, tiny_vla,
+                                                                                     tmp_path):
+    """learner_sharding=fsdp: the driver sends its full state (policy, AdamW) to the sharded ranks and loads the full
+    state they return, twice; it ends where one process's two updates end."""
+    cfg = config(init, tmp_path / "f", 2, cluster.address, learner_sharding="fsdp")
+    one, driver = GRPOTrainer(cfg, learner_only=True), GRPOTrainer(cfg, learner_only=True)
+    start = params(one.policy)
+    group = LearnerGroup(cfg)
+    try:
+        for seed in (0, 1):
+            rollout = synthetic_rollout(tiny_vla, trajectories=8, steps=4, seed=seed)
+            out = group.update(state_of(driver) | {"lr": driver.set_lr()}, rollout)
+            load_state(driver, out)
+            held = ray.get([a.weights_held.remote() for a in group.actors])
+            assert held == [pytest.approx(0.5, abs=0.02)] * 2, f"the ranks hold {held} of the weights, not half"
+            m = one.update(rollout)
+            assert out["metrics"]["actor/updates"] == m["actor/updates"] == 8
+            for key in ("loss/pg", "actor/grad_norm", "actor/ppo_kl"):
+                assert out["metrics"][key] == pytest.approx(m[key], rel=1e-5, abs=1e-9), key
+    finally:
+        group.close()
+    close_to_one_process(params(driver.policy), params(one.policy), start, "2 sharded Ray ranks")
+    assert torch.equal(driver.gen.get_state(), one.gen.get_state())
+    mine, theirs = driver.opt.state_dict()["state"], one.opt.state_dict()["state"]
+    assert mine.keys() == theirs.keys()
+    for i, s in theirs.items():
+        assert torch.equal(mine[i]["step"], s["step"]) and int(s["step"]) == 16
+        torch.testing.assert_close(mine[i]["exp_avg"], s["exp_avg"], rtol=1e-3, atol=1e-7)
 
 
 @pytest.fixture(scope="module")
