@@ -13,6 +13,7 @@ XY_TOL = 0.02  # m, red centre to green centre, horizontally
 Z_TOL = 0.008  # m, red centre height vs. resting exactly on the green top
 STILL = 0.05  # m/s, both cubes slower than this
 MIN_APART = 0.12  # m between the two cubes' centres at reset
+MAX_REDRAWS = 1000  # of the green cube's position before a reset gives up
 
 
 class StackCube(ArmTask):
@@ -37,8 +38,13 @@ class StackCube(ArmTask):
         lo, hi = np.array([0.38, -0.2]), np.array([0.62, 0.2])
         red = rng.uniform(lo, hi)
         green = rng.uniform(lo, hi)
-        while np.linalg.norm(red - green) < MIN_APART:
+        for _ in range(MAX_REDRAWS):
+            if np.linalg.norm(red - green) >= MIN_APART:
+                break
             green = rng.uniform(lo, hi)
+        else:  # a narrowed range (NarrowedRNG) too small to hold two cubes MIN_APART apart
+            raise ValueError(f"no green cube position {MIN_APART} m from the red one in {MAX_REDRAWS} draws: the "
+                             "initial-state range is too narrow for two cubes (StackCube needs spread >= 0.3)")
         yaws = rng.uniform(-0.3, 0.3, size=2)
         sim.set_free_pose("red_joint", np.array([red[0], red[1], CUBE_HALF]), yaw_quat(yaws[0]))
         sim.set_free_pose("green_joint", np.array([green[0], green[1], GREEN_HALF]), yaw_quat(yaws[1]))

@@ -37,3 +37,20 @@ def test_predicate_needs_red_resting_on_green(env):
     env.sim.set_free_pose("red_joint", green + [0.0, 0.08, CUBE_HALF - GREEN_HALF], yaw_quat(0.0))
     env.sim.forward()
     assert not _settle(env)
+
+
+def test_a_range_too_narrow_for_two_cubes_is_a_clear_error_not_a_hang():
+    from vla_rl.envs import make_env
+
+    env = make_env(f"{TASK}@spread=0.1", image_size=32)
+    try:
+        with pytest.raises(ValueError, match="too narrow"):
+            env.reset(seed=0)
+    finally:
+        env.close()
+    wide = make_env(f"{TASK}@spread=0.5", image_size=32)
+    try:
+        wide.reset(seed=0)  # room for both
+        assert np.linalg.norm(wide.sim.body_pos("red")[:2] - wide.sim.body_pos("green")[:2]) >= 0.12
+    finally:
+        wide.close()
