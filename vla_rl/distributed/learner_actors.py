@@ -1,20 +1,28 @@
 """Learner ranks as Ray actors: an iteration's update over ``distributed.learner_ranks`` data-parallel ranks, each a
 Ray actor placed by its resource request, retried on fresh actors when one is lost.
 
-The driver stays the owner of the run's state (the policy, the optimizer, the generator, the counters): it
-checkpoints exactly as before, and a lost rank loses nothing but the update in flight. For each update
-(`LearnerGroup.update`) it puts the state and the rollout in the object store once; every rank
-(`LearnerRank`: a `GRPOTrainer` without envs joined to the ranks' `DataParallel` group) loads the state, runs
-`GRPOTrainer.update` on the whole rollout forwarding its shard of each minibatch (`vla_rl.distributed.learner`),
-and rank 0 returns the new state. The ranks end in the same state (every rank takes the same step), so one copy
-suffices. The state goes both ways each update (policy + optimizer, ~3x the parameters): simple and exact, and the
-cost of a retry from the state before the update; holding it on the ranks between updates is the optimisation
-left for large policies.
+Every rank (`LearnerRank`: a `GRPOTrainer` without envs joined to the ranks' `DataParallel` group, its policy and
+AdamW sharded with ``learner_sharding: fsdp``) runs `GRPOTrainer.update` on the whole rollout, forwarding its shard
+of each minibatch (`vla_rl.distributed.learner`); the ranks take the same steps and end in the same state.
 
-A rank lost mid-update (its actor killed, its node gone, a collective past ``learner_timeout_s``) fails the
-attempt: every rank of it is killed, fresh ones start, and the same update is run again from the same state on
-the same rollout, so it ends with the parameters of an undisturbed update (equal, not just close: the same ranks
-on the same rows). After ``learner_retries`` failed retries the run stops with `LearnerFailed`.
+State. The ranks keep the policy and the optimizer between updates (`LearnerGroup.learn`). The driver sends its full
+state (`state_of`: policy, optimizer, generator, counters) once, when the actors start; each update it sends the
+rollout, its generator, counters and learning rate, and rank 0 returns only what the driver rolls out with: the
+trainable parameters' full values (LoRA: the adapters, not the frozen weights), the generator, counters and metrics.
+The driver loads them into its own policy, which so stays equal to the ranks' (tested). Its optimizer is stale
+until it checkpoints: `GRPOTrainer.save_state` first gathers the ranks' optimizer state (`LearnerGroup.sync`). Per
+update that is the trainable parameters one way (a 7B full fine-tune: ~1x the parameters; LoRA: megabytes) instead
+of policy + AdamW moments (~3x) each way. The last full state stays in the object store (one copy, replaced at each
+checkpoint) for fresh actors to load. `LearnerGroup.update` keeps the simple exchange (the full state both ways each
+update) for callers that hold no state on the ranks.
+
+Faults. A rank lost mid-call (its actor killed, its node gone, a collective past ``learner_timeout_s``) fails the
+attempt: every rank of it is killed and fresh ones start. They load the last full state the driver holds (the
+start's, or the last checkpoint's gather) and replay the updates logged since (the same rollouts, generator states,
+counters and learning rates), then the failed call runs again: the run ends with the parameters of an undisturbed
+one (equal, not just close: the same ranks on the same rows). The log holds the object-store references of those
+rollouts and is cleared at each full-state gather, so it spans at most ``checkpoint.every`` updates. After
+``learner_retries`` failed retries of one call the run stops with `LearnerFailed`.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ class LearnerFailed(RuntimeError):
 
 
 class LearnerRank:
-    """One data-parallel rank in a Ray actor: a `GRPOTrainer` built from the run's config without envs."""
+    """One data-parallel rank in a Ray actor: a `GRPOTrainer` built from the run's config without envs, which keeps
+    its (sharded) policy and optimizer between calls: `load` a full state, `step` an update, `gather` the state."""
 
     def __init__(self, cfg: Any, rank: int, world_size: int) -> None:
         from vla_rl.trainers.grpo import GRPOTrainer
@@ -135,12 +144,12 @@ def load_trainable(policy: Any, values: dict[str, Any]) -> None:
     """Copy ``values`` (`trainable_state`) into ``policy``'s parameters of those names.
 
     Raises:
-        KeyError: a name is not one of ``policy``'s trainable parameters (another model or another LoRA setup).
+        ValueError: a name is not one of ``policy``'s trainable parameters (another model or another LoRA setup).
     """
     params = {n: p for n, p in policy.named_parameters() if p.requires_grad}
     unknown = sorted(set(values) - set(params))
     if unknown or len(values) != len(params):
-        raise KeyError(f"the learner ranks returned {len(values)} trainable tensors, the driver's policy has "
+        raise ValueError(f"the learner ranks returned {len(values)} trainable tensors, the driver's policy has "
                        f"{len(params)} trainable parameters (not the driver's: {unknown[:3]}); the ranks and the "
                        "driver must build the policy from the same config")
     with torch.no_grad():

@@ -1,7 +1,9 @@
 """Learner ranks as Ray actors on a simulated two-node cluster: 2 ranks end an update with the parameters of one
 process on the same global batch; a GRPO run with 2 learner ranks equals one with the update in the driver; a learner
 actor killed mid-update is retried on fresh actors (counted) and ends where an undisturbed run ends; a driver
-SIGKILLed mid-run resumes to the parameters of an uninterrupted run; stale weights are refused."""
+SIGKILLed mid-run resumes to the parameters of an uninterrupted run; stale weights are refused. Sharded ranks keeping
+their state between updates equal the full state exchange each update (and one process), return a LoRA run's adapters
+only, replay the updates since the last checkpoint after a lost rank, and resume from a mid-run checkpoint."""
 
 from __future__ import annotations
 
@@ -309,9 +311,9 @@ def test_a_sharded_rank_killed_after_a_checkpoint_replays_and_changes_nothing(cl
 
     final, rows, pids = run(config(init, tmp_path / "killed", 2, cluster.address, iterations=4, every=2,
                                    learner_sharding="fsdp"), kill_in_iteration_3)
+    assert torch.equal(final, undisturbed_fsdp[0])
     assert [r["perf/learner_retries"] for r in rows] == [0.0, 0.0, 0.0, 1.0]
     assert groups[0].replayed == 1 and killed[0] not in pids[3] and pids[2] == pids[0]
-    assert torch.equal(final, undisturbed_fsdp[0])
 
 
 def test_a_sharded_run_resumed_from_a_mid_run_checkpoint_equals_the_uninterrupted_one(cluster, undisturbed_fsdp):
