@@ -17,9 +17,11 @@ What changes against the replicated ranks of `vla_rl.distributed.learner`, and w
   layers, the vision towers' blocks; found by structure, whatever the policy class), then the root, which holds the rest
   (embeddings, projector, LM head). Parameters stay float32 where they learn (a LoRA run's frozen bfloat16 weights
   are gathered as they are stored): the update is the replicated one up to float summation order.
-* State: the driver owns it. `full_state` gathers the policy's and the optimizer's full (unsharded) state dicts on
-  rank 0 in the plain ``state_dict()`` layouts the driver's own policy and optimizer load; `load_full_state` sets
-  them on the sharded ranks (each keeps its shard).
+* State: the ranks keep their shards between updates (`vla_rl.distributed.learner_actors`). `full_state` gathers
+  the policy's and the optimizer's full (unsharded) state dicts on rank 0 in the plain ``state_dict()`` layouts the
+  driver's own policy and optimizer load (`full_trainable_state`: the trainable parameters only, each update;
+  `full_optimizer_state`: the optimizer's, at a checkpoint); `load_full_state` sets them on the sharded ranks (each
+  keeps its shard).
 """
 
 from __future__ import annotations
@@ -153,15 +155,36 @@ def full_state(policy: nn.Module, opt: torch.optim.Optimizer) -> tuple[dict[str,
     """The full (unsharded) state dicts of the sharded ``policy`` and of ``opt`` on the CPU, in the layouts of a
     plain ``policy.state_dict()`` and ``opt.state_dict()`` (parameters numbered in group order): on rank 0; None on
     the others. A collective: every rank calls it."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     weights = get_model_state_dict(policy, options=_options(True))
+    opt_state = full_optimizer_state(policy, opt)
+    return (weights, opt_state) if opt_state is not None else None
+
+
+def full_trainable_state(policy: nn.Module) -> dict[str, torch.Tensor] | None:
+    """The full values of the sharded ``policy``'s trainable parameters only (``requires_grad``; for LoRA the
+    adapters and modules_to_save, not the frozen weights), on the CPU, keyed as in ``policy.state_dict()``: on
+    rank 0; None on the others. A collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    weights = get_model_state_dict(policy, options=options)
+    trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
+    return {k: v for k, v in weights.items() if k in trainable} if dist.get_rank() == 0 else None
+
+
+def full_optimizer_state(policy: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """The full state dict of ``opt`` over the sharded ``policy`` on the CPU, in the layout of a plain
+    ``opt.state_dict()`` (parameters numbered in group order): on rank 0; None on the others. A collective."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
     if not opt.state:  # no step taken (get_* would take one of lr 0 to create every moment): nothing to gather
-        return (weights, opt.state_dict()) if dist.get_rank() == 0 else None
+        return opt.state_dict() if dist.get_rank() == 0 else None
     by_name = get_optimizer_state_dict(policy, opt, options=_options(True))
     if dist.get_rank() != 0:
         return None
-    return weights, _numbered(by_name, parameter_names(policy, opt))
+    return _numbered(by_name, parameter_names(policy, opt))
 
 
 def load_full_state(policy: nn.Module, opt: torch.optim.Optimizer, weights: dict[str, Any],

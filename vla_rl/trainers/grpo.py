@@ -496,23 +496,22 @@ class GRPOTrainer:
         # the weights rollouts act with carry the number of updates behind them; checked before every rollout
         self.inference = InferenceWeights(self.policy, self.iteration)
         self.learners: LearnerGroup | None = None  # learner ranks as Ray actors (distributed.learner_ranks > 1)
-        self.board: WeightBoard | None = None  # where the learner's weights are published to (with learners)
-        self.learner_retries = 0  # updates re-run on fresh learner actors since the last logged iteration
+        self.board: WeightBoard | None = None  # where the weights are published to (with inference actors)
+        self.learner_retries = 0  # the learner actors' retries counted by the last logged iteration
         self.log: MetricsLogger | None = None
         if learner_only:
             return
         dist = getattr(cfg, "distributed", None)
         if dist is not None and dist.learner_ranks > 1:
             from vla_rl.distributed.learner_actors import LearnerGroup
-            from vla_rl.distributed.weights import WeightBoard
 
-            self.learners, self.board = LearnerGroup(cfg), WeightBoard()
+            self.learners = LearnerGroup(cfg)
         self.remote: RemotePolicy | None = None  # rollout inference on Ray actors (distributed.inference_actors)
         if dist is not None and dist.inference_actors:
             from vla_rl.distributed.inference import RemotePolicy
             from vla_rl.distributed.weights import WeightBoard
 
-            self.board = self.board or WeightBoard()
+            self.board = WeightBoard()
             self.remote = RemotePolicy(self.policy, dist, cfg.threads, cfg.model.dtype)
             self.remote.use(self.board.publish(cpu_state(self.policy), self.iteration))
         self.backend.start(self.policy)
@@ -598,27 +597,18 @@ class GRPOTrainer:
         return type(parts[0]).concat(parts)
 
     def learn(self, r: Rollout) -> dict[str, float]:
-        """This iteration's `update` (in this process, or on the learner actors), then the new weights' version
-        for the rollouts: published to the object store and loaded from there with learner actors or inference
-        actors."""
+        """This iteration's `update` (in this process, or on the learner actors, which keep the optimizer's state
+        until `save_state` gathers it), then the new weights' version for the rollouts, published to the object
+        store for inference actors."""
         if self.learners is None:
-            m = self.update(r)
-            self.inference.version = self.iteration + 1  # updated in place
-            if self.remote is not None:
-                assert self.board is not None
-                self.remote.use(self.board.publish(cpu_state(self.policy), self.iteration + 1))
-            return m
-        from vla_rl.distributed.learner_actors import load_state, state_of
-
-        assert self.board is not None
-        retries = self.learners.retries
-        out = self.learners.update(state_of(self) | {"lr": self.set_lr()}, r)
-        load_state(self, out, policy=False)
-        self.inference.load(self.board.publish(out["policy"], self.iteration + 1))
+            m = self.update(r)  # in place
+        else:  # the ranks keep the policy and optimizer; the driver's policy gets the new trainable weights
+            m = self.learners.learn(self, r)
+        self.inference.version = self.iteration + 1
         if self.remote is not None:
-            self.remote.use(self.board.latest)
-        self.learner_retries += self.learners.retries - retries
-        return out["metrics"]
+            assert self.board is not None
+            self.remote.use(self.board.publish(cpu_state(self.policy), self.iteration + 1))
+        return m
 
     def update(self, r: Rollout, lr: float | None = None) -> dict[str, float]:
         """PPO epochs over the samples (``epochs`` passes, minibatches of ``minibatch_size``); returns the
@@ -813,6 +803,9 @@ class GRPOTrainer:
         """Policy + optimizer + RNG + counters, atomically, for ``resume``."""
         from vla_rl.utils.io import atomic_dir
 
+        if self.learners is not None:  # the optimizer's state lives on the learner ranks: gathered here only
+            self.learners.sync(self)
+
         def write(tmp: Path) -> None:
             self.save_policy(self.policy, tmp / "policy", {"iteration": self.iteration})
             if self.cfg.model.lora.rank:  # what resume loads onto the init's frozen weights
@@ -860,8 +853,8 @@ class GRPOTrainer:
         m |= self.rollout_metrics(r, rollout_s, t2 - t1)
         m |= self.backend.metrics()
         if self.learners is not None:
-            m["perf/learner_retries"] = float(self.learner_retries)
-            self.learner_retries = 0
+            m["perf/learner_retries"] = float(self.learners.retries - self.learner_retries)
+            self.learner_retries = self.learners.retries
         if self.remote is not None:  # inference actors replaced so far (the calls they lost were repeated), memory
             m["perf/inference_restarts"] = float(self.remote.restarts)
             rss = self.remote.rss_mb_max()

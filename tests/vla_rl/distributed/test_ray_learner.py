@@ -1,12 +1,15 @@
 """Learner ranks as Ray actors on a simulated two-node cluster: 2 ranks end an update with the parameters of one
 process on the same global batch; a GRPO run with 2 learner ranks equals one with the update in the driver; a learner
 actor killed mid-update is retried on fresh actors (counted) and ends where an undisturbed run ends; a driver
-SIGKILLed mid-run resumes to the parameters of an uninterrupted run; stale weights are refused."""
+SIGKILLed mid-run resumes to the parameters of an uninterrupted run; stale weights are refused. Sharded ranks keeping
+their state between updates equal the full state exchange each update (and one process), return a LoRA run's adapters
+only, replay the updates since the last checkpoint after a lost rank, and resume from a mid-run checkpoint."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +23,13 @@ ray = pytest.importorskip("ray")
 
 from bench.data_parallel_bench import synthetic_rollout  # noqa: E402
 from tests.vla_rl.distributed.ray_cluster import two_node_cluster  # noqa: E402
-from vla_rl.distributed.learner_actors import LearnerFailed, LearnerGroup, load_state, state_of  # noqa: E402
+from vla_rl.distributed.learner_actors import (  # noqa: E402
+    LearnerFailed,
+    LearnerGroup,
+    load_state,
+    load_trainable,
+    state_of,
+)
 from vla_rl.distributed.weights import InferenceWeights, StaleWeights, WeightBoard  # noqa: E402
 from vla_rl.trainers.grpo import GRPOConfig, GRPOTrainer  # noqa: E402
 
@@ -43,13 +52,16 @@ def init(tmp_path_factory, tiny_vla) -> Path:
     return path
 
 
-def config(init: Path, out: Path, ranks: int, address: str, iterations: int = 2, **extra) -> GRPOConfig:
+def config(init: Path, out: Path, ranks: int, address: str, iterations: int = 2, every: int = 1,
+           groups: dict | None = None, **extra) -> GRPOConfig:
+    """A run on the cluster; ``every``: checkpoint.every; ``groups``: more config groups (model={...}); ``extra``:
+    distributed keys."""
     return GRPOConfig.model_validate(dict(
         tasks=[TASK], init=str(init), out=str(out), iterations=iterations, threads=1,
         env={"num_envs": 4, "num_workers": 2}, sampling={"seeds_per_iter": 2, "group_size": 2, "temperature": 1.0},
-        optim={"epochs": 2, "minibatch_size": 8, "lr": LR}, eval={"episodes": 0}, checkpoint={"every": 1},
+        optim={"epochs": 2, "minibatch_size": 8, "lr": LR}, eval={"episodes": 0}, checkpoint={"every": every},
         distributed={"backend": "ray", "address": address, "env_actors": 2, "actor_cpus": 0.5,
-                     "learner_ranks": ranks, "learner_cpus": 0.5} | extra))
+                     "learner_ranks": ranks, "learner_cpus": 0.5} | extra) | (groups or {}))
 
 
 def params(policy: torch.nn.Module) -> torch.Tensor:
@@ -70,8 +82,9 @@ class MixedOutcomes(GRPOTrainer):
         return r
 
 
-def run(cfg: GRPOConfig, fault=None) -> tuple[torch.Tensor, list[dict], list[int]]:
-    """The final parameters, the metrics rows and the learner actors' pids of each iteration."""
+def run(cfg: GRPOConfig, fault=None, after_step=None) -> tuple[torch.Tensor, list[dict], list[int]]:
+    """The final parameters, the metrics rows and the learner actors' pids of each iteration. ``fault(trainer)``:
+    before the first iteration; ``after_step(trainer)``: after each."""
     t = MixedOutcomes(cfg)
     pids = []
     try:
@@ -81,6 +94,8 @@ def run(cfg: GRPOConfig, fault=None) -> tuple[torch.Tensor, list[dict], list[int
         while t.iteration < cfg.iterations:
             t.step(t.rollout(), 0.0)
             pids.append(list(t.learners.pids) if t.learners else [])
+            if after_step is not None:
+                after_step(t)
         rows = [json.loads(x) for x in (Path(cfg.out) / "metrics.jsonl").read_text().splitlines()]
         return params(t.policy), rows, pids
     finally:
@@ -192,6 +207,133 @@ def test_a_learner_actor_killed_mid_update_is_retried_and_changes_nothing(cluste
     assert [r["perf/learner_retries"] for r in rows] == [1.0, 0.0]
     assert killed[0] not in pids[0]  # fresh actors finished the update
     assert torch.equal(final, undisturbed[0])
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of the tensors in ``obj`` (nested dicts, lists and tuples)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def test_state_kept_on_sharded_ranks_equals_the_full_exchange_and_one_process(cluster, init, tiny_vla, tmp_path):
+    """learner_sharding=fsdp, 3 updates: the ranks keeping the policy and AdamW between updates (`learn`, the
+    optimizer gathered once, `sync`) end bitwise where the full state sent both ways each update ends (`update`),
+    and within test_learner.py's tolerance of one process; the driver's policy equals the ranks'."""
+    cfg = config(init, tmp_path / "k", 2, cluster.address, learner_sharding="fsdp")
+    one, kept, exchanged = (GRPOTrainer(cfg, learner_only=True) for _ in range(3))
+    start = params(one.policy)
+    rollouts = [synthetic_rollout(tiny_vla, trajectories=8, steps=4, seed=seed) for seed in range(3)]
+    group = LearnerGroup(cfg)
+    try:
+        for r in rollouts:
+            m = group.learn(kept, r)
+            assert m == pytest.approx(one.update(r), rel=1e-5, abs=1e-9)
+        assert len(group.log) == 3 and group.replayed == group.retries == 0
+        assert ray.get([a.weights_held.remote() for a in group.actors]) == [pytest.approx(0.5, abs=0.02)] * 2
+        on_ranks = group.gather(policy=True)["policy"]
+        assert all(torch.equal(on_ranks[k], v) for k, v in kept.policy.state_dict().items()), "driver != ranks"
+        group.sync(kept)
+        assert not group.log, "the replay log outlived the full-state gather"
+        for r in rollouts:  # the same actors, the full state both ways each update
+            load_state(exchanged, group.update(state_of(exchanged) | {"lr": exchanged.set_lr()}, r))
+    finally:
+        group.close()
+    assert torch.equal(params(kept.policy), params(exchanged.policy))
+    assert torch.equal(kept.gen.get_state(), exchanged.gen.get_state())
+    assert torch.equal(kept.gen.get_state(), one.gen.get_state())
+    mine, theirs = kept.opt.state_dict()["state"], exchanged.opt.state_dict()["state"]
+    assert mine.keys() == theirs.keys() == one.opt.state_dict()["state"].keys()
+    for i, s in theirs.items():
+        assert all(torch.equal(mine[i][k], s[k]) for k in ("step", "exp_avg", "exp_avg_sq")) and int(s["step"]) == 24
+    close_to_one_process(params(kept.policy), params(one.policy), start, "3 updates on sharded ranks keeping state")
+
+
+def test_a_lora_update_returns_the_adapters_only(cluster, init, tiny_vla, tmp_path):
+    """What crosses back each update with the state kept on the ranks: the trainable parameters (LoRA: adapters),
+    the generator and counters; the frozen weights and AdamW's moments stay on the ranks."""
+    cfg = config(init, tmp_path / "l", 2, cluster.address, groups={"model": {"lora": {"rank": 4}}},
+                 learner_sharding="fsdp")
+    driver = GRPOTrainer(cfg, learner_only=True)
+    group = LearnerGroup(cfg)
+    try:
+        group.hold(state_of(driver))
+        out = group.step(state_of(driver, policy=False, optimizer=False) | {"lr": driver.set_lr()},
+                         synthetic_rollout(tiny_vla, trajectories=8, steps=4))
+    finally:
+        group.close()
+    trainable = {n: p for n, p in driver.policy.named_parameters() if p.requires_grad}
+    assert sorted(out) == ["gen", "iteration", "metrics", "nan_skipped", "nan_streak", "trainable"]
+    assert sorted(out["trainable"]) == sorted(trainable) and all("lora_" in n for n in trainable)
+    full = tensor_bytes(driver.policy.state_dict())
+    assert tensor_bytes(out) == tensor_bytes(out["trainable"]) + tensor_bytes(out["gen"])
+    assert tensor_bytes(out["trainable"]) == sum(p.numel() * p.element_size() for p in trainable.values())
+    assert tensor_bytes(out) < 0.1 * full, f"{tensor_bytes(out)} bytes back of a {full}-byte policy"
+    before = params(driver.policy)
+    load_trainable(driver.policy, out["trainable"])
+    assert not torch.equal(params(driver.policy), before), "the adapters did not move"
+
+
+@pytest.fixture(scope="module")
+def undisturbed_fsdp(cluster, init, tmp_path_factory):
+    """A 4-iteration run on 2 sharded ranks, checkpoint.every=2, undisturbed: (final parameters, metrics rows,
+    pids, a copy of its out folder at iteration 2, its config)."""
+    d = tmp_path_factory.mktemp("fsdp_runs")
+
+    def keep_iteration_2(t) -> None:
+        if t.iteration == 2:
+            shutil.copytree(t.out, d / "at2")
+
+    cfg = config(init, d / "four", 2, cluster.address, iterations=4, every=2, learner_sharding="fsdp")
+    final, rows, pids = run(cfg, after_step=keep_iteration_2)
+    return final, rows, pids, d / "at2", cfg
+
+
+def test_sharded_ranks_killed_in_a_checkpoints_gather_and_after_it_replay_and_change_nothing(cluster, init,
+                                                                                              undisturbed_fsdp,
+                                                                                              tmp_path):
+    """Rank 1 killed twice: in iteration 2's checkpoint (the optimizer's gather: fresh actors load the start's state
+    and replay the updates of iterations 0 and 1, then gather), then in the update of iteration 3 (0-based), one
+    update after that checkpoint (fresh actors load the state gathered there, replay iteration 2's update and rerun
+    iteration 3's). Parameters bitwise equal to the undisturbed run's."""
+    killed, groups = [], []
+
+    def kill_twice(trainer) -> None:
+        def kill(group) -> None:  # the calls are in flight: iteration 2's gather, then iteration 3's update
+            if trainer.iteration == 2 + len(killed) and len(killed) < 2:
+                killed.append(group.pids[1])
+                ray.kill(group.actors[1], no_restart=True)
+
+        trainer.learners.after_submit = kill
+        groups.append(trainer.learners)
+
+    final, rows, pids = run(config(init, tmp_path / "killed", 2, cluster.address, iterations=4, every=2,
+                                   learner_sharding="fsdp"), kill_twice)
+    assert torch.equal(final, undisturbed_fsdp[0])
+    # a retry in a checkpoint's gather is logged with the next iteration
+    assert [r["perf/learner_retries"] for r in rows] == [0.0, 0.0, 1.0, 1.0]
+    assert groups[0].replayed == 2 + 1
+    assert killed[0] in pids[0] and killed[0] not in pids[1] and killed[1] in pids[2] and killed[1] not in pids[3]
+
+
+def test_a_sharded_run_resumed_from_a_mid_run_checkpoint_equals_the_uninterrupted_one(cluster, undisturbed_fsdp):
+    """The undisturbed run's folder as it was at iteration 2 (its checkpoint: the optimizer gathered from the
+    ranks), resumed on fresh ranks: the uninterrupted parameters."""
+    final, _, _, at2, cfg = undisturbed_fsdp
+    resumed = cfg.model_copy(update={"out": str(at2), "checkpoint": cfg.checkpoint.model_copy(update={"resume": True})})
+    t = MixedOutcomes(resumed)
+    try:
+        assert t.iteration == 2 and t.learners.base is None  # fresh ranks: the full state goes once
+        t.train()
+        assert t.iteration == 4 and torch.equal(params(t.policy), final)
+    finally:
+        t.close()
+    steps = [json.loads(x)["step"] for x in (at2 / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
 
 
 DRIVER = """
