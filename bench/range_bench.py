@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
+from bench.results_io import run_or_read, save_figure
 from vla_rl.config import Config, deep_merge
 
 FULL_TASKS = ["mujoco/OpenDrawer-v1", "mujoco/PickCube-v1", "mujoco/PushCube-v1"]
@@ -103,13 +104,7 @@ def run_range_bench(cfg: BenchRangeConfig, console: Any = None) -> dict[str, Any
     t0, runs = time.time(), plan(cfg)
     for i, (fraction, seed) in enumerate(runs):
         job = run_config(cfg, fraction, seed)
-        done = Path(job.out) / "results.json"
-        if done.is_file():
-            results = json.loads(done.read_text())
-        else:
-            if console is not None:
-                console.print(f"[bold]range {i + 1}/{len(runs)}[/]: fraction {fraction:g}, seed {seed} -> {job.out}")
-            results = job.run(console)
+        results = run_or_read(job, console, f"range {i + 1}/{len(runs)}: fraction {fraction:g}, seed {seed}")
         rows.append(row(fraction, seed, results))
         doc = document(cfg, rows, time.time() - t0)
         write_json(cfg.results, doc)
@@ -151,11 +146,7 @@ def plot_range(summary: list[dict[str, Any]], path: str | Path) -> Path:
     ax.set_ylabel("mean test success")
     ax.set_ylim(min(0.0, *[s["lift"] for s in summary]), 1.0)
     ax.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=120)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,6 +23,7 @@ import yaml
 from pydantic import Field
 
 from bench.range_bench import write_json
+from bench.results_io import run_or_read, save_figure
 from vla_rl.config import Config, deep_merge
 
 
@@ -76,13 +77,7 @@ def run_recipe_bench(cfg: BenchRecipeConfig, console: Any = None) -> dict[str, A
     t0 = time.time()
     for seed in cfg.seeds:
         job = run_config(cfg, seed)
-        done = Path(job.out) / "results.json"
-        if done.is_file():
-            results = json.loads(done.read_text())
-        else:
-            if console is not None:
-                console.print(f"[bold]recipe {cfg.config}[/]: seed {seed} -> {job.out}")
-            results = job.run(console)
+        results = run_or_read(job, console, f"recipe {cfg.config}: seed {seed}")
         rows.append(row(seed, job, results))
         write_json(cfg.results, document(cfg, rows, time.time() - t0))
     doc = document(cfg, rows, time.time() - t0)
@@ -126,11 +121,7 @@ def plot_curves(rows: list[dict[str, Any]], path: str | Path) -> Path:
         axes[1, j].set_ylim(0, 1.05)
     axes[0, 0].legend(fontsize=7)
     axes[1, 0].legend(fontsize=7)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:
