@@ -74,11 +74,11 @@ def test_only_the_tail_is_read():
     ],
 )
 def test_megabytes_of_junk_are_fast(junk):
-    t = time.perf_counter()
+    t = time.process_time()  # this process's CPU time: other jobs on the machine do not count
     extract_answer(junk)
     all_boxed(junk)
     has_explicit_answer(junk)
-    assert time.perf_counter() - t < 0.5
+    assert time.process_time() - t < 2.0  # linear scans take ~0.1 s here; a quadratic one, minutes
 
 
 def test_binary_input():
