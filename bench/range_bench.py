@@ -57,7 +57,9 @@ def suite(fraction: float) -> list[str]:
     """The quickstart's three tasks at ``fraction`` of their initial-state ranges (the full tasks at 1)."""
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"range fraction must be in (0, 1], got {fraction}")
-    return list(FULL_TASKS) if fraction == 1.0 else [f"{t}@spread={fraction:g}" for t in FULL_TASKS]
+    from vla_rl.envs import variant_id
+
+    return list(FULL_TASKS) if fraction == 1.0 else [variant_id(t, spread=fraction) for t in FULL_TASKS]
 
 
 def run_config(cfg: BenchRangeConfig, fraction: float, seed: int) -> Any:

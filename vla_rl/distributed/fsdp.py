@@ -145,10 +145,11 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
 
 
 # ---- the driver's full state <-> the sharded ranks -------------------------------------------------------------
-def _options(cpu_offload: bool, strict: bool = True) -> Any:
+def _options(cpu_offload: bool, strict: bool = True, ignore_frozen: bool = False) -> Any:
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload, strict=strict)
+    return StateDictOptions(full_state_dict=True, cpu_offload=cpu_offload, strict=strict,
+                            ignore_frozen_params=ignore_frozen)
 
 
 def full_state(policy: nn.Module, opt: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, Any]] | None:
@@ -166,10 +167,9 @@ def full_trainable_state(policy: nn.Module) -> dict[str, torch.Tensor] | None:
     """The full values of the sharded ``policy``'s trainable parameters only (``requires_grad``; for LoRA the
     adapters and modules_to_save, not the frozen weights), on the CPU, keyed as in ``policy.state_dict()``: on
     rank 0; None on the others. A collective."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
-    weights = get_model_state_dict(policy, options=options)
+    weights = get_model_state_dict(policy, options=_options(True, ignore_frozen=True))
     trainable = {n for n, p in policy.named_parameters() if p.requires_grad}
     return {k: v for k, v in weights.items() if k in trainable} if dist.get_rank() == 0 else None
 

@@ -14,12 +14,13 @@ from vla_rl.envs.registration import (
     make_env,
     register_env,
     robot_task_ids,
+    variant_id,
 )
 from vla_rl.envs.vector import EnvConfig, make_vector_env
 
 __all__ = ["ACTION_DIM", "CAMERAS", "ENVS", "EnvConfig", "EnvSpec", "Obs", "StepResult", "VectorEnv",
            "check_actions", "check_task_id", "env_instructions", "env_spec", "make_env", "make_vector_env",
-           "register_env", "robot_task_ids"]
+           "register_env", "robot_task_ids", "variant_id"]
 
 
 def _mujoco(name: str, task: str, max_episode_steps: int, **kwargs: float) -> None:

@@ -75,6 +75,13 @@ def env_spec(id: str) -> EnvSpec:
     return EnvSpec(id, spec.entry_point, kwargs, steps)
 
 
+def variant_id(id: str, **kwargs: Any) -> str:
+    """The id of ``id`` with ``kwargs`` set, in the ``base@key=value`` form `env_spec` reads (a variant id gets more
+    keys): ``variant_id("mujoco/PickCube-v1", spread=0.25) == "mujoco/PickCube-v1@spread=0.25"``. Floats as ``:g``."""
+    items = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in kwargs.items())
+    return f"{id}{',' if '@' in id else '@'}{items}" if items else id
+
+
 def _scalar(text: str) -> Any:
     if text.lower() in ("true", "false"):
         return text.lower() == "true"

@@ -21,6 +21,7 @@ import torch
 from pydantic import Field, field_validator
 
 from vla_rl.config import Config
+from vla_rl.envs import check_task_id, env_spec, variant_id
 
 
 class CurriculumConfig(Config):
@@ -43,23 +44,13 @@ class CurriculumConfig(Config):
         return v
 
 
-def with_spread(task: str, spread: float) -> str:
-    """The id of ``task`` with its initial states drawn from the centred fraction ``spread`` of each range
-    (``mujoco/PickCube-v1@spread=0.25``; a variant id gets one more key)."""
-    return f"{task}{',' if '@' in task else '@'}spread={spread:g}"
-
-
 def own_spread(task: str) -> float:
     """The spread ``task`` is registered (or named) with; 1 (the full ranges) when it sets none."""
-    from vla_rl.envs import env_spec
-
     return float(env_spec(task).kwargs.get("spread", 1.0))
 
 
 def check_curriculum(cfg: CurriculumConfig, tasks: list[str]) -> None:
     """Refuse a ladder that does not end on every task's own spread, or tasks that take no ``spread``."""
-    from vla_rl.envs import check_task_id
-
     if not cfg.spreads:
         return
     for t in tasks:
@@ -68,7 +59,7 @@ def check_curriculum(cfg: CurriculumConfig, tasks: list[str]) -> None:
                              f"{own_spread(t):g}: end the ladder on the tasks' own spread (the distribution they are "
                              "validated and tested on)")
         try:
-            check_task_id(with_spread(t, cfg.spreads[0]))
+            check_task_id(variant_id(t, spread=cfg.spreads[0]))
         except ValueError as e:
             raise ValueError(f"curriculum.spreads needs tasks whose env takes a `spread` (the MuJoCo tasks): {e}") \
                 from None
@@ -81,12 +72,11 @@ class RangeCurriculum:
         self.cfg = cfg
         self.rung = {t: 0 for t in tasks}
         self.recent: dict[str, list[float]] = {t: [] for t in tasks}  # success of each round at the current rung
-        self.promotions: list[dict[str, Any]] = []  # since the last `metrics`
 
     def task_id(self, task: str) -> str:
         """The env id ``task`` is rolled out as now (``task`` itself on the last rung)."""
         k = self.rung[task]
-        return task if k == len(self.cfg.spreads) - 1 else with_spread(task, self.cfg.spreads[k])
+        return task if k == len(self.cfg.spreads) - 1 else variant_id(task, spread=self.cfg.spreads[k])
 
     def spread(self, task: str) -> float:
         return self.cfg.spreads[self.rung[task]]
@@ -102,7 +92,6 @@ class RangeCurriculum:
             return False
         self.rung[task] += 1
         self.recent[task] = []
-        self.promotions.append({"task": task, "spread": self.spread(task)})
         return True
 
     def metrics(self) -> dict[str, float]:

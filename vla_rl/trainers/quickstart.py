@@ -114,9 +114,11 @@ class QuickstartConfig(Config):
 
     def demo_task(self, task: str) -> str:
         """The env id ``task``'s demos are collected from (``demo_spread``'s variant of a suite task)."""
-        from vla_rl.trainers.curriculum import with_spread
+        from vla_rl.envs import variant_id
 
-        return with_spread(task, self.demo_spread) if self.demo_spread is not None and task in self.tasks else task
+        if self.demo_spread is None or task not in self.tasks:
+            return task
+        return variant_id(task, spread=self.demo_spread)
 
     def dataset(self, task: str) -> Path:
         return Path(self.out) / "data" / task.split("/")[-1]

@@ -7,7 +7,17 @@ from functools import partial
 import numpy as np
 import pytest
 
-from vla_rl.envs import ENVS, EnvSpec, check_task_id, env_instructions, env_spec, make_env, register_env, robot_task_ids
+from vla_rl.envs import (
+    ENVS,
+    EnvSpec,
+    check_task_id,
+    env_instructions,
+    env_spec,
+    make_env,
+    register_env,
+    robot_task_ids,
+    variant_id,
+)
 from vla_rl.registry import RegistryError
 
 
@@ -80,3 +90,12 @@ def test_a_variant_id_updates_the_base_spec_without_registering_it():
         check_task_id("mujoco/PickCube-v1@sprad=0.25")
     with pytest.raises(ValueError, match="is not key=value"):
         env_spec("mujoco/PickCube-v1@spread")
+
+
+def test_variant_id_spells_what_env_spec_reads():
+    pick = "mujoco/PickCube-v1"
+    assert variant_id(pick, spread=0.25) == f"{pick}@spread=0.25"
+    assert variant_id(f"{pick}@max_episode_steps=40", spread=0.25) == f"{pick}@max_episode_steps=40,spread=0.25"
+    assert variant_id(pick) == pick
+    spec = env_spec(variant_id(pick, spread=0.1, max_episode_steps=30))
+    assert spec.kwargs["spread"] == 0.1 and spec.max_episode_steps == 30
