@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from bench.range_bench import write_json
+from bench.results_io import write_json
 from vla_rl.config import Config
 
 LIFT_Z = 0.05  # m: the cube's centre this high is off the table (it rests at 0.02)
@@ -70,12 +70,15 @@ def run_episode(env: Any, policy: Any, seed: int) -> dict[str, Any]:
             "tcp_end": [round(float(x), 4) for x in env.sim.tcp_pos()]}
 
 
-def run_policy(cfg: BenchPhasesConfig, name: str, seeds: list[int], demo_side: int) -> dict[str, Any]:
+def run_policy(cfg: BenchPhasesConfig, name: str, seeds: list[int]) -> dict[str, Any]:
     """One policy's episodes and the share of them reaching each phase (overall and on the demo's side)."""
     from vla_rl.envs import make_env
     from vla_rl.evaluation import VLAChunkPolicy
+    from vla_rl.splits import split_seeds
 
     env = make_env(cfg.task, image_size=cfg.image_size)
+    env.reset(seed=split_seeds("train", 1)[0])  # the recipes' one demo: train seed 0 (`demo_spread`)
+    demo_side = cabinet_side(env)
     sampled = {} if cfg.temperature is None else {"greedy": False, "temperature": cfg.temperature, "seed": cfg.seed}
     policy = None if name == "expert" else VLAChunkPolicy.from_pretrained(name, **sampled)
     t0 = time.time()
@@ -97,20 +100,15 @@ def run_policy(cfg: BenchPhasesConfig, name: str, seeds: list[int], demo_side: i
 
 def run_phases_bench(cfg: BenchPhasesConfig) -> dict[str, Any]:
     """Every policy on the same seeds; the table written after each."""
-    from vla_rl.envs import make_env
     from vla_rl.splits import split_seeds
 
-    probe = make_env(cfg.task, image_size=16)
-    probe.reset(seed=split_seeds("train", 1)[0])  # the recipes' one demo: train seed 0 (`demo_spread`)
-    demo_side = cabinet_side(probe)
-    probe.close()
     seeds = split_seeds(cfg.split, cfg.episodes)
     decoding = "greedy" if cfg.temperature is None else f"sampled at T {cfg.temperature}"
     doc: dict[str, Any] = {"what": f"phases of {cfg.task} reached by each policy, {decoding}, {cfg.split} seeds "
                                    f"0..{cfg.episodes - 1} of the split",
                            "task": cfg.task, "temperature": cfg.temperature, "lift_z": LIFT_Z, "runs": []}
     for name in cfg.policies:
-        doc["runs"].append(run_policy(cfg, name, seeds, demo_side))
+        doc["runs"].append(run_policy(cfg, name, seeds))
         write_json(cfg.results, doc)
     return doc
 

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from bench.results_io import run_or_read, save_figure
+from bench.results_io import run_or_read, save_figure, write_json
 from vla_rl.config import Config, deep_merge
 
 FULL_TASKS = ["mujoco/OpenDrawer-v1", "mujoco/PickCube-v1", "mujoco/PushCube-v1"]
@@ -123,13 +123,6 @@ def document(cfg: BenchRangeConfig, rows: list[dict[str, Any]], wall_s: float) -
             "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                         "load_average_1min_end": round(os.getloadavg()[0], 2)},
             "runs": rows, "summary": summarise(rows), "wall_s": round(wall_s, 1)}
-
-
-def write_json(path: str | Path, doc: dict[str, Any]) -> None:
-    from vla_rl.utils.io import atomic_write_json
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, doc)
 
 
 def plot_range(summary: list[dict[str, Any]], path: str | Path) -> Path:

@@ -22,8 +22,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
-from bench.range_bench import write_json
-from bench.results_io import run_or_read, save_figure
+from bench.results_io import run_or_read, save_figure, write_json
 from vla_rl.config import Config, deep_merge
 
 

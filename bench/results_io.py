@@ -17,6 +17,14 @@ def merge_result(out: str | Path, key: str, row: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def write_json(path: str | Path, doc: dict[str, Any]) -> None:
+    """Write a bench's own results file ``path`` atomically (its folder made)."""
+    from vla_rl.utils.io import atomic_write_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, doc)
+
+
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     """Lay out and write a matplotlib figure to ``path`` (PNG, its folder made), then close it."""
     import matplotlib.pyplot as plt
