@@ -5,8 +5,9 @@ in one env on the first ``episodes`` seeds of ``split``. Per episode it records 
 was lifted (its centre above ``LIFT_Z``), placed (in the bin, released) and the drawer opened (at least
 ``DRAWER_OPEN``), and success. A policy at 0% success says nothing about where it fails; this does (issue 34:
 whether the place phase, the drawer phase or their chaining is what the one demo does not teach). The cabinet's
-side (left or right of the robot) is drawn at every range fraction: a discrete choice has no centred fraction. So
-each episode also records whether its cabinet stands on the same side as the recipes' demo's (train seed 0).
+side (left or right of the robot) is a discrete choice that a range fraction only makes rarer (left with
+probability spread / 2, `sims.mujoco.task.flip`), so each episode also records whether its cabinet stands on the
+same side as the recipes' demo's (train seed 0).
 """
 
 from __future__ import annotations

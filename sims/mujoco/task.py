@@ -71,6 +71,14 @@ class NarrowedRNG:
         return getattr(self._rng, name)
 
 
+def flip(rng: np.random.Generator | NarrowedRNG, p: float = 0.5) -> bool:
+    """A binary choice away from a task's nominal option: True with probability ``p`` at the full range and
+    ``p * spread`` under a `NarrowedRNG`, so a narrow variant mostly keeps the nominal layout, as its continuous
+    draws keep near their ranges' centres. One unit draw ``u`` either way (True when ``u < p * spread``): at the
+    full range a seed makes the same choice as ``rng.random() < p``."""
+    return bool(rng.random() < p * getattr(rng, "spread", 1.0))
+
+
 def move_action(sim: ArmSim, target: np.ndarray, gripper: float, gain: float = 1.0,
                 yaw: float | None = None) -> np.ndarray:
     """Action (7,) driving the TCP toward ``target`` (3,) with the gripper pointing down.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from sims.mujoco.sim import ArmSim
-from sims.mujoco.task import ArmTask, Expert, move_action
+from sims.mujoco.task import ArmTask, Expert, flip, move_action
 from tasks.robot._scene import (
     BIN_HALF,
     BIN_WALL,
@@ -40,7 +40,8 @@ class PlaceThenOpenDrawer(ArmTask):
     """A red cube, an open bin and a drawer cabinet; success when, at the same time, the cube lies in the
     bin (released) and the drawer is pulled out at least `DRAWER_OPEN` (0.12 m).
 
-    Randomised per seed: which side (left/right) the cabinet stands on, the bin opposite; the cabinet's
+    Randomised per seed: which side (left/right) the cabinet stands on, the bin opposite (the right, y < 0, is
+    nominal: a narrow variant puts it left with probability spread / 2, `sims.mujoco.task.flip`); the cabinet's
     position (x 0.6..0.68, |y| 0.24..0.31) and yaw (|yaw| <= 0.15 rad); the bin's position (x 0.42..0.6,
     |y| 0.18..0.28); the cube's position (x 0.36..0.55, |y| <= 0.25, clear of both) and yaw (|yaw| <= 0.3).
     """
@@ -98,7 +99,7 @@ def _layout(rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray, np
     """Cabinet position and yaw, bin position, cube xy: cabinet and bin on opposite sides, the cube clear
     of both (its grasp footprint, and the hand above it for the taller cabinet). Redraws until valid."""
     while True:
-        side = 1.0 if rng.random() < 0.5 else -1.0
+        side = 1.0 if flip(rng) else -1.0  # the cabinet right (-1) is nominal
         cab = np.array([rng.uniform(0.6, 0.68), side * rng.uniform(0.24, 0.31), 0.0])
         cab_yaw = float(rng.uniform(-0.15, 0.15))
         bin_pos = np.array([rng.uniform(0.42, 0.6), -side * rng.uniform(0.18, 0.28), 0.0])

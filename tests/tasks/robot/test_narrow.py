@@ -4,7 +4,7 @@ centred fraction of each range (`sims.mujoco.task.NarrowedRNG`)."""
 import numpy as np
 import pytest
 
-from sims.mujoco.task import NarrowedRNG
+from sims.mujoco.task import NarrowedRNG, flip
 from vla_rl.envs import env_spec, make_env
 from vla_rl.splits import split_seeds
 
@@ -52,3 +52,28 @@ def test_the_quickstart_variants_are_narrower_than_their_tasks():
     assert v1.entry_point == v2.entry_point == full.entry_point and v1.kwargs["task"] == full.kwargs["task"]
     assert v2.max_episode_steps == v1.max_episode_steps < full.max_episode_steps
     assert make_env("mujoco/PickCubeNarrow-v2", image_size=16).max_steps == 50
+
+
+def test_flip_keeps_the_nominal_option_in_proportion_to_the_spread():
+    draws = 20_000
+    full = [flip(np.random.default_rng(s)) for s in range(draws)]
+    assert full == [bool(np.random.default_rng(s).random() < 0.5) for s in range(draws)]  # the full range: u < p
+    narrow = np.mean([flip(NarrowedRNG(np.random.default_rng(s), 0.1)) for s in range(draws)])
+    assert abs(narrow - 0.05) < 0.01  # p * spread; binomial sd 0.0015
+    assert np.mean([flip(np.random.default_rng(s), 0.2) for s in range(draws)]) == pytest.approx(0.2, abs=0.01)
+
+
+def test_a_narrow_place_then_open_drawer_mostly_keeps_the_cabinet_right():
+    def left(task_id: str, seeds: list[int]) -> list[bool]:
+        env = make_env(task_id, image_size=16, cameras=())
+        sides = []
+        for seed in seeds:
+            env.reset(seed=seed)
+            sides.append(bool(env.sim.body_pos("cabinet")[1] > 0))
+        env.close()
+        return sides
+
+    seeds = split_seeds("train", 200)
+    full, narrow = left("mujoco/PlaceThenOpenDrawer-v1", seeds), left("mujoco/PlaceThenOpenDrawer-v1@spread=0.1", seeds)
+    assert 0.35 < np.mean(full) < 0.65 and np.mean(narrow) < 0.12
+    assert not narrow[0]  # train seed 0, the recipes' one demo, is nominal
