@@ -225,6 +225,27 @@ def test_an_interrupted_recording_leaves_no_bag_and_ctrl_c_ends_one_cleanly(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped"]  # no partial folders left
 
 
+def test_ctrl_c_during_a_recording_sets_a_flag_instead_of_raising(tmp_path):
+    import os
+    import signal
+
+    cfg, seen = small_config(), []
+
+    def stop() -> bool:
+        if not seen:  # the first check: Ctrl-C arrives while the loop runs
+            seen.append(signal.getsignal(signal.SIGINT))
+            os.kill(os.getpid(), signal.SIGINT)
+        return False  # only the signal can end it before max_s
+
+    before = signal.getsignal(signal.SIGINT)
+    with _idle_domain() as t:
+        t0 = time.monotonic()
+        record_bag(t, cfg, tmp_path / "bag", stop=stop, max_s=30)
+    assert time.monotonic() - t0 < 10 and (tmp_path / "bag" / "metadata.yaml").exists()
+    assert seen[0] is not before  # the recorder's own handler was in place
+    assert signal.getsignal(signal.SIGINT) is before  # and the previous one is back
+
+
 def test_the_record_bag_and_convert_bag_commands(recorded, tmp_path):
     """`vla-rl record-bag` as a user runs it, ended by Ctrl-C (a clean bag), and `vla-rl convert-bag` on a bag."""
     import os
