@@ -232,10 +232,11 @@ class DeployConfig(Config):
 @command("deploy", "run a checkpoint as a ROS 2 policy node with the safety layer (the ros2 extra)")
 def _deploy(argv: list[str]) -> int:
     import logging
+    import threading
 
     from robots.config import load_robot_config
     from robots.ros2.node import CheckpointPolicy, PolicyNode
-    from robots.ros2.transport import make_transport
+    from robots.ros2.transport import make_transport, sigint_sets
 
     if argv and "=" not in argv[0] and not argv[0].startswith("-"):
         argv = [f"policy={argv[0]}", *argv[1:]]
@@ -247,8 +248,9 @@ def _deploy(argv: list[str]) -> int:
     with make_transport(cfg.transport, cfg.domain, node_name="vla_rl_deploy") as t:
         node = PolicyNode(robot, t, CheckpointPolicy(cfg.policy, cfg.n_action_steps))
         print(f"policy node for {cfg.policy} on DDS domain {cfg.domain} (topics: {cfg.robot})", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the node; the transport closes below
-            node.run(max_s=cfg.max_s)
+        stop = threading.Event()
+        with sigint_sets(stop), contextlib.suppress(KeyboardInterrupt):  # Ctrl-C stops the node; the transport closes
+            node.run(stop=stop, max_s=cfg.max_s)
     lat = sorted(node.latencies)
     if lat:
         print(f"{len(node.sent)} commands; observation-to-command latency p50 {lat[len(lat) // 2] * 1e3:.2f} ms")

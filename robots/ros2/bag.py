@@ -23,11 +23,10 @@ import contextlib
 import json
 import queue
 import shutil
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import numpy as np
 from robots.config import RobotConfig
 from robots.ros2 import messages as m
 from robots.ros2.convert import command_to_action, state_from_pose
-from robots.ros2.transport import RELIABLE, SENSOR_DATA, QosProfile, Transport
+from robots.ros2.transport import RELIABLE, SENSOR_DATA, QosProfile, Transport, sigint_sets
 
 BAG_VERSION = 8  # rosbag2 metadata version (Jazzy's); the newest rosbags 0.11 writes are 8 and 9
 ROBOT_KEY = "vla_rl.robot"
@@ -99,7 +98,7 @@ def record_bag(transport: Transport, cfg: RobotConfig, path: str | Path, topics:
                 ready.set()
             end = None if max_s is None else time.monotonic() + max_s
             interrupted = threading.Event()
-            with _sigint_sets(interrupted), contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a clean end
+            with sigint_sets(interrupted), contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a clean end
                 while not interrupted.is_set() and not stopped() and (end is None or time.monotonic() < end):
                     _drain(inbox, writer, conns, counts, timeout=0.05)
             _drain(inbox, writer, conns, counts, timeout=0.0)
@@ -110,21 +109,6 @@ def record_bag(transport: Transport, cfg: RobotConfig, path: str | Path, topics:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return counts
-
-
-@contextlib.contextmanager
-def _sigint_sets(flag: threading.Event) -> Iterator[None]:
-    """In the main thread, Ctrl-C (SIGINT) sets ``flag`` for the duration instead of raising KeyboardInterrupt
-    wherever the thread is: raised inside the queue's lock handling, it can leave the lock held and hang the
-    recorder (a CI run's `record-bag` did not end within 60 s of Ctrl-C). The previous handler comes back after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _drain(inbox: queue.Queue, writer: Any, conns: dict[str, Any], counts: dict[str, int], timeout: float) -> None:

@@ -10,12 +10,14 @@ rmw_cyclonedds uses), so a ROS 2 node on the same domain and network sees our to
 Protocol over rclpy; ``make_transport(name, domain_id)`` picks one by name (the CLI's ``--transport``).
 """
 
+import contextlib
 import logging
 import os
 import random
+import signal
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -263,6 +265,23 @@ class CycloneTransport:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def sigint_sets(flag: threading.Event) -> Iterator[None]:
+    """In the main thread, Ctrl-C (SIGINT) sets ``flag`` for the duration instead of raising KeyboardInterrupt
+    wherever the thread is: raised inside a lock's handling (a queue, a Condition a middleware thread also takes),
+    it can leave the lock held and hang the process (a CI run's `record-bag` did not end within 60 s of Ctrl-C).
+    For the long-running loops (`record-bag`, `deploy`), which check ``flag``; the previous handler comes back
+    after. In another thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda *_: flag.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # ---- choosing one ------------------------------------------------------------------------------------------------
