@@ -126,15 +126,27 @@ def informative_rows(advantages: torch.Tensor, mask: torch.Tensor, mode: str = "
     if advantages.dim() != 1:
         raise ValueError(f"informative_rows needs one advantage per row (B,), got shape {tuple(advantages.shape)}")
     keep = advantages != 0
+    return keep, row_share(keep, mask, mode)
+
+
+def row_share(rows: torch.Tensor, mask: torch.Tensor, mode: str = "token-mean") -> float:
+    """The factor f with which ``agg_loss`` over the rows ``rows`` (bool (B,) or indices) of a per-token loss
+    enters ``agg_loss`` over all B rows of ``mask`` (B, L), for a loss whose tokens depend on their own row only
+    (`ROW_ADDITIVE`): the loss over all rows is then the sum over disjoint row sets of f x their own loss. The
+    valid tokens' share for ``token-mean``, the rows' share for the sequence modes."""
     if mode == "token-mean":
         total = float(mask.sum())
-        return keep, float(mask[keep].sum()) / total if total else 0.0
+        return float(mask[rows].sum()) / total if total else 0.0
     if mode in AGG_MODES:  # the sequence modes divide by the number of rows (and a constant length)
-        return keep, float(keep.sum()) / max(len(keep), 1)
+        picked = int(rows.sum()) if rows.dtype == torch.bool else len(rows)
+        return picked / max(len(mask), 1)
     raise ValueError(f"unknown loss aggregation {mode!r}; valid: {', '.join(AGG_MODES)}")
 
 
 ZERO_ADVANTAGE_SKIPPABLE = ("ppo_clip",)  # losses whose tokens with a zero advantage add nothing (see above)
+# Losses whose per-token terms depend on their own row only (no statistic of the whole minibatch, as clip_cov's and
+# kl_cov's token picks are): a minibatch can be forwarded in parts, each weighted by its `row_share`.
+ROW_ADDITIVE = ("ppo_clip", "nft", "luffy")
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

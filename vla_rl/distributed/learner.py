@@ -20,7 +20,7 @@ group and a `DataParallel` handed to ``fn(dp, *args)``; a trainer rank then does
 
     trainer = GRPOTrainer(cfg)                # every rank from the same init checkpoint (envs only where rolled out)
     dp.broadcast_parameters(trainer.policy)   # start from rank 0's weights
-    trainer.dp = dp                           # update() shards its minibatches, optimiser_step() all-reduces
+    trainer.dp = dp                           # update() shards its minibatches, backward() all-reduces
     metrics = trainer.update(rollout)         # the same Rollout on every rank (the global batch)
 
 Ray learner actors (`vla_rl.distributed.learner_actors`, ``distributed.learner_ranks``) do the same, one actor per

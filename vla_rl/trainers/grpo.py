@@ -125,6 +125,12 @@ class OptimConfig(Config):
     grad_clip: float = Field(1.0, gt=0, description="gradient norm clip")
     epochs: int = Field(2, ge=1, description="passes over each iteration's samples")
     minibatch_size: int = Field(128, ge=1, description="samples per gradient step")
+    micro_batch_size: int | None = Field(None, ge=1, description="samples forwarded and backpropagated at a time "
+                                         "within a minibatch, their gradients summed before its one step: the "
+                                         "same step to float rounding, with the activations of this many samples "
+                                         "held instead of the whole minibatch's (veRL's ppo_micro_batch_size). "
+                                         "None: the whole minibatch at once. Needs a loss that sums over rows "
+                                         "(ppo_clip, nft, luffy), no target_kl and one learner process")
     target_kl: float | None = Field(None, gt=0, description="stop the iteration's epochs once the mean KL to the "
                                     "rollout policy (over the computed samples: PPO clip skips zero-advantage ones) "
                                     "exceeds 1.5x this (SB3's target_kl); None: never")
@@ -211,6 +217,25 @@ class GRPOAlgoConfig(Config):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @model_validator(mode="after")
+    def _micro_batches_add_up(self) -> GRPOAlgoConfig:
+        from vla_rl.algos.losses import ROW_ADDITIVE
+
+        if self.optim.micro_batch_size is None:
+            return self
+        if self.loss.name not in ROW_ADDITIVE:
+            raise ValueError(f"optim.micro_batch_size: the {self.loss.name} loss takes statistics of the whole "
+                             f"minibatch, so its parts would not add up to it; use one of {', '.join(ROW_ADDITIVE)} "
+                             "or set optim.micro_batch_size=null (and bound memory with optim.minibatch_size)")
+        if self.optim.target_kl is not None:
+            raise ValueError("optim.micro_batch_size with optim.target_kl: the KL early stop reads the whole "
+                             "minibatch's KL before its step; set one of them to null")
+        dist = getattr(self, "distributed", None)
+        if dist is not None and dist.learner_ranks > 1:
+            raise ValueError("optim.micro_batch_size with distributed.learner_ranks > 1: each rank already forwards "
+                             "only its shard of a minibatch; set optim.micro_batch_size=null (or add ranks)")
+        return self
 
     @model_validator(mode="after")
     def _lora_without_ema(self) -> GRPOAlgoConfig:
@@ -641,15 +666,15 @@ class GRPOTrainer:
                     updates += 1
                     continue
                 idx = idx[keep]
-            computed = self.minibatch_loss(r, idx, adv, group_acc, factor)
+            computed = self.accumulate(r, idx, adv, group_acc, factor)
             if computed is None:  # the policy has moved far enough from the one that collected the data
                 stopped = True
                 break
-            loss, metrics, entropy = computed
+            loss, metrics = computed
             gnorm = self.optimiser_step(loss)
             if gnorm is None:  # non-finite: skipped
                 continue
-            means.add(metrics | {"loss/pg": loss.detach(), "actor/entropy": entropy, "actor/grad_norm": gnorm})
+            means.add(metrics | {"loss/pg": loss, "actor/grad_norm": gnorm})
             updates += 1
         out = means.result()  # ratio and entropy metrics: computed samples only
         out["actor/zero_advantage_frac"] = float((adv[subset] == 0).float().mean())
@@ -695,12 +720,43 @@ class GRPOTrainer:
             for start in range(0, n, cfg.minibatch_size):
                 yield perm[start : start + cfg.minibatch_size]
 
-    def minibatch_loss(self, r: Rollout, idx: torch.Tensor, adv: torch.Tensor, group_acc: torch.Tensor, factor: float
-                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor] | None:
-        """The loss of samples ``idx`` (their forward, the policy loss x ``factor``, + ``kl_coef`` x the KL to the
-        reference policy), its metrics and the mean entropy of their tokens; None when the mean KL to the rollout
-        policy is past 1.5 x ``target_kl`` (SB3's early stop). Data-parallel: this rank forwards its shard of
-        ``idx``, and the loss sees every row of the minibatch, only this rank's with a gradient (`DataParallel`)."""
+    def accumulate(self, r: Rollout, idx: torch.Tensor, adv: torch.Tensor, group_acc: torch.Tensor, factor: float
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
+        """Zero the gradients, then the forward and backward of minibatch ``idx`` (its policy loss x ``factor``),
+        in parts of ``micro_batch_size`` samples whose gradients add up. Returns the minibatch's loss (detached) and
+        metrics (token means: the parts' weighted by their tokens, entropy included), or None for the KL early
+        stop (`minibatch_loss`)."""
+        from vla_rl.algos.losses import row_share
+
+        self.opt.zero_grad(set_to_none=True)
+        micro = self.cfg.optim.micro_batch_size
+        parts = [idx] if micro is None or len(idx) <= micro else list(idx.split(micro))
+        mask = r.token_mask[idx]
+        total = torch.zeros(())
+        metrics: dict[str, torch.Tensor] = {}
+        at = 0
+        for part in parts:
+            rows = torch.arange(at, at + len(part))
+            at += len(part)
+            share = 1.0 if len(parts) == 1 else row_share(rows, mask, self.cfg.loss.agg_mode)
+            tokens = 1.0 if len(parts) == 1 else row_share(rows, mask, "token-mean")
+            computed = self.minibatch_loss(r, part, adv, group_acc, factor * share, tokens)
+            if computed is None:
+                return None
+            loss, part_metrics, entropy = computed
+            self.backward(loss)
+            total = total + loss.detach()
+            for k, v in (part_metrics | {"actor/entropy": entropy}).items():
+                metrics[k] = metrics.get(k, 0.0) + tokens * v.detach()
+        return total, metrics
+
+    def minibatch_loss(self, r: Rollout, idx: torch.Tensor, adv: torch.Tensor, group_acc: torch.Tensor, factor: float,
+                       kl_factor: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor] | None:
+        """The loss of samples ``idx`` (their forward, the policy loss x ``factor``, + ``kl_coef`` x
+        ``kl_factor`` x the KL to the reference policy), its metrics and the mean entropy of their tokens; None when
+        the mean KL to the rollout policy is past 1.5 x ``target_kl`` (SB3's early stop). Data-parallel: this rank
+        forwards its shard of ``idx``, and the loss sees every row of the minibatch, only this rank's with a
+        gradient (`DataParallel`)."""
         from vla_rl.algos import POLICY_LOSSES, kl_penalty
         from vla_rl.algos.losses import masked_mean
 
@@ -720,7 +776,7 @@ class GRPOTrainer:
             with torch.no_grad():
                 ref_logp, _ = self.logprobs(self.ref, r, idx)
             kl = masked_mean(kl_penalty(logp, ref_logp, cfg.kl_kind), mask)
-            loss = loss + cfg.kl_coef * kl
+            loss = loss + cfg.kl_coef * kl_factor * kl
             metrics["actor/kl_ref"] = kl.detach()
         return loss, metrics, masked_mean(ent.detach(), mask)
 
@@ -742,16 +798,19 @@ class GRPOTrainer:
         logp, ent = self.dp.gather_rows(len(idx), *local)
         return logp.cpu(), ent.cpu()
 
-    def optimiser_step(self, loss: torch.Tensor) -> torch.Tensor | None:
-        """Backward, clip the gradient norm to ``grad_clip``, step; returns the norm before clipping. A non-finite
-        loss or norm skips the step (None) and stops the run after ``nan_patience`` in a row. Data-parallel: the
-        gradient is summed over the ranks before the clip, so every rank takes the same step."""
-        cfg = self.cfg.optim
-        self.opt.zero_grad(set_to_none=True)
+    def backward(self, loss: torch.Tensor) -> None:
+        """Add the gradient of ``loss`` to the parameters'. Data-parallel: the gradient is summed over the ranks
+        (once per minibatch: `accumulate` forwards it whole there)."""
         if self.dp is None:
             loss.backward()
         else:
             self.dp.backward(loss, (p for g in self.opt.param_groups for p in g["params"]))
+
+    def optimiser_step(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """Clip the gradient norm (after `backward`) to ``grad_clip``, step; returns the norm before clipping. A
+        non-finite loss or norm skips the step (None) and stops the run after ``nan_patience`` in a row.
+        Data-parallel: the gradient was summed over the ranks before the clip, so every rank takes the same step."""
+        cfg = self.cfg.optim
         if self.dp is None:
             gnorm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
         else:  # the norm of the whole gradient (FSDP: over every rank's shard)

@@ -271,6 +271,41 @@ def test_skipping_all_equal_groups_takes_the_same_steps(init_ckpt, tmp_path):
     assert (p_skip - params(VLAPolicy.from_pretrained(init_ckpt))).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("agg_mode, kl_coef", [("token-mean", 0.0), ("seq-mean-token-mean", 0.1)])
+def test_micro_batches_take_the_minibatch_step(init_ckpt, tmp_path, agg_mode, kl_coef):
+    """A minibatch forwarded in micro-batches (gradients summed) ends at the parameters, loss, gradient norm and
+    token-mean metrics of one forward of it, under both kinds of aggregation and with the KL term."""
+    ends = {}
+    for micro in (None, 3):
+        t = GRPOTrainer(cfg_for(init_ckpt, tmp_path / f"micro{micro}{agg_mode}", sampling={"seeds_per_iter": 4},
+                                loss={"agg_mode": agg_mode, "kl_coef": kl_coef},
+                                optim={"epochs": 2, "minibatch_size": 10, "micro_batch_size": micro, "lr": 3e-3},
+                                eval={"episodes": 0}))
+        try:
+            r = t.rollout()  # the same rollouts for both: same seed, same initial policy
+            r.success[:] = torch.arange(len(r.success)) % 3 == 0
+            m = t.update(r)
+            ends[micro] = (params(t.policy), m, r.num_samples)
+        finally:
+            t.close()
+    (p_whole, m_whole, n), (p_micro, m_micro, _) = ends[None], ends[3]
+    assert n > 10 and m_micro["actor/updates"] == m_whole["actor/updates"]  # minibatches of 10 in parts of 3, 3, 3, 1
+    for key in ("loss/pg", "actor/grad_norm", "actor/entropy", "actor/ppo_kl"):
+        assert m_micro[key] == pytest.approx(m_whole[key], rel=1e-4, abs=1e-6), key
+    torch.testing.assert_close(p_micro, p_whole, atol=3e-5, rtol=1e-5)
+    assert (p_micro - params(VLAPolicy.from_pretrained(init_ckpt))).abs().max() > 1e-3
+
+
+def test_micro_batches_refuse_what_would_not_add_up(init_ckpt, tmp_path):
+    with pytest.raises(ValueError, match="clip_cov loss takes statistics of the whole minibatch"):
+        cfg_for(init_ckpt, tmp_path / "m", loss={"name": "clip_cov"}, optim={"micro_batch_size": 4})
+    with pytest.raises(ValueError, match="micro_batch_size with optim.target_kl"):
+        cfg_for(init_ckpt, tmp_path / "m", optim={"micro_batch_size": 4, "target_kl": 0.05})
+    with pytest.raises(ValueError, match="micro_batch_size with distributed.learner_ranks > 1"):
+        cfg_for(init_ckpt, tmp_path / "m", optim={"micro_batch_size": 4},
+                distributed={"backend": "ray", "learner_ranks": 2})
+
+
 def mean_logp_of(t, r, rows) -> float:
     """Mean log-prob of the valid tokens of samples ``rows`` (bool (S,)) under the trainer's policy."""
     with torch.no_grad():
