@@ -451,7 +451,8 @@ def _grade_exam(argv: list[str]) -> int:
 @command("bench", "benchmarks: env, rollout, ablation (GRPO variants), update (vs TRL), vla7b (7B shape, GPU), "
                   "decoding (argmax vs median of action tokens), tokens (image-token merge vs compute), distributed "
                   "(Ray actors vs local workers), range (the quickstart at initial-state range fractions), recipe (a "
-                  "quickstart-type recipe over seeds), phases (the long-horizon task's phases reached)")
+                  "quickstart-type recipe over seeds), phases (the long-horizon task's phases reached), micro (an "
+                  "update whole vs in micro-batches)")
 def _bench(argv: list[str]) -> int:
     import importlib
 
@@ -468,6 +469,7 @@ def _bench(argv: list[str]) -> int:
         "range": "bench.range_bench",
         "recipe": "bench.recipe_bench",
         "phases": "bench.phases_bench",
+        "micro": "bench.micro_batch_bench",
     }
     if not argv or argv[0] not in names:
         print(f"usage: vla-rl bench {'|'.join(names)} [key=value ...]   (writes bench/results/<name>.json)")
