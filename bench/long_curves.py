@@ -1,7 +1,7 @@
 """The long-horizon task's GRPO curves (issue 34) from the runs' records: rollout success per iteration of runs 1-4
 (`bench/results/long_grpo_rung1.json`, from the SFT) and of the runs continued from run 4's last checkpoint
-(`bench/results/long_grpo_rung2.json`), each drawn from the iteration of the checkpoint it started from, with the curriculum's rung of each
-iteration. -> docs/img/long_grpo_curves.png
+(`bench/results/long_grpo_rung2.json`), each drawn from the iteration of the checkpoint it started from, with the
+curriculum's rung of each iteration. -> docs/img/long_grpo_curves.png
 
     python -m bench.long_curves
 """
