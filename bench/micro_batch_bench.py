@@ -43,22 +43,18 @@ class BenchMicroConfig(Config):
     results: str = Field("bench/results/micro_batch.json", description="where the figures go")
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _one_setting(init: str, rollout: str, out: str, samples: int, micro: int | None, threads: int,
                  params_path: str, queue: Any) -> None:
     """In a fresh process: one update with ``micro``; puts its seconds and memory on ``queue``, writes the final
     parameters to ``params_path``."""
     from bench.data_parallel_bench import learner
+    from vla_rl.distributed.ray_env import rss_mb
 
     t = learner(init, out, threads=threads, optim={"epochs": 1, "minibatch_size": samples,
                                                    "micro_batch_size": micro, "lr": 2e-5})
     try:
         r = torch.load(rollout, weights_only=False)
-        before = _rss_mb()
+        before = rss_mb()
         t0 = time.perf_counter()
         metrics = t.update(r)
         seconds = time.perf_counter() - t0

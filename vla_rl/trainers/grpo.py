@@ -231,10 +231,6 @@ class GRPOAlgoConfig(Config):
         if self.optim.target_kl is not None:
             raise ValueError("optim.micro_batch_size with optim.target_kl: the KL early stop reads the whole "
                              "minibatch's KL before its step; set one of them to null")
-        dist = getattr(self, "distributed", None)
-        if dist is not None and dist.learner_ranks > 1:
-            raise ValueError("optim.micro_batch_size with distributed.learner_ranks > 1: each rank already forwards "
-                             "only its shard of a minibatch; set optim.micro_batch_size=null (or add ranks)")
         return self
 
     @model_validator(mode="after")
@@ -303,6 +299,13 @@ class GRPOConfig(GRPOAlgoConfig):
             raise ValueError(f"rollout.anchors ({self.rollout.anchors}) must be below sampling.group_size "
                              f"({self.sampling.group_size}): a group needs sampled rollouts to compare the greedy "
                              "one with")
+        return self
+
+    @model_validator(mode="after")
+    def _micro_batches_on_one_learner(self) -> GRPOConfig:
+        if self.optim.micro_batch_size is not None and self.distributed.learner_ranks > 1:
+            raise ValueError("optim.micro_batch_size with distributed.learner_ranks > 1: each rank already forwards "
+                             "only its shard of a minibatch; set optim.micro_batch_size=null (or add ranks)")
         return self
 
     @model_validator(mode="after")
@@ -734,10 +737,7 @@ class GRPOTrainer:
         mask = r.token_mask[idx]
         total = torch.zeros(())
         metrics: dict[str, torch.Tensor] = {}
-        at = 0
-        for part in parts:
-            rows = torch.arange(at, at + len(part))
-            at += len(part)
+        for part, rows in zip(parts, torch.arange(len(idx)).split(len(parts[0])), strict=True):  # rows: of ``idx``
             share = 1.0 if len(parts) == 1 else row_share(rows, mask, self.cfg.loss.agg_mode)
             tokens = 1.0 if len(parts) == 1 else row_share(rows, mask, "token-mean")
             computed = self.minibatch_loss(r, part, adv, group_acc, factor * share, tokens)
